@@ -1,0 +1,218 @@
+"""The typed configuration of one training run (one grid point).
+
+Every section refuses unknown keys and wrong types, so a typo in a grid file is an error,
+never a silently ignored setting. Units: `epochs` count passes over the training set; with
+full-batch gradient descent one epoch is one optimizer step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class SpiralData(Section):
+    """The paper's interleaved spirals: class j's angle runs from 2*pi*j/C over `revolutions`*pi."""
+
+    name: Literal["spiral"]
+    points_per_class: PositiveInt = 100
+    classes: Annotated[int, Field(ge=2)] = 3
+    revolutions: PositiveFloat = 4.0
+    noise: NonNegativeFloat = 0.2
+    val_points_per_class: Optional[PositiveInt] = None  # default: points_per_class
+    data_seed: int = 0  # the validation points use data_seed + 1
+
+
+class DigitsData(Section):
+    """scikit-learn's bundled 8x8 digits, split in a stratified way."""
+
+    name: Literal["digits"]
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    classes: Optional[list[Annotated[int, Field(ge=0, le=9)]]] = None
+    split_seed: int = 0
+
+
+class Cifar10Data(Section):
+    """CIFAR-10 from a local `cifar-10-batches-py` directory (the standard python batches)."""
+
+    name: Literal["cifar10"]
+    path: str
+    classes: Optional[list[Annotated[int, Field(ge=0, le=9)]]] = None
+    train_size: Optional[PositiveInt] = None
+    val_size: Optional[PositiveInt] = None
+    augment: bool = False
+    split_seed: int = 0
+
+
+DataConfig = Annotated[Union[SpiralData, DigitsData, Cifar10Data], Field(discriminator="name")]
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+class MLPModel(Section):
+    name: Literal["mlp"]
+    width: PositiveInt = 100
+    depth: PositiveInt = 1  # number of hidden layers, each `width` wide, ReLU
+
+
+class Myrtle5Model(Section):
+    name: Literal["myrtle5"]
+    channels: PositiveInt = 64
+
+
+class WideResNetModel(Section):
+    name: Literal["wide_resnet"]
+    depth: PositiveInt = 28
+    widen_factor: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _depth_is_6n_plus_4(self):
+        if (self.depth - 4) % 6 != 0 or self.depth < 10:
+            raise ValueError(f"depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {self.depth}")
+        return self
+
+
+ModelConfig = Annotated[Union[MLPModel, Myrtle5Model, WideResNetModel], Field(discriminator="name")]
+
+
+# --- optimizer and learning-rate schedule -----------------------------------------------------
+
+
+class OptimizerConfig(Section):
+    """`sgd` is gradient descent (full batch when batch_size is `full`), with optional
+    (Nesterov) momentum; `adam` is Adam. Weight decay is decoupled (added to the update)."""
+
+    name: Literal["sgd", "adam"] = "sgd"
+    learning_rate: PositiveFloat = 1.0
+    batch_size: Union[PositiveInt, Literal["full"]] = "full"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 0.0
+    b1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    b2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: PositiveFloat = 1e-8
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0 (e.g. momentum: 0.9)")
+        if self.name == "adam" and (self.momentum or self.nesterov):
+            raise ValueError("adam takes b1 and b2, not momentum or nesterov")
+        return self
+
+
+class ConstantSchedule(Section):
+    name: Literal["constant"] = "constant"
+
+
+class PiecewiseLinearSchedule(Section):
+    """lr(epoch) = learning_rate * interpolation of `knots` [[epoch, scale], ...]; constant
+    outside. The supplementary's Myrtle5 runs: learning_rate 0.02, knots [[0, 0], [300, 1], [700, 0.1]]."""
+
+    name: Literal["piecewise_linear"]
+    knots: Annotated[list[tuple[NonNegativeFloat, NonNegativeFloat]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _epochs_increase(self):
+        epochs = [epoch for epoch, _ in self.knots]
+        if any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise ValueError(f"knot epochs must increase strictly, got {epochs}")
+        return self
+
+
+class CosineSchedule(Section):
+    """lr = learning_rate * (final_scale + (1 - final_scale) * (1 + cos(pi * p)) / 2), p the fraction
+    of training after a linear warm-up of `warmup_epochs`."""
+
+    name: Literal["cosine"]
+    warmup_epochs: NonNegativeFloat = 0.0
+    final_scale: NonNegativeFloat = 0.0
+
+
+class TriangularSchedule(Section):
+    """Smith's cyclical learning rate: from base_lr up to max_lr in step_size steps, back down in as
+    many, and again. `optimizer.learning_rate` is not used with it."""
+
+    name: Literal["triangular"]
+    base_lr: PositiveFloat
+    max_lr: PositiveFloat
+    step_size: PositiveFloat
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self):
+        if self.max_lr < self.base_lr:
+            raise ValueError(f"max_lr ({self.max_lr}) must be >= base_lr ({self.base_lr})")
+        return self
+
+
+class RangeTestSchedule(Section):
+    """The learning-rate range test: lr rises linearly from min_lr to max_lr over the whole run."""
+
+    name: Literal["range_test"]
+    min_lr: PositiveFloat
+    max_lr: PositiveFloat
+
+
+ScheduleConfig = Annotated[
+    Union[ConstantSchedule, PiecewiseLinearSchedule, CosineSchedule, TriangularSchedule, RangeTestSchedule],
+    Field(discriminator="name"),
+]
+
+
+# --- loss and training ------------------------------------------------------------------------
+
+
+class LossConfig(Section):
+    """The dynamical loss of DESIGN.md. `period` is in optimizer steps unless period_unit is epochs."""
+
+    name: Literal["dynamical_cross_entropy", "dynamical_mse"] = "dynamical_cross_entropy"
+    amplitude: Annotated[float, Field(ge=1)] = 1.0
+    period: PositiveFloat = 1000.0
+    period_unit: Literal["steps", "epochs"] = "steps"
+    shape: Literal["triangle", "cosine"] = "triangle"
+    stop_oscillation_epoch: Optional[Annotated[int, Field(ge=0)]] = None
+
+
+class TrainingConfig(Section):
+    epochs: PositiveInt
+    eval_every: PositiveInt = 1
+    checkpoint_every: Optional[PositiveInt] = None
+    dtype: Literal["float32", "float64"] = "float32"
+    eval_batch_size: PositiveInt = 1000
+
+
+class TrialConfig(Section):
+    """One grid point, fully resolved: what `trainers.train` trains."""
+
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ConstantSchedule()
+    training: TrainingConfig
+    loss: LossConfig = LossConfig()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        stop = self.loss.stop_oscillation_epoch
+        if stop is not None and stop > self.training.epochs:
+            raise ValueError(
+                f"loss.stop_oscillation_epoch ({stop}) is past the end of training "
+                f"(training.epochs = {self.training.epochs})"
+            )
+        if self.model.name in ("myrtle5", "wide_resnet") and self.data.name != "cifar10":
+            raise ValueError(f"model {self.model.name} needs images: use data.name cifar10")
+        return self
