@@ -1,0 +1,85 @@
+"""The dynamical loss against DESIGN.md's definition, point by point."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from trainers.loss import class_weights, dynamical_loss, emphasized_class
+
+C = 3
+
+
+def gamma(step, amplitude=10.0, period=100.0, stop=np.inf, shape="triangle"):
+    return np.asarray(class_weights(step, C, amplitude, period, stop, shape))
+
+
+def test_amplitude_one_is_softmax_cross_entropy():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (64, C)) * 3
+    labels = jax.random.randint(jax.random.PRNGKey(1), (64,), 0, C)
+    expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    for step in (0, 17, 50, 99, 250):
+        weights = class_weights(step, C, 1.0, 100.0, np.inf)
+        assert float(dynamical_loss("dynamical_cross_entropy", logits, labels, weights)) == pytest.approx(
+            float(expected), rel=1e-6
+        )
+
+
+def test_amplitude_one_mse_is_plain_squared_error():
+    logits = jax.random.normal(jax.random.PRNGKey(2), (16, C))
+    labels = jnp.arange(16) % C
+    expected = jnp.mean(jnp.sum((logits - jax.nn.one_hot(labels, C)) ** 2, axis=-1))
+    assert float(dynamical_loss("dynamical_mse", logits, labels, gamma(30, amplitude=1.0))) == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("shape", ["triangle", "cosine"])
+def test_weights_sum_to_number_of_classes(shape):
+    for step in range(0, 700, 7):
+        assert gamma(step, amplitude=37.0, shape=shape).sum() == pytest.approx(C, rel=1e-6)
+
+
+def test_triangle_peaks_at_half_period_with_the_normalized_amplitude():
+    A = 10.0
+    peak = gamma(50, amplitude=A)  # tau = T/2: raw weight A
+    assert peak[0] == pytest.approx(C * A / (A + C - 1))
+    assert peak[1] == peak[2] == pytest.approx(C / (A + C - 1))
+    quarter = gamma(25, amplitude=A)  # tau = T/4: raw weight 1 + (A - 1) / 2
+    g = 1 + (A - 1) / 2
+    assert quarter[0] == pytest.approx(C * g / (g + C - 1))
+    np.testing.assert_allclose(gamma(0, amplitude=A), np.ones(C))  # cycle start: all equal
+    assert gamma(49, amplitude=A)[0] < peak[0] and gamma(51, amplitude=A)[0] < peak[0]
+
+
+def test_cosine_shape_is_sin_squared():
+    A, T = 5.0, 80.0
+    for step in (0, 10, 20, 40, 60):
+        g = 1 + (A - 1) * np.sin(np.pi * step / T) ** 2
+        assert gamma(step, amplitude=A, period=T, shape="cosine")[0] == pytest.approx(C * g / (g + C - 1), rel=1e-5)
+
+
+def test_emphasized_class_cycles_round_robin_every_period():
+    period = 100.0
+    classes = [int(emphasized_class(step, period, C)) for step in (0, 99, 100, 199, 200, 299, 300, 450)]
+    assert classes == [0, 0, 1, 1, 2, 2, 0, 1]
+    assert int(np.argmax(gamma(150))) == 1 and int(np.argmax(gamma(250))) == 2
+
+
+def test_period_is_exactly_T_steps():
+    # The published notebook resets after T + 1 steps; here step T starts the next cycle at weight 1.
+    np.testing.assert_allclose(gamma(100, period=100.0), np.ones(C))
+    assert int(emphasized_class(100, 100.0, C)) == 1
+
+
+def test_oscillations_stop_at_the_stop_step():
+    assert gamma(149, stop=150)[1] > 1.0
+    for step in (150, 151, 250, 1000):
+        np.testing.assert_allclose(gamma(step, stop=150), np.ones(C))
+
+
+def test_weights_are_traceable_values():
+    """A, T and the stop step can be jit arguments: one compiled function serves all of them."""
+    weights = jax.jit(lambda t, a, p, s: class_weights(t, C, a, p, s))
+    np.testing.assert_allclose(weights(50, 10.0, 100.0, np.inf), gamma(50, 10.0, 100.0))
+    np.testing.assert_allclose(weights(25, 3.0, 50.0, np.inf), gamma(25, 3.0, 50.0))
+    assert weights._cache_size() == 1
