@@ -1,0 +1,48 @@
+"""Each model maps a batch to (batch, classes) logits; the standard WRN-28-10 has its known size."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+from trainers.models import build_model
+
+
+def logits_shape(cfg, input_shape, classes=3):
+    model = build_model(cfg, classes)
+    x = jnp.zeros((4, *input_shape))
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    return model.apply(variables, x, train=False).shape, variables
+
+
+def count(tree):
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def test_mlp_one_and_several_hidden_layers():
+    shape, variables = logits_shape(MLPModel(name="mlp", width=20), (2,))
+    assert shape == (4, 3)
+    assert count(variables["params"]) == 2 * 20 + 20 + 20 * 3 + 3
+    shape, variables = logits_shape(MLPModel(name="mlp", width=16, depth=3), (64,), classes=10)
+    assert shape == (4, 10) and len(variables["params"]) == 4
+
+
+def test_myrtle5_on_cifar_images():
+    shape, variables = logits_shape(Myrtle5Model(name="myrtle5", channels=8), (32, 32, 3))
+    assert shape == (4, 3)
+    assert len([k for k in variables["params"] if k.startswith("Conv")]) == 4
+
+
+def test_small_wide_resnet_runs_and_has_batch_norm_state():
+    model = build_model(WideResNetModel(name="wide_resnet", depth=10, widen_factor=1), 10)
+    x = jnp.ones((2, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    assert "batch_stats" in variables
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.shape == (2, 10) and "batch_stats" in updates
+
+
+def test_wrn_28_10_is_the_standard_36_million_parameter_network():
+    model = build_model(WideResNetModel(name="wide_resnet"), 10)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+    assert 36.4e6 < count(shapes["params"]) < 36.6e6

@@ -1,0 +1,104 @@
+"""Flax models. Each maps inputs (N, ...) to logits (N, num_classes).
+
+- MLP: `depth` hidden Dense layers of `width` units with ReLU (the paper's spiral network is one
+  hidden layer).
+- Myrtle5 (Shankar et al. 2020): conv3x3-ReLU twice, avg-pool; conv-ReLU, avg-pool; conv-ReLU,
+  avg-pool three times; dense. All convolutions have `channels` channels.
+- WideResNet (Zagoruyko & Komodakis 2016): WRN-depth-k with pre-activation basic blocks and batch
+  norm; (depth - 4) / 6 blocks in each of three groups of 16k, 32k and 64k channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+
+
+class MLP(nn.Module):
+    width: int
+    depth: int
+    num_classes: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.reshape((x.shape[0], -1))
+        for _ in range(self.depth):
+            x = nn.relu(nn.Dense(self.width, dtype=self.dtype, param_dtype=self.dtype)(x))
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype)(x)
+
+
+class Myrtle5(nn.Module):
+    channels: int
+    num_classes: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        def conv_relu(y):
+            return nn.relu(nn.Conv(self.channels, (3, 3), dtype=self.dtype, param_dtype=self.dtype)(y))
+
+        def pool(y):
+            return nn.avg_pool(y, (2, 2), strides=(2, 2))
+
+        x = pool(conv_relu(conv_relu(x)))
+        x = pool(conv_relu(x))
+        x = pool(pool(pool(conv_relu(x))))
+        x = x.reshape((x.shape[0], -1))
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype)(x)
+
+
+class WideBasicBlock(nn.Module):
+    channels: int
+    stride: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.dtype)
+        conv = lambda stride: nn.Conv(
+            self.channels, (3, 3), strides=(stride, stride), use_bias=False, dtype=self.dtype, param_dtype=self.dtype
+        )
+        activated = nn.relu(norm()(x))
+        shortcut = x
+        if x.shape[-1] != self.channels or self.stride != 1:
+            shortcut = nn.Conv(
+                self.channels, (1, 1), strides=(self.stride, self.stride), use_bias=False,
+                dtype=self.dtype, param_dtype=self.dtype,
+            )(activated)
+        y = conv(self.stride)(activated)
+        y = conv(1)(nn.relu(norm()(y)))
+        return y + shortcut
+
+
+class WideResNet(nn.Module):
+    depth: int
+    widen_factor: int
+    num_classes: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        blocks_per_group = (self.depth - 4) // 6
+        x = nn.Conv(16, (3, 3), use_bias=False, dtype=self.dtype, param_dtype=self.dtype)(x)
+        for group, base in enumerate((16, 32, 64)):
+            for block in range(blocks_per_group):
+                stride = 2 if group > 0 and block == 0 else 1
+                x = WideBasicBlock(base * self.widen_factor, stride, self.dtype)(x, train)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.dtype)(x))
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype)(x)
+
+
+def build_model(cfg, num_classes: int, dtype=jnp.float32) -> nn.Module:
+    if isinstance(cfg, MLPModel):
+        return MLP(cfg.width, cfg.depth, num_classes, dtype)
+    if isinstance(cfg, Myrtle5Model):
+        return Myrtle5(cfg.channels, num_classes, dtype)
+    if isinstance(cfg, WideResNetModel):
+        return WideResNet(cfg.depth, cfg.widen_factor, num_classes, dtype)
+    raise ValueError(f"unknown model {cfg!r}")
