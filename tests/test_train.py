@@ -1,0 +1,138 @@
+"""The training loop: resume, divergence, one compilation for many grid points, the stop epoch."""
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import spiral_config
+from trainers import Checkpoint, compilation_counts, train
+
+
+def train_with_interruption(config, stop_after_checkpoint: int):
+    """Train, 'kill' the run at its n-th checkpoint, and resume from that checkpoint's bytes."""
+    saved = []
+    train(config, on_checkpoint=lambda ckpt: saved.append(ckpt.to_bytes()))
+    resumed = train(config, checkpoint=Checkpoint.from_bytes(saved[stop_after_checkpoint]))
+    return resumed, len(saved)
+
+
+def assert_same_history(a, b):
+    assert [row["step"] for row in a.history] == [row["step"] for row in b.history]
+    for row_a, row_b in zip(a.history, b.history):
+        assert row_a.keys() == row_b.keys()
+        for name in row_a:  # bitwise equal; NaN (no F(t - 1) at step 0) equals NaN
+            assert row_a[name] == row_b[name] or (math.isnan(row_a[name]) and math.isnan(row_b[name])), name
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        spiral_config(training={"epochs": 600, "eval_every": 100, "checkpoint_every": 250}),
+        {
+            "data": {"name": "digits"},
+            "model": {"name": "mlp", "width": 32},
+            "optimizer": {"name": "sgd", "learning_rate": 0.05, "batch_size": 64, "momentum": 0.9, "nesterov": True},
+            "schedule": {"name": "cosine", "warmup_epochs": 1},
+            "training": {"epochs": 6, "eval_every": 2, "checkpoint_every": 3},
+            "loss": {"amplitude": 5, "period": 2, "period_unit": "epochs"},
+            "seed": 3,
+        },
+    ],
+    ids=["spiral-full-batch", "digits-minibatch-nesterov"],
+)
+def test_resumed_run_equals_uninterrupted_run(config):
+    uninterrupted = train(config)
+    resumed, checkpoints = train_with_interruption(config, stop_after_checkpoint=0)
+    assert checkpoints >= 1
+    assert resumed.status == uninterrupted.status == "completed"
+    assert_same_history(resumed, uninterrupted)
+
+
+def test_resume_with_batch_norm_augmentation_and_adam(cifar_dir):
+    config = {
+        "data": {"name": "cifar10", "path": str(cifar_dir), "classes": [0, 1, 2], "train_size": 48, "augment": True},
+        "model": {"name": "wide_resnet", "depth": 10, "widen_factor": 1},
+        "optimizer": {"name": "adam", "learning_rate": 0.001, "batch_size": 16, "weight_decay": 1e-4},
+        "training": {"epochs": 4, "eval_every": 1, "checkpoint_every": 2},
+        "loss": {"amplitude": 3, "period": 2},
+    }
+    uninterrupted = train(config)
+    resumed, _ = train_with_interruption(config, stop_after_checkpoint=0)
+    assert_same_history(resumed, uninterrupted)
+    assert resumed.steps == 4 * 3
+
+
+def test_myrtle5_trains_on_a_cifar_subset(cifar_dir):
+    config = {
+        "data": {"name": "cifar10", "path": str(cifar_dir), "classes": [0, 1, 2], "train_size": 60},
+        "model": {"name": "myrtle5", "channels": 8},
+        "optimizer": {"name": "sgd", "learning_rate": 0.02, "batch_size": 20, "momentum": 0.9, "nesterov": True},
+        "schedule": {"name": "piecewise_linear", "knots": [[0, 0], [3, 1], [7, 0.1]]},
+        "training": {"epochs": 7, "eval_every": 7},
+        "loss": {"amplitude": 50, "period": 1, "period_unit": "epochs", "stop_oscillation_epoch": 6},
+    }
+    result = train(config)
+    assert result.status == "completed" and result.steps == 7 * 3
+    assert result.final["learning_rate"] == pytest.approx(0.002)
+    assert result.final["amplitude"] == 1.0
+
+
+def test_divergence_is_reported_not_raised():
+    config = spiral_config(
+        optimizer={"learning_rate": 2.0},
+        loss={"name": "dynamical_mse", "amplitude": 50, "period": 50},
+        training={"epochs": 600, "eval_every": 10},
+    )
+    result = train(config)
+    assert result.status == "diverged"
+    assert "non-finite" in result.message and 10 < result.steps < 600
+    assert [row["step"] for row in result.history] == list(range(0, result.steps, 10))
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    assert result.final is result.history[-1]
+
+
+def test_eval_rows_and_callback():
+    rows = []
+    result = train(spiral_config(), on_eval=rows.append)
+    assert rows == result.history
+    assert [row["epoch"] for row in rows] == [0, 100, 200, 300, 400, 500, 600]
+    expected = {
+        "step", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weighted_loss",
+        "weighted_loss_change", "learning_rate", "amplitude", "emphasized_class", "emphasized_weight",
+    }
+    assert set(rows[0]) == expected
+    # period 200: the emphasized class is floor(t / 200) mod 3
+    assert [row["emphasized_class"] for row in rows] == [0, 0, 1, 1, 2, 2, 0]
+
+
+def test_stop_oscillation_epoch_sets_amplitude_to_one():
+    result = train(spiral_config(loss={"amplitude": 10, "period": 200, "stop_oscillation_epoch": 300}))
+    amplitudes = [row["amplitude"] for row in result.history]
+    assert amplitudes == [10, 10, 10, 1, 1, 1, 1]
+    assert all(row["emphasized_weight"] == pytest.approx(1.0) for row in result.history[3:])
+
+
+def test_one_compilation_serves_many_grid_points():
+    def compiles():
+        counts = compilation_counts()
+        return {name: counts[name] for name in ("jit(_train_epochs)", "jit(_evaluate)", "jit(_init_state)")}
+
+    # Shapes nobody else in this session uses, so the counts start from this test's first point.
+    base = spiral_config(data={"name": "spiral", "points_per_class": 37, "classes": 3}, training={"epochs": 300, "eval_every": 100})
+    before = compiles()
+    finals = set()
+    for amplitude, period, seed, lr in [(1, 100, 0, 1.0), (10, 50, 1, 0.5), (30, 300, 2, 1.0), (70, 120, 0, 0.8)]:
+        config = dict(base, loss={"amplitude": amplitude, "period": period, "stop_oscillation_epoch": 200},
+                      optimizer={"learning_rate": lr}, seed=seed)
+        finals.add(round(train(config).final["train_loss"], 6))
+    after = compiles()
+    assert {name: after[name] - before[name] for name in after} == {name: 1 for name in after}
+    assert len(finals) == 4  # four different trainings, not one cached answer
+
+
+def test_float64_training():
+    result = train(spiral_config(training={"epochs": 200, "eval_every": 100, "dtype": "float64"}))
+    assert result.status == "completed"
+    assert isinstance(result.final["train_loss"], float)
+    assert np.asarray(result.state.params["Dense_0"]["kernel"]).dtype == np.float64

@@ -1,0 +1,27 @@
+"""Counts XLA compilations in this process by the jitted function's name.
+
+Counting starts when this module is imported (trainers imports it), through JAX's monitoring
+events, so the counts are what XLA really did, not what the code intends.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from jax import monitoring
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_counts: Counter = Counter()
+
+
+def _count(event: str, duration: float, **labels) -> None:
+    if event == BACKEND_COMPILE_EVENT:
+        _counts[labels.get("fun_name", "?")] += 1
+
+
+monitoring.register_event_duration_secs_listener(_count)
+
+
+def compilation_counts() -> Counter:
+    """{"jit(_train_epochs)": 1, ...}: compilations so far in this process."""
+    return Counter(_counts)

@@ -1,0 +1,229 @@
+"""The compiled training program, built once per static shape and reused for every grid point.
+
+`Spec` holds everything that changes the program's structure (model, data shapes, batch size,
+loss and optimizer kinds, dtype). Everything else (A, T, stop step, learning rate, schedule
+numbers, the seed, the data itself) enters as arrays, so `engine_for(spec)` hands the same
+jitted functions to every trial of that shape and XLA compiles each of them once.
+
+One optimizer step t (state.step = t before it):
+    Gamma = class_weights(t, ...);  F(t) = dynamical_loss(f(x_batch), y_batch, Gamma)
+    params <- params - lr(t) * u(grad F(t))          (see trainers.optim)
+`train_epochs` runs whole epochs inside one while loop (minibatches in a seeded order per epoch,
+`fold_in(key, 1)` then the epoch; augmentation keyed by `fold_in(key, 2)` then the step) and stops
+early at the first step whose loss is not finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trainers.augment import flip_and_crop
+from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class
+from trainers.models import build_model
+from trainers.optim import OptimizerKind, learning_rate_at, update_direction
+
+INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: Any  # a frozen model config section
+    num_classes: int
+    input_shape: tuple[int, ...]
+    n_train: int
+    batch_size: int
+    loss: str
+    shape: str
+    optimizer: OptimizerKind
+    dtype: str
+    augment: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n_train // self.batch_size
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == self.n_train
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps taken
+    params: Any
+    batch_stats: Any  # {} for models without batch norm
+    opt_state: Any
+    key: jax.Array  # the trial's base PRNG key; every random stream is folded from it
+    last_loss: jax.Array  # F(t - 1), the weighted loss of the latest step
+
+
+class Engine:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
+        self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
+        self.init_state = jax.jit(self._init_state)
+        self.train_epochs = jax.jit(self._train_epochs)
+        self.evaluate = jax.jit(self._evaluate)
+
+    # --- pieces --------------------------------------------------------------------------------
+
+    def _init_state(self, key, hyper) -> TrainState:
+        dummy = jnp.zeros((1, *self.spec.input_shape), self.spec.dtype)
+        variables = self.model.init(jax.random.fold_in(key, INIT_STREAM), dummy, train=False)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=update_direction(self.spec.optimizer, hyper).init(params),
+            key=key,
+            last_loss=jnp.full((), jnp.nan, self.spec.dtype),
+        )
+
+    def _apply(self, params, batch_stats, x, train: bool):
+        variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+        if train and batch_stats:
+            logits, updates = self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+            return logits, updates["batch_stats"]
+        return self.model.apply(variables, x, train=train), batch_stats
+
+    def _weights(self, step, hyper):
+        return class_weights(
+            step, self.spec.num_classes, hyper["amplitude"], hyper["period"], hyper["stop_step"], self.spec.shape
+        )
+
+    def _step(self, state: TrainState, hyper, x, y) -> TrainState:
+        gamma = self._weights(state.step, hyper)
+
+        def objective(params):
+            logits, batch_stats = self._apply(params, state.batch_stats, x, train=True)
+            return dynamical_loss(self.spec.loss, logits, y, gamma), batch_stats
+
+        (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        direction, opt_state = update_direction(self.spec.optimizer, hyper).update(
+            grads, state.opt_state, state.params
+        )
+        lr = learning_rate_at(state.step, hyper, self.spec.optimizer, self.spec.steps_per_epoch)
+        params = jax.tree.map(lambda p, u: p - lr.astype(p.dtype) * u, state.params, direction)
+        return state.replace(
+            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, last_loss=loss
+        )
+
+    def _epoch(self, state: TrainState, hyper, data, first_bad):
+        """One pass over the training set; first_bad is the first step with a non-finite loss, or -1."""
+        spec = self.spec
+
+        def one(batch_x, batch_y, carry):
+            state, first_bad = carry
+            if spec.augment:
+                batch_x = flip_and_crop(jax.random.fold_in(jax.random.fold_in(state.key, AUGMENT_STREAM), state.step), batch_x)
+            state = self._step(state, hyper, batch_x, batch_y)
+            newly_bad = (first_bad < 0) & ~jnp.isfinite(state.last_loss)
+            return state, jnp.where(newly_bad, state.step - 1, first_bad)
+
+        if spec.full_batch:
+            return one(data["x_train"], data["y_train"], (state, first_bad))
+        epoch = state.step // spec.steps_per_epoch
+        order_key = jax.random.fold_in(jax.random.fold_in(state.key, ORDER_STREAM), epoch)
+        order = jax.random.permutation(order_key, spec.n_train)[: spec.steps_per_epoch * spec.batch_size]
+        order = order.reshape(spec.steps_per_epoch, spec.batch_size)
+
+        def minibatch(i, carry):
+            return one(data["x_train"][order[i]], data["y_train"][order[i]], carry)
+
+        return jax.lax.fori_loop(0, spec.steps_per_epoch, minibatch, (state, first_bad))
+
+    # --- compiled entry points -------------------------------------------------------------------
+
+    def _train_epochs(self, state: TrainState, hyper, data, epochs):
+        """Train `epochs` whole epochs, stopping after the epoch in which the loss first stops being
+        finite. Returns (state, first non-finite step or -1)."""
+        target = state.step + epochs * self.spec.steps_per_epoch
+
+        def keep_going(carry):
+            state, first_bad = carry
+            return (state.step < target) & (first_bad < 0)
+
+        def body(carry):
+            return self._epoch(carry[0], hyper, data, carry[1])
+
+        return jax.lax.while_loop(keep_going, body, (state, jnp.asarray(-1, jnp.int32)))
+
+    def _evaluate(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
+        """Unweighted loss and accuracy on both splits, F(t) on the training set, and where the
+        oscillation stands at step t = state.step."""
+        gamma = self._weights(state.step, hyper)
+
+        def split_sums(batches):
+            def one(batch):
+                x, y, mask = batch
+                logits, _ = self._apply(state.params, state.batch_stats, x, train=False)
+                per_example = self.loss_of(logits, y)
+                correct = jnp.argmax(logits, axis=-1) == y
+                return jnp.stack([
+                    jnp.sum(per_example * mask),
+                    jnp.sum(gamma[y] * per_example * mask),
+                    jnp.sum(correct * mask),
+                    jnp.sum(mask),
+                ])
+
+            return jnp.sum(jax.lax.map(one, batches), axis=0)
+
+        train = split_sums(data["train_eval"])
+        val = split_sums(data["val_eval"])
+        weighted = train[1] / train[3]
+        c = emphasized_class(state.step, hyper["period"], self.spec.num_classes)
+        amplitude = jnp.where(state.step >= hyper["stop_step"], 1.0, hyper["amplitude"])
+        return {
+            "train_loss": train[0] / train[3],
+            "train_accuracy": train[2] / train[3],
+            "val_loss": val[0] / val[3],
+            "val_accuracy": val[2] / val[3],
+            "weighted_loss": weighted,
+            "weighted_loss_change": weighted - state.last_loss,
+            "learning_rate": learning_rate_at(state.step, hyper, self.spec.optimizer, self.spec.steps_per_epoch),
+            "amplitude": amplitude,
+            "emphasized_class": c,
+            "emphasized_weight": gamma[c],
+        }
+
+
+_ENGINES: dict[Spec, Engine] = {}
+
+
+def engine_for(spec: Spec) -> Engine:
+    """The one Engine of this shape in this process (its jitted functions compile once)."""
+    if spec not in _ENGINES:
+        _ENGINES[spec] = Engine(spec)
+    return _ENGINES[spec]
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """(x, y, mask) reshaped to (batches, batch_size, ...), zero-padded; mask marks real examples."""
+    batch_size = min(batch_size, len(x))
+    batches = -(-len(x) // batch_size)
+    padding = batches * batch_size - len(x)
+    mask = np.concatenate([np.ones(len(x)), np.zeros(padding)]).astype(x.dtype)
+    x = np.concatenate([x, np.zeros((padding, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y, np.zeros(padding, y.dtype)])
+    shape = (batches, batch_size)
+    return x.reshape(shape + x.shape[1:]), y.reshape(shape), mask.reshape(shape)
+
+
+def device_data(dataset, dtype: str, eval_batch_size: int) -> dict[str, Any]:
+    """The arrays a trial trains and evaluates on, as jit arguments (not constants)."""
+    x_train = np.asarray(dataset.x_train, dtype)
+    x_val = np.asarray(dataset.x_val, dtype)
+    return jax.device_put({
+        "x_train": x_train,
+        "y_train": dataset.y_train,
+        "train_eval": eval_batches(x_train, dataset.y_train, eval_batch_size),
+        "val_eval": eval_batches(x_val, dataset.y_val, eval_batch_size),
+    })
