@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -19,7 +20,11 @@ from trainers.config import Cifar10Data, DigitsData, SpiralData
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be read; the message names the path and what is wrong."""
+    """A dataset that cannot be used; the message names the path or setting and what is wrong."""
+
+    def __init__(self, message: str, field: str = "data.path"):
+        self.message, self.field = message, field
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,24 @@ def load_cifar10(cfg: Cifar10Data) -> Dataset:
     mean = x_train.mean(axis=(0, 1, 2))
     std = x_train.std(axis=(0, 1, 2)) + 1e-6
     return Dataset((x_train - mean) / std, y_train, (x_val - mean) / std, y_val, len(classes))
+
+
+def train_set_size(cfg) -> Optional[int]:
+    """Training examples the config yields, where that is known without reading the data."""
+    if isinstance(cfg, SpiralData):
+        return cfg.points_per_class * cfg.classes
+    if isinstance(cfg, Cifar10Data):
+        return cfg.train_size
+    return len(load_dataset(cfg).x_train)  # digits ship with scikit-learn: cheap to load
+
+
+def check_data(cfg, batch_size) -> None:
+    """Refuse, before training, data that is missing or smaller than one batch."""
+    if isinstance(cfg, Cifar10Data):
+        check_cifar10_dir(cfg.path)
+    size = train_set_size(cfg)
+    if batch_size != "full" and size is not None and batch_size > size:
+        raise DatasetError(f"{batch_size} is larger than the training set ({size} examples)", "optimizer.batch_size")
 
 
 LOADERS = {"spiral": load_spiral, "digits": load_digits, "cifar10": load_cifar10}
