@@ -1,0 +1,301 @@
+"""Grid files: parsed and validated here, and nowhere else.
+
+A grid file is one YAML mapping with the sections `name`, `data`, `model`, `optimizer`,
+`schedule`, `training`, `loss`, `grid`, `resources` (and an optional top-level `seed`).
+`grid` maps dotted config paths to lists of values; the sweep is their Cartesian product, in the
+order the axes are written. `amplitude`, `period` and `seed` are short for `loss.amplitude`,
+`loss.period` and `seed`.
+
+`load_grid(path)` returns a GridSpec whose points are fully validated TrialConfigs, or raises
+GridError naming the file and the field. It writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import Field, ValidationError
+
+from sweep.errors import Refused
+from sweep.identity import trial_id
+from trainers.config import PositiveFloat, Section, TrialConfig
+from trainers.data import DatasetError, check_data
+
+SHORT_NAMES = {"amplitude": "loss.amplitude", "period": "loss.period", "seed": "seed"}
+CONFIG_SECTIONS = ("data", "model", "optimizer", "schedule", "training", "loss")
+TOP_LEVEL_KEYS = ("name", *CONFIG_SECTIONS, "seed", "grid", "resources")
+TAGGED_SECTIONS = ("data", "model", "schedule")  # pydantic puts the `name` tag into error paths
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class GridError(Refused, ValueError):
+    """A grid file that cannot run. str() is one line: `file: field: what is wrong`."""
+
+    def __init__(self, source, field: Optional[str], message: str):
+        self.source, self.field, self.message = str(source), field, message
+        super().__init__(f"{self.source}: {field}: {message}" if field else f"{self.source}: {message}")
+
+
+class Resources(Section):
+    """What each trial asks of a Ray node, and how often a crashed trial is retried."""
+
+    cpu: PositiveFloat = 1.0
+    gpu: float = Field(default=0.0, ge=0)
+    tpu: float = Field(default=0.0, ge=0)
+    retries: int = Field(default=2, ge=0)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    trial_id: str
+    config: TrialConfig
+    axes: dict[str, Any]  # axis path -> value at this point
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str
+    source: Path
+    text: str  # the file as submitted
+    axes: dict[str, list]  # axis path -> values, in file order
+    resources: Resources
+    points: tuple[GridPoint, ...]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Result column name -> axis path: the short names for amplitude, period and seed."""
+        return {axis_column(path): path for path in self.axes}
+
+    def point(self, trial_id: str) -> GridPoint:
+        return next(p for p in self.points if p.trial_id == trial_id)
+
+
+def axis_column(path: str) -> str:
+    return next((short for short, full in SHORT_NAMES.items() if full == path), path)
+
+
+def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True) -> GridSpec:
+    """Parse and validate a grid file. Relative data paths resolve against `base_dir`
+    (default: the grid file's folder). `check_data` also refuses missing data directories and
+    batches larger than the training set."""
+    source = Path(path)
+    document = read_yaml_mapping(source)
+    unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise GridError(source, unknown[0], f"unknown section{suggest(unknown[0], TOP_LEVEL_KEYS)}; "
+                        f"a grid file has {', '.join(TOP_LEVEL_KEYS)}")
+    name = document.get("name")
+    if name is None:
+        raise GridError(source, "name", "is required (it names the results directory)")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise GridError(source, "name", f"must be letters, digits, '.', '_' or '-' (it names the results directory), got {name!r}")
+    base = {key: document[key] for key in (*CONFIG_SECTIONS, "seed") if key in document}
+    for section in CONFIG_SECTIONS:
+        if section in base and not isinstance(base[section], dict):
+            raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
+    resolve_data_path(base, base_dir or source.resolve().parent)
+    axes, written = parse_axes(source, document.get("grid"))
+    resources = parse_resources(source, document.get("resources"))
+    points = expand(source, base, axes, written)
+    if check_data:
+        check_datasets(source, points)
+    return GridSpec(name, source, source.read_text(), axes, resources, tuple(points))
+
+
+def read_yaml_mapping(source: Path) -> dict:
+    if not source.exists():
+        raise GridError(source, None, "no such grid file")
+    if source.is_dir():
+        raise GridError(source, None, "is a directory, not a grid file")
+    try:
+        document = yaml.safe_load(source.read_text())
+    except UnicodeDecodeError:
+        raise GridError(source, None, "is not a text file") from None
+    except OSError as error:
+        raise GridError(source, None, f"cannot be read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise GridError(source, None, f"unreadable YAML{where}: {problem}") from None
+    if document is None:
+        raise GridError(source, None, "is empty")
+    if not isinstance(document, dict):
+        raise GridError(source, None, f"must be a YAML mapping of sections (name, data, model, ...), got a {type(document).__name__}")
+    return document
+
+
+def resolve_data_path(base: dict, base_dir: Path) -> None:
+    data = base.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = str((base_dir / Path(data["path"]).expanduser()).resolve())
+
+
+def parse_axes(source: Path, grid) -> tuple[dict[str, list], dict[str, str]]:
+    """(axis path -> values, axis path -> the name the file used for it)."""
+    if grid is None:
+        return {}, {}
+    if not isinstance(grid, dict):
+        raise GridError(source, "grid", f"must map config paths to lists of values, got {type(grid).__name__}")
+    axes: dict[str, list] = {}
+    written: dict[str, str] = {}
+    for key, values in grid.items():
+        path = SHORT_NAMES.get(str(key), str(key))
+        field = f"grid.{key}"
+        if path in axes:
+            raise GridError(source, field, f"the same axis as {path} appears twice")
+        if not isinstance(values, list):
+            raise GridError(source, field, f"must be a list of values, e.g. [1, 10], got {values!r}")
+        if not values:
+            raise GridError(source, field, "is empty: an axis needs at least one value")
+        seen = set()
+        for value in values:
+            canonical = json.dumps(normalized(value), sort_keys=True)
+            if canonical in seen:
+                raise GridError(source, field, f"value {value!r} appears twice")
+            seen.add(canonical)
+        axes[path] = values
+        written[path] = str(key)
+    return axes, written
+
+
+def normalized(value):
+    """Equal settings compare equal: 10 and 10.0 are one value."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [normalized(item) for item in value]
+    if isinstance(value, dict):
+        return {key: normalized(item) for key, item in value.items()}
+    return value
+
+
+def parse_resources(source: Path, raw) -> Resources:
+    try:
+        return Resources.model_validate(raw or {})
+    except ValidationError as error:
+        raise GridError(source, *describe_validation_error(error, "resources")) from None
+
+
+def set_path(config: dict, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {} if child is None else child
+        if not isinstance(child, dict):
+            raise KeyError(part)
+        node = child
+    node[leaf] = value
+
+
+def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, str]) -> list[GridPoint]:
+    """Every point of the product, validated; the first invalid one raises GridError. An error
+    in the first point is a problem of the file; a later one depends on the grid's values, so
+    its message says at which point."""
+    points, ids = [], {}
+    for index, values in enumerate(itertools.product(*axes.values())):
+        at = dict(zip(axes, values))
+        raw = copy.deepcopy(base)
+        for path, value in at.items():
+            try:
+                set_path(raw, path, value)
+            except KeyError:
+                raise GridError(source, f"grid.{written[path]}", f"is not a config path ({path.split('.')[0]} is not a section)") from None
+        try:
+            config = TrialConfig.model_validate(raw)
+        except ValidationError as error:
+            field, message = describe_validation_error(error, raw=raw, show_input=False)
+            if field in at:
+                raise GridError(source, f"grid.{written[field]}", f"value {at[field]!r}: {message}") from None
+            field, message = describe_validation_error(error, raw=raw)
+            where = f" (at grid point {format_point(at)})" if index > 0 else ""
+            raise GridError(source, field, message + where) from None
+        typed = {path: read_path(config, path) for path in at}
+        point = GridPoint(trial_id(config), config, typed)
+        if point.trial_id in ids:
+            raise GridError(source, "grid", f"points {format_point(ids[point.trial_id])} and {format_point(typed)} are the same configuration")
+        ids[point.trial_id] = typed
+        points.append(point)
+    return points
+
+
+def read_path(config: TrialConfig, path: str):
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def format_point(at: dict) -> str:
+    return ", ".join(f"{path}={value!r}" for path, value in at.items())
+
+
+def describe_validation_error(
+    error: ValidationError, prefix: str = "", raw: Optional[dict] = None, show_input: bool = True
+) -> tuple[Optional[str], str]:
+    """The first problem pydantic found, as (dotted field, message)."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if len(loc) > 1 and loc[0] in TAGGED_SECTIONS:
+        loc.pop(1)  # the discriminator value pydantic inserts, e.g. data.spiral.classes
+    field = ".".join(([prefix] if prefix else []) + loc) or None
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        known = settings_of(loc[0], (raw or {}).get(loc[0])) if len(loc) == 2 else []
+        message = "unknown setting" + suggest(loc[-1], known)
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "union_tag_not_found":
+        field, message = f"{field}.name", "is required: it chooses the kind"
+    elif kind == "union_tag_invalid":
+        context = first.get("ctx", {})
+        field, message = f"{field}.name", f"unknown kind {context.get('tag')!r} (expected one of {context.get('expected_tags')})"
+    elif kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+    elif show_input and "input" in first and not isinstance(first["input"], dict):
+        message = f"{message}, got {first['input']!r}"
+    return field, message
+
+
+def settings_of(section: str, raw_section) -> list[str]:
+    """The setting names a config section accepts (for its kind, where it has kinds)."""
+    field = TrialConfig.model_fields.get(section)
+    if field is None:
+        return []
+    members = typing.get_args(field.annotation) or (field.annotation,)
+    kind = raw_section.get("name") if isinstance(raw_section, dict) else None
+    for member in members:
+        tags = typing.get_args(member.model_fields["name"].annotation) if "name" in member.model_fields else ()
+        if len(members) == 1 or kind in tags:
+            return list(member.model_fields)
+    return []
+
+
+def suggest(word: str, choices) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_datasets(source: Path, points: list[GridPoint]) -> None:
+    """Refuse missing data directories and batches larger than the training set before running."""
+    checked = set()
+    for point in points:
+        key = (point.config.data.model_dump_json(), point.config.optimizer.batch_size)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_data(point.config.data, point.config.optimizer.batch_size)
+        except DatasetError as error:
+            raise GridError(source, error.field, error.message) from None

@@ -1,0 +1,54 @@
+"""Malformed grid files and what tiltsweep must say about each (a fragment of its message).
+
+Each case is (title, grid text, expected fragment). `{cifar}` in a text is replaced by a real
+tiny cifar-10-batches-py directory. Used by test_grid.py and by scripts/bad_grid_table.py, which
+prints the table in README.md.
+"""
+
+GOOD = """\
+name: ok
+data: {name: spiral, points_per_class: 20, classes: 3}
+model: {name: mlp, width: 8}
+optimizer: {name: sgd, learning_rate: 1.0, batch_size: full}
+training: {epochs: 100, eval_every: 50}
+loss: {name: dynamical_cross_entropy, amplitude: 1, period: 50}
+grid:
+  amplitude: [1, 10]
+  seed: [0, 1]
+"""
+
+
+def replace(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new)
+
+
+CASES = [
+    ("unknown top-level section", GOOD + "optimiser: {name: adam}\n", "optimiser: unknown section (did you mean 'optimizer'?)"),
+    ("unknown setting in a section", replace("width: 8", "widht: 8"), "model.widht: unknown setting (did you mean 'width'?)"),
+    ("wrong type", replace("epochs: 100", "epochs: lots"), "training.epochs: Input should be a valid integer"),
+    ("amplitude below 1 in the grid", replace("amplitude: [1, 10]", "amplitude: [0.5, 10]"), "grid.amplitude: value 0.5: Input should be greater than or equal to 1"),
+    ("amplitude below 1 in the base", replace("amplitude: 1,", "amplitude: 0,").replace("amplitude: [1, 10]", "period: [10, 20]"), "loss.amplitude: Input should be greater than or equal to 1"),
+    ("period of zero", replace("period: 50}", "period: 0}"), "loss.period: Input should be greater than 0"),
+    ("negative period in the grid", GOOD + "  period: [100, -5]\n", "grid.period: value -5: Input should be greater than 0"),
+    ("empty axis", replace("seed: [0, 1]", "seed: []"), "grid.seed: is empty"),
+    ("axis that is not a list", replace("seed: [0, 1]", "seed: 3"), "grid.seed: must be a list of values"),
+    ("duplicate axis values", replace("amplitude: [1, 10]", "amplitude: [1, 10, 10.0]"), "grid.amplitude: value 10.0 appears twice"),
+    ("same axis twice", GOOD + "  loss.amplitude: [3]\n", "grid.loss.amplitude: the same axis as loss.amplitude appears twice"),
+    ("axis on an unknown path", GOOD + "  model.depthh: [1, 2]\n", "grid.model.depthh: value 1: unknown setting (did you mean 'depth'?)"),
+    ("stop epoch past the end", replace("period: 50}", "period: 50, stop_oscillation_epoch: 500}"), "loss.stop_oscillation_epoch (500) is past the end of training"),
+    ("missing CIFAR-10 directory", replace("data: {name: spiral, points_per_class: 20, classes: 3}", "data: {name: cifar10, path: /nonexistent/cifar-10-batches-py}").replace("model: {name: mlp, width: 8}", "model: {name: myrtle5, channels: 8}"), "data.path: /nonexistent/cifar-10-batches-py: CIFAR-10 directory not found"),
+    ("data kind missing", replace("data: {name: spiral, points_per_class: 20, classes: 3}", "data: {points_per_class: 20}"), "data.name: is required"),
+    ("unknown data kind", replace("name: spiral,", "name: mnist,"), "data.name: unknown kind 'mnist' (expected one of 'spiral', 'digits', 'cifar10')"),
+    ("unreadable YAML", GOOD + "grid: [unclosed\n", "unreadable YAML at line"),
+    ("not a mapping", "- just\n- a list\n", "must be a YAML mapping of sections"),
+    ("empty file", "", "is empty"),
+    ("name missing", replace("name: ok\n", ""), "name: is required"),
+    ("name with a slash", replace("name: ok", "name: ../escape"), "name: must be letters, digits"),
+    ("batch larger than the data", replace("batch_size: full", "batch_size: 500"), "optimizer.batch_size: 500 is larger than the training set (60 examples)"),
+    ("negative GPU share", GOOD + "resources: {cpu: 1, gpu: -1}\n", "resources.gpu: Input should be greater than or equal to 0"),
+    ("unknown resource", GOOD + "resources: {cpu: 1, gpus: 1}\n", "resources.gpus: unknown setting"),
+    ("Nesterov without momentum", replace("batch_size: full}", "batch_size: full, nesterov: true}"), "nesterov needs momentum > 0"),
+    ("CNN on vectors", replace("model: {name: mlp, width: 8}", "model: {name: myrtle5}"), "model myrtle5 needs images"),
+    ("section that is not a mapping", replace("training: {epochs: 100, eval_every: 50}", "training: 100"), "training: must be a mapping of settings"),
+]

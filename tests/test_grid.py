@@ -1,0 +1,93 @@
+"""Grid files: expansion, trial identity, and refusals that name the file and the field."""
+
+from pathlib import Path
+
+import pytest
+
+from bad_grids import CASES, GOOD
+from sweep.cli import main
+from sweep.grid import GridError, load_grid
+
+GRIDS = Path(__file__).resolve().parent.parent / "grids"
+
+
+def write(tmp_path, text, name="grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_is_the_product_of_its_axes(tmp_path):
+    spec = load_grid(write(tmp_path, GOOD + "  model.width: [8, 16]\n"))
+    assert spec.name == "ok" and len(spec.points) == 2 * 2 * 2
+    assert spec.columns == {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}
+    assert spec.points[0].axes == {"loss.amplitude": 1.0, "seed": 0, "model.width": 8}
+    assert {p.config.loss.amplitude for p in spec.points} == {1.0, 10.0}
+    assert {p.config.model.width for p in spec.points} == {8, 16}
+    assert len({p.trial_id for p in spec.points}) == 8
+
+
+def test_trial_id_ignores_spelling_order_and_checkpoint_frequency(tmp_path):
+    first = load_grid(write(tmp_path, GOOD, "a.yaml"))
+    respelled = GOOD.replace("amplitude: [1, 10]", "loss.amplitude: [10.0, 1]").replace("seed: [0, 1]", "seed: [1, 0]")
+    respelled = respelled.replace("eval_every: 50}", "eval_every: 50, checkpoint_every: 25}")
+    second = load_grid(write(tmp_path, respelled, "b.yaml"))
+    assert {p.trial_id for p in first.points} == {p.trial_id for p in second.points}
+    changed = load_grid(write(tmp_path, GOOD.replace("learning_rate: 1.0", "learning_rate: 0.5"), "c.yaml"))
+    assert not {p.trial_id for p in first.points} & {p.trial_id for p in changed.points}
+
+
+def test_relative_data_path_is_read_from_the_grid_files_folder(tmp_path, cifar_dir):
+    text = GOOD.replace("data: {name: spiral, points_per_class: 20, classes: 3}", f"data: {{name: cifar10, path: {cifar_dir.name}}}")
+    text = text.replace("model: {name: mlp, width: 8}", "model: {name: myrtle5, channels: 4}")
+    spec = load_grid(write(cifar_dir.parent, text))
+    assert spec.points[0].config.data.path == str(cifar_dir.resolve())
+
+
+@pytest.mark.parametrize("path", sorted(GRIDS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(GRIDS)))
+def test_shipped_grid_files_are_valid(path):
+    spec = load_grid(path, check_data=False)  # the CIFAR-10 grids point at a directory users provide
+    assert spec.points
+
+
+@pytest.mark.parametrize("title,text,expected", CASES, ids=[case[0] for case in CASES])
+def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsys, title, text, expected):
+    grid = write(tmp_path, text, "bad.yaml")
+    with pytest.raises(GridError) as caught:
+        load_grid(grid)
+    assert expected in str(caught.value)
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and str(grid) in message and expected in message
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["run"], "the following arguments are required: GRID.yaml"),
+        (["launch", "x.yaml"], "invalid choice: 'launch'"),
+        (["run", "missing.yaml"], "missing.yaml: no such grid file"),
+        (["status", "nowhere"], "nowhere: no such results directory"),
+        (["resume", "."], "not a tiltsweep results directory"),
+        (["run", "{good}", "--out", "{file}"], "is a file, not a directory"),
+        (["run", "{good}", "--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
+        (["run", "{good}", "--address", "nonsense"], "not a Ray address"),
+        (["run", "{good}", "--epochs", "3"], "unrecognized arguments: --epochs 3"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    good = write(tmp_path, GOOD, "good.yaml")
+    (tmp_path / "a-file").write_text("")
+    argv = [arg.format(good=good, file=tmp_path / "a-file") for arg in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "results").exists()
