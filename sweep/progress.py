@@ -1,0 +1,79 @@
+"""One tidy progress line for a running sweep, instead of Ray's trial table:
+
+    quickstart: 12/48 done · 2 running · 1 failed · 0 diverged · 0:41 elapsed · ~1:55 left
+
+On a terminal the line is redrawn in place; otherwise a line is printed whenever a point
+finishes. Time left = (time per point finished in this run) x (points left) - the
+estimate is shown once a point has finished in this run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, TextIO
+
+
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    def __init__(self, name: str, total: int, already_done: int, stream: Optional[TextIO] = None, now=time.monotonic):
+        self.name, self.total = name, total
+        self.done = already_done
+        self.done_at_start = already_done
+        self.running: set[str] = set()
+        self.failed = self.diverged = self.retries = 0
+        self.stream = stream or sys.stdout
+        self.now = now
+        self.started = now()
+        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last_drawn = 0.0
+
+    def line(self) -> str:
+        elapsed = self.now() - self.started
+        parts = [f"{self.name}: {self.done}/{self.total} done", f"{len(self.running)} running"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.diverged:
+            parts.append(f"{self.diverged} diverged")
+        if self.retries:
+            parts.append(f"{self.retries} retried")
+        parts.append(f"{clock(elapsed)} elapsed")
+        finished_here = self.done - self.done_at_start
+        if finished_here and self.done < self.total:
+            parts.append(f"~{clock(elapsed / finished_here * (self.total - self.done))} left")
+        return " · ".join(parts)
+
+    def draw(self, finished: bool = False) -> None:
+        if self.interactive:
+            if finished or self.now() - self.last_drawn > 0.5:
+                self.stream.write("\r" + self.line() + "\x1b[K")
+                self.stream.flush()
+                self.last_drawn = self.now()
+        elif finished:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def trial_started(self, trial_id: str) -> None:
+        self.running.add(trial_id)
+        self.draw()
+
+    def trial_retried(self, trial_id: str) -> None:
+        self.retries += 1
+        self.draw(finished=True)
+
+    def trial_finished(self, trial_id: str, status: str) -> None:
+        self.running.discard(trial_id)
+        self.done += 1
+        self.failed += status == "failed"
+        self.diverged += status == "diverged"
+        self.draw(finished=True)
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
