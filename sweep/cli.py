@@ -1,0 +1,168 @@
+"""The `tiltsweep` command line.
+
+Exit codes: 0 every point completed or diverged (or the command succeeded); 2 refused before
+anything was written (bad grid file, bad command line, unreachable cluster, directory in use);
+3 the sweep ran but some points failed or did not finish; 1 an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from sweep.errors import Refused
+
+EXIT_OK, EXIT_INTERNAL, EXIT_REFUSED, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+DESCRIPTION = """\
+Sweep dynamical (oscillating) loss functions over amplitude A and period T with Ray Tune.
+Results go to OUT/<name>/ (summary.parquet, curves.parquet, figures/); a re-run or
+`resume` runs only the points that have not finished."""
+
+EPILOG = """\
+exit codes: 0 done, 2 refused before writing anything (bad input), 3 some points failed
+or did not finish, 1 internal error.
+examples:
+  tiltsweep run grids/quickstart.yaml
+  tiltsweep status results/quickstart
+  tiltsweep resume results/quickstart
+  tiltsweep run grids/spiral-width.yaml --address 10.0.0.5:6379 --out /shared/results
+  tiltsweep submit grids/myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem (and still exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_REFUSED, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="tiltsweep", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="run every point of a grid file not yet completed",
+                              description="Run every point of GRID.yaml that has no completed or diverged result in OUT/<name>/.")
+    run.add_argument("grid", metavar="GRID.yaml", type=Path, help="the grid file")
+    run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where results directories go (default: ./results)")
+    add_cluster_options(run)
+    run.set_defaults(handler=command_run)
+
+    resume = commands.add_parser("resume", help="finish a sweep from its results directory",
+                                 description="Finish the sweep whose results directory is DIR, from the grid.yaml saved there.")
+    resume.add_argument("directory", metavar="DIR", type=Path, help="a results directory, e.g. results/quickstart")
+    add_cluster_options(resume)
+    resume.set_defaults(handler=command_resume)
+
+    status = commands.add_parser("status", help="count completed / partial / pending / failed / diverged points",
+                                 description="Where every point of the sweep in DIR stands. Reads files only; safe during a run.")
+    status.add_argument("directory", metavar="DIR", type=Path)
+    status.add_argument("--json", action="store_true", help="print one JSON object (counts as keys, plus trial ids)")
+    status.set_defaults(handler=command_status)
+
+    submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
+                                 description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
+    submit.add_argument("grid", metavar="GRID.yaml", type=Path)
+    submit.add_argument("--address", required=True, metavar="URL", help="the cluster's job server, e.g. http://HEAD:8265")
+    submit.add_argument("--out", default="~/tiltsweep-results", metavar="DIR",
+                        help="results directory on the cluster, on storage every node sees (default: ~/tiltsweep-results on the cluster)")
+    submit.set_defaults(handler=command_submit)
+    return parser
+
+
+def add_cluster_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: start Ray on this machine")
+    command.add_argument("--verbose", action="store_true", help="show Ray's trial table and worker logs instead of the progress line")
+    command.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1 only) for a local run")
+
+
+def fault_plan() -> list:
+    from sweep.faults import ENVIRONMENT_VARIABLE, plan_from_environment
+
+    try:
+        return plan_from_environment()
+    except ValueError as error:
+        raise Refused(f"{ENVIRONMENT_VARIABLE}: not valid JSON ({error})") from None
+
+
+def execute(spec, results, args) -> int:
+    from sweep.runner import format_outcome, run_sweep
+
+    outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, faults=fault_plan())
+    print(format_outcome(outcome), flush=True)
+    return EXIT_OK if outcome.all_final else EXIT_INCOMPLETE
+
+
+def command_run(args) -> int:
+    from sweep.grid import load_grid
+    from sweep.runner import results_dir_for
+
+    spec = load_grid(args.grid)
+    return execute(spec, results_dir_for(spec, args.out), args)
+
+
+def open_results(directory: Path):
+    """(GridSpec, ResultsDir) of an existing results directory."""
+    from sweep.grid import load_grid
+    from sweep.results import ResultsDir
+
+    results = ResultsDir(directory)
+    if not results.root.is_dir():
+        raise Refused(f"{directory}: no such results directory")
+    if not results.exists():
+        raise Refused(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
+    return load_grid(results.grid_file, base_dir=results.grid_base_dir()), results
+
+
+def command_resume(args) -> int:
+    spec, results = open_results(args.directory)
+    return execute(spec, results, args)
+
+
+def command_status(args) -> int:
+    from sweep.status import format_status, sweep_status
+
+    spec, results = open_results(args.directory)
+    status = sweep_status(spec, results)
+    print(json.dumps(status.as_json()) if args.json else format_status(status, spec, args.directory))
+    return EXIT_OK
+
+
+def command_submit(args) -> int:
+    import yaml
+
+    from sweep.grid import load_grid
+
+    spec = load_grid(args.grid, check_data=False)  # the data lives on the cluster, not here
+    written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
+    if written and not Path(str(written)).expanduser().is_absolute():
+        raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
+    from sweep import executor
+
+    job_id = executor.submit_job(args.address, args.grid, args.out, [])
+    print(f"submitted {spec.name} ({len(spec.points)} points) as Ray job {job_id}")
+    print(f"follow it:  ray job logs --follow --address {args.address} {job_id}")
+    print(f"status:     ray job status --address {args.address} {job_id}")
+    print(f"results:    {args.out}/{spec.name} on the cluster (tiltsweep status there)")
+    return EXIT_OK
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Refused as error:
+        print(f"tiltsweep: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("tiltsweep: interrupted; finished points are kept, `tiltsweep resume` continues", file=sys.stderr)
+        return EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

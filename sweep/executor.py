@@ -1,0 +1,218 @@
+"""Ray: the one module that imports it. Fans grid points out over Ray Tune workers, and submits
+sweeps to a cluster as Ray jobs.
+
+- Without an address Ray starts on this machine (no dashboard unless asked; then on 127.0.0.1
+  only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
+  workers, and the results directory must be on storage every node sees.
+- Each point is a Tune trial asking for the grid file's resources (cpu, gpu, TPU). Actors are
+  reused, so a worker process compiles once per model shape and trains many points.
+- A trial that raises or whose worker dies is retried `resources.retries` times (resuming from
+  its checkpoint); after that the driver writes a `failed` record with the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter stays silent at verbose=0
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+import analysis  # noqa: E402
+import sweep  # noqa: E402
+import trainers  # noqa: E402
+from sweep.errors import Refused  # noqa: E402
+from sweep.grid import GridPoint, GridSpec  # noqa: E402
+from sweep.ledger import Ledger  # noqa: E402
+from sweep.progress import Progress  # noqa: E402
+from sweep.results import ResultsDir  # noqa: E402
+from sweep.worker import configure_accelerator, failure_record, run_trial  # noqa: E402
+
+
+CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
+PACKAGE_DIRS = [str(Path(package.__file__).parent) for package in (trainers, sweep, analysis)]  # shipped to clusters
+
+
+class ClusterUnreachable(Refused):
+    pass
+
+
+def probe_address(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, with a clear message, when nobody listens at a cluster address."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise ClusterUnreachable(f"{address}: not a Ray address (expected HOST:PORT, ray://HOST:PORT or auto)")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
+    except OSError as error:
+        raise ClusterUnreachable(f"cannot reach a Ray cluster at {address} ({error.strerror or error})") from None
+
+
+@contextmanager
+def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard: bool = False):
+    """Ray for the duration of a sweep; yields the seconds Ray took to start."""
+    started = time.perf_counter()
+    quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
+    try:
+        if address:
+            shipped = os.environ.get(CODE_SHIPPED) == "1"  # inside a submitted job: the job carries it
+            ray.init(address=address, runtime_env=None if shipped else {"py_modules": PACKAGE_DIRS}, **quiet)
+        else:
+            ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
+    except (ConnectionError, RuntimeError) as error:
+        raise ClusterUnreachable(f"cannot connect to Ray at {address or 'a local instance'}: {error}") from None
+    if not verbose:
+        # Tune logs every trial failure with its traceback; tiltsweep records them instead
+        # (the `error` column, `tiltsweep status`) and keeps the console to one progress line.
+        for name in ("ray.tune", "ray.air", "ray.train"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield time.perf_counter() - started
+    finally:
+        ray.shutdown()
+
+
+def trainable(tune_config: dict) -> None:
+    """What a Tune trial runs: one grid point."""
+    payload = tune_config["payload"]
+    configure_accelerator(**payload["resources"])
+    run_trial(payload, report=tune.report)
+
+
+def error_text(trial) -> str:
+    """The traceback of a trial's latest failure (the driver's local copy exists when the
+    failure callback runs; the storage copy may not yet)."""
+    try:
+        if trial.error_file:
+            return Path(trial.error_file).read_text()
+    except OSError:
+        pass
+    return trial.get_error() or ""
+
+
+def first_line_of_error(trace: Optional[str]) -> str:
+    lines = [line.strip() for line in (trace or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("File ", "^", "~")):
+            return line[:500]
+    return "the trial failed (no error text)"
+
+
+class DriverCallback(tune.Callback):
+    """Files every finished trial as it finishes and keeps the progress line current."""
+
+    def __init__(self, ledger: Ledger, progress: Progress, code_version: str):
+        self.ledger, self.progress, self.code_version = ledger, progress, code_version
+
+    def __getstate__(self):
+        # Tune pickles its state (callbacks included) for its own restore, which tiltsweep does
+        # not use: the results directory is the state. The stream and files stay out of it.
+        return {}
+
+    @staticmethod
+    def trial_id(trial) -> str:
+        return trial.config["payload"]["trial_id"]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.trial_started(self.trial_id(trial))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.progress.trial_retried(self.trial_id(trial))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        record = self.ledger.file(self.trial_id(trial))
+        self.progress.trial_finished(self.trial_id(trial), record["status"] if record else "failed")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        trace = error_text(trial)
+        record = failure_record(trial.config["payload"], first_line_of_error(trace), self.code_version)
+        record["traceback"] = trace
+        self.ledger.results.write_record(record)
+        self.ledger.file(record["trial_id"])
+        self.progress.trial_finished(self.trial_id(trial), "failed")
+
+
+def trial_resources(spec: GridSpec) -> dict:
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    if spec.resources.tpu:
+        resources["TPU"] = spec.resources.tpu
+    return resources
+
+
+def payload_for(point: GridPoint, spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
+    return {
+        "trial_id": point.trial_id,
+        "config": point.config.model_dump(mode="json"),
+        "axes": point.axes,
+        "results_dir": str(results.root),
+        "code_version": code_version,
+        "faults": faults,
+        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
+    }
+
+
+def run_points(
+    spec: GridSpec, results: ResultsDir, points: list[GridPoint], ledger: Ledger, progress: Progress,
+    code_version: str, faults: list, verbose: bool = False,
+) -> None:
+    """Train `points` on the connected Ray cluster, filing each as it finishes."""
+    payloads = [payload_for(point, spec, results, code_version, faults) for point in points]
+    scratch = results.root / ".tune"
+    shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
+    tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, trial_resources(spec)),
+        param_space={"payload": tune.grid_search(payloads)},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,
+            trial_name_creator=DriverCallback.trial_id,
+            trial_dirname_creator=DriverCallback.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=str(tune_dir),
+            failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+            verbose=2 if verbose else 0,
+            callbacks=[DriverCallback(ledger, progress, code_version)],
+        ),
+    )
+    try:
+        tuner.fit()
+    finally:
+        shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def submit_job(address: str, grid_path: Path, out: str, extra_args: list[str]) -> str:
+    """Submit `tiltsweep run` as a Ray job; the grid file travels in the job's working_dir."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(address)
+    except Exception as error:  # the client raises bare ConnectionErrors and RuntimeErrors
+        raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {first_line_of_error(str(error))}") from None
+    staging = Path(tempfile.mkdtemp(prefix="tiltsweep-submit-"))
+    (staging / grid_path.name).write_bytes(grid_path.read_bytes())
+    entrypoint = " ".join(["python", "-m", "sweep.cli", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])
+    return client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(staging), "py_modules": PACKAGE_DIRS, "env_vars": {CODE_SHIPPED: "1"}},
+        metadata={"tool": "tiltsweep", "grid": grid_path.name},
+    )

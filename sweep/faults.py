@@ -1,0 +1,81 @@
+"""Deliberate faults, for tests of recovery. Off unless TILTSWEEP_FAULTS is set in the driver.
+
+TILTSWEEP_FAULTS is a JSON list of faults:
+    [{"where": {"amplitude": 10, "seed": 1}, "epoch": 200, "action": "raise", "times": 1}]
+- where: axis values (short names allowed) or {"trial_id": "..."}: which trials it hits;
+- epoch: fire at the first evaluation at or after this epoch;
+- action: "raise" (an exception in the trial), "exit" (the worker process exits at once) or
+  "kill" (the worker process sends itself SIGKILL);
+- times: how many attempts of each matching trial it hits (default 1); counted with marker
+  files in <results>/.faults, so it holds across retries in new processes.
+The driver ships the plan inside each trial's payload, so workers on other nodes see it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Optional
+
+from sweep.grid import SHORT_NAMES
+
+ENVIRONMENT_VARIABLE = "TILTSWEEP_FAULTS"
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def plan_from_environment() -> list[dict]:
+    text = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    return json.loads(text) if text else []
+
+
+def matches(where: dict, trial_id: str, axes: dict) -> bool:
+    for key, value in where.items():
+        if key == "trial_id":
+            if value != trial_id:
+                return False
+        elif axes.get(SHORT_NAMES.get(key, key)) != value:
+            return False
+    return True
+
+
+class Faults:
+    def __init__(self, plan: list[dict], trial_id: str, axes: dict, marker_dir: Path):
+        self.trial_id, self.marker_dir = trial_id, Path(marker_dir)
+        self.pending = [(index, fault) for index, fault in enumerate(plan) if matches(fault.get("where", {}), trial_id, axes)]
+
+    def at_epoch(self, epoch: int) -> None:
+        for index, fault in self.pending:
+            if epoch >= fault.get("epoch", 0) and self.claim(index, fault.get("times", 1)):
+                self.fire(fault["action"], epoch)
+
+    def claim(self, index: int, times: int) -> bool:
+        """Take one of the fault's `times` firings for this trial; False when all are used."""
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(times):
+            try:
+                os.close(os.open(self.marker_dir / f"{index}-{self.trial_id}-{attempt}", os.O_CREAT | os.O_EXCL))
+                return True
+            except FileExistsError:
+                continue
+        return False
+
+    def fire(self, action: str, epoch: int) -> None:
+        if action == "raise":
+            raise InjectedFault(f"injected fault at epoch {epoch}")
+        if action == "exit":
+            os._exit(13)
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise ValueError(f"unknown fault action {action!r}")
+
+
+def faults_for(payload: dict) -> Optional[Faults]:
+    plan = payload.get("faults") or []
+    if not plan:
+        return None
+    return Faults(plan, payload["trial_id"], payload["axes"], Path(payload["results_dir"]) / ".faults")

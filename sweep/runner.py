@@ -1,0 +1,114 @@
+"""`tiltsweep run` and `tiltsweep resume`: run every point of a grid that has no final record.
+
+Order of work, so that bad input writes nothing and a killed run loses nothing:
+1. the grid file is already validated (sweep.grid), the output path and cluster address are
+   checked, and no other run may hold the directory's lock;
+2. Ray starts (or joins the cluster); then the lock is taken and grid.yaml saved;
+3. the records already there are filed (a run killed earlier may have left some unfiled);
+4. the points without a completed or diverged record run; partial ones resume from their
+   checkpoints, failed ones are tried again; each is filed the moment it finishes;
+5. the tables are rebuilt from the records once more.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, TextIO
+
+from sweep.errors import Refused
+from sweep.grid import GridSpec
+from sweep.ledger import FINAL_STATUSES, Ledger
+from sweep.lock import LockHeld, RunLock, describe, owner_alive
+from sweep.progress import Progress, clock
+from sweep.provenance import code_version
+from sweep.results import ResultsDir
+
+
+class RunRefused(Refused):
+    """The run cannot start: the message says why. Nothing was written."""
+
+
+@dataclass
+class RunOutcome:
+    results: ResultsDir
+    total: int
+    ran: int
+    counts: dict[str, int]
+    seconds: float
+    ray_startup_seconds: float = 0.0
+
+    @property
+    def all_final(self) -> bool:
+        return self.counts.get("completed", 0) + self.counts.get("diverged", 0) == self.total
+
+
+def results_dir_for(spec: GridSpec, out: Path) -> ResultsDir:
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise RunRefused(f"--out {out}: is a file, not a directory")
+    results = ResultsDir(out / spec.name)
+    if results.root.exists() and not results.root.is_dir():
+        raise RunRefused(f"{results.root}: is a file, not a results directory")
+    return results
+
+
+def refuse_if_locked(results: ResultsDir) -> None:
+    owner = RunLock(results.lock_path).owner()
+    if owner and owner_alive(owner):
+        raise RunRefused(f"{results.root} is in use by another tiltsweep run: {describe(owner)}")
+
+
+def run_sweep(
+    spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
+    dashboard: bool = False, stream: Optional[TextIO] = None, faults: Optional[list] = None,
+) -> RunOutcome:
+    from sweep import executor  # Ray loads only for runs
+
+    if address:
+        executor.probe_address(address)
+    refuse_if_locked(results)
+    started = time.perf_counter()
+    stream = stream or sys.stdout
+    say = lambda message: print(message, file=stream, flush=True)
+    with executor.ray_session(address, verbose, dashboard) as ray_seconds:
+        lock = RunLock(results.lock_path)
+        try:
+            lock.acquire()
+        except LockHeld as error:
+            raise RunRefused(str(error)) from None
+        try:
+            results.save_grid(spec.text, spec.source)
+            ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
+            ledger.sync()
+            todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
+            done = len(spec.points) - len(todo)
+            where = f"the Ray cluster at {address}" if address else "local Ray"
+            say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
+                f"(Ray ready in {ray_seconds:.1f} s) -> {results.root}")
+            if todo:
+                progress = Progress(spec.name, len(spec.points), done, stream)
+                version = code_version()
+                executor.run_points(spec, results, todo, ledger, progress, version, faults or [], verbose)
+                progress.close()
+            ledger.sync()
+        finally:
+            lock.release()
+    counts = {status: 0 for status in ("completed", "diverged", "failed")}
+    for point in spec.points:
+        status = ledger.status_of(point.trial_id)
+        if status:
+            counts[status] += 1
+    seconds = time.perf_counter() - started
+    return RunOutcome(results, len(spec.points), len(todo), counts, seconds, ray_seconds)
+
+
+def format_outcome(outcome: RunOutcome) -> str:
+    c = outcome.counts
+    missing = outcome.total - sum(c.values())
+    text = (f"{outcome.results.root}: {c['completed']}/{outcome.total} completed, {c['diverged']} diverged, "
+            f"{c['failed']} failed" + (f", {missing} not finished" if missing else "")
+            + f" ({outcome.ran} run now, {clock(outcome.seconds)})")
+    return text

@@ -1,0 +1,77 @@
+"""Where every point of a sweep stands, read from its results directory alone (no Ray, no lock).
+
+- completed / diverged / failed: the point has a record with that status;
+- partial: no record yet, but a checkpoint (it was interrupted, or is running now);
+- pending: nothing yet.
+Points recorded in the directory but no longer in its grid are counted apart, as `outside_grid`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sweep.grid import GridSpec
+from sweep.results import CorruptFile, ResultsDir
+
+CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
+
+
+@dataclass
+class SweepStatus:
+    name: str
+    total: int
+    trials: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CATEGORIES})
+    outside_grid: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {category: len(self.trials[category]) for category in CATEGORIES}
+
+    def as_json(self) -> dict:
+        return {
+            **self.counts(), "total": self.total, "name": self.name, "outside_grid": len(self.outside_grid),
+            "unreadable": self.unreadable, "trials": self.trials, "errors": self.errors,
+        }
+
+
+def sweep_status(spec: GridSpec, results: ResultsDir) -> SweepStatus:
+    status = SweepStatus(spec.name, len(spec.points))
+    grid_ids = {point.trial_id for point in spec.points}
+    recorded = {}
+    for trial_id in results.record_ids():
+        try:
+            record = results.read_record(trial_id)
+        except CorruptFile as error:
+            status.unreadable.append(str(error))
+            continue
+        except FileNotFoundError:
+            continue
+        recorded[trial_id] = record["status"]
+        if record["status"] == "failed":
+            status.errors[trial_id] = record.get("error", "")
+    checkpointed = set(results.checkpointed_ids())
+    for point in spec.points:
+        category = recorded.get(point.trial_id) or ("partial" if point.trial_id in checkpointed else "pending")
+        status.trials[category].append(point.trial_id)
+    status.outside_grid = sorted(set(recorded) - grid_ids)
+    return status
+
+
+def format_status(status: SweepStatus, spec: GridSpec, root, listed: int = 8) -> str:
+    lines = [f"{status.name} ({root}): {status.total} points"]
+    for category in CATEGORIES:
+        ids = status.trials[category]
+        lines.append(f"  {category:<10}{len(ids):>6}")
+        if category != "completed":
+            for trial_id in ids[:listed]:
+                axes = ", ".join(f"{k}={v}" for k, v in spec.point(trial_id).axes.items())
+                error = f": {status.errors[trial_id]}" if trial_id in status.errors else ""
+                lines.append(f"              {trial_id}  {axes}{error}")
+            if len(ids) > listed:
+                lines.append(f"              ... and {len(ids) - listed} more")
+    if status.outside_grid:
+        lines.append(f"  {len(status.outside_grid)} recorded points are not in the current grid (kept, not counted)")
+    for problem in status.unreadable:
+        lines.append(f"  unreadable: {problem} (the next run moves it to quarantine/ and re-runs the point)")
+    return "\n".join(lines)
