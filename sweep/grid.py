@@ -152,7 +152,7 @@ def parse_axes(source: Path, grid) -> tuple[dict[str, list], dict[str, str]]:
         path = SHORT_NAMES.get(str(key), str(key))
         field = f"grid.{key}"
         if path in axes:
-            raise GridError(source, field, f"the same axis as {path} appears twice")
+            raise GridError(source, field, f"is the same axis as {written[path]!r} ({path}): give it once")
         if not isinstance(values, list):
             raise GridError(source, field, f"must be a list of values, e.g. [1, 10], got {values!r}")
         if not values:
@@ -183,7 +183,7 @@ def parse_resources(source: Path, raw) -> Resources:
     try:
         return Resources.model_validate(raw or {})
     except ValidationError as error:
-        raise GridError(source, *describe_validation_error(error, "resources")) from None
+        raise GridError(source, *describe_validation_error(error, "resources", schema=Resources)) from None
 
 
 def set_path(config: dict, path: str, value) -> None:
@@ -242,7 +242,7 @@ def format_point(at: dict) -> str:
 
 
 def describe_validation_error(
-    error: ValidationError, prefix: str = "", raw: Optional[dict] = None, show_input: bool = True
+    error: ValidationError, prefix: str = "", raw: Optional[dict] = None, show_input: bool = True, schema=TrialConfig
 ) -> tuple[Optional[str], str]:
     """The first problem pydantic found, as (dotted field, message)."""
     first = error.errors()[0]
@@ -252,7 +252,10 @@ def describe_validation_error(
     field = ".".join(([prefix] if prefix else []) + loc) or None
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        known = settings_of(loc[0], (raw or {}).get(loc[0])) if len(loc) == 2 else []
+        if len(loc) == 1:
+            known = list(schema.model_fields)
+        else:
+            known = settings_of(loc[0], (raw or {}).get(loc[0])) if len(loc) == 2 else []
         message = "unknown setting" + suggest(loc[-1], known)
     elif kind == "missing":
         message = "is required"

@@ -35,7 +35,7 @@ def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ
 
 
 def run_trial(payload: dict, report: Callable[[dict], None]) -> str:
-    from trainers import Checkpoint, TrialConfig, train
+    from trainers import Checkpoint, TrialConfig, compilation_counts, train
 
     results = ResultsDir(payload["results_dir"])
     trial_id = payload["trial_id"]
@@ -66,6 +66,9 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> str:
         "error": result.message,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": f"{socket.gethostname()}:{os.getpid()}",
+        # XLA compilations of the training loop in this worker process so far: 1 while every
+        # trial it ran had the same shapes (workers are reused across trials).
+        "worker_compilations": compilation_counts()["jit(_train_epochs)"],
     })
     results.clear_checkpoints(trial_id)
     report({"epoch": result.epochs, "done": 1, "status": result.status})

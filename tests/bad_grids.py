@@ -34,7 +34,7 @@ CASES = [
     ("empty axis", replace("seed: [0, 1]", "seed: []"), "grid.seed: is empty"),
     ("axis that is not a list", replace("seed: [0, 1]", "seed: 3"), "grid.seed: must be a list of values"),
     ("duplicate axis values", replace("amplitude: [1, 10]", "amplitude: [1, 10, 10.0]"), "grid.amplitude: value 10.0 appears twice"),
-    ("same axis twice", GOOD + "  loss.amplitude: [3]\n", "grid.loss.amplitude: the same axis as loss.amplitude appears twice"),
+    ("same axis twice", GOOD + "  loss.amplitude: [3]\n", "grid.loss.amplitude: is the same axis as 'amplitude' (loss.amplitude): give it once"),
     ("axis on an unknown path", GOOD + "  model.depthh: [1, 2]\n", "grid.model.depthh: value 1: unknown setting (did you mean 'depth'?)"),
     ("stop epoch past the end", replace("period: 50}", "period: 50, stop_oscillation_epoch: 500}"), "loss.stop_oscillation_epoch (500) is past the end of training"),
     ("missing CIFAR-10 directory", replace("data: {name: spiral, points_per_class: 20, classes: 3}", "data: {name: cifar10, path: /nonexistent/cifar-10-batches-py}").replace("model: {name: mlp, width: 8}", "model: {name: myrtle5, channels: 8}"), "data.path: /nonexistent/cifar-10-batches-py: CIFAR-10 directory not found"),
@@ -47,8 +47,30 @@ CASES = [
     ("name with a slash", replace("name: ok", "name: ../escape"), "name: must be letters, digits"),
     ("batch larger than the data", replace("batch_size: full", "batch_size: 500"), "optimizer.batch_size: 500 is larger than the training set (60 examples)"),
     ("negative GPU share", GOOD + "resources: {cpu: 1, gpu: -1}\n", "resources.gpu: Input should be greater than or equal to 0"),
-    ("unknown resource", GOOD + "resources: {cpu: 1, gpus: 1}\n", "resources.gpus: unknown setting"),
+    ("unknown resource", GOOD + "resources: {cpu: 1, gpus: 1}\n", "resources.gpus: unknown setting (did you mean 'gpu'?)"),
     ("Nesterov without momentum", replace("batch_size: full}", "batch_size: full, nesterov: true}"), "nesterov needs momentum > 0"),
     ("CNN on vectors", replace("model: {name: mlp, width: 8}", "model: {name: myrtle5}"), "model myrtle5 needs images"),
     ("section that is not a mapping", replace("training: {epochs: 100, eval_every: 50}", "training: 100"), "training: must be a mapping of settings"),
 ]
+
+
+def markdown_table() -> str:
+    """Run `tiltsweep run bad.yaml` on every case and tabulate what it prints (for README.md)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    rows = ["| # | grid file problem | exit | message |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as scratch:
+        for number, (title, text, _) in enumerate(CASES, 1):
+            with open(os.path.join(scratch, "bad.yaml"), "w") as handle:
+                handle.write(text)
+            run = subprocess.run([sys.executable, "-m", "sweep.cli", "run", "bad.yaml"], cwd=scratch, capture_output=True, text=True)
+            message = run.stderr.strip().replace("|", "\\|")
+            rows.append(f"| {number} | {title} | {run.returncode} | `{message}` |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

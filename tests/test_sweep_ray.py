@@ -76,6 +76,11 @@ def test_small_grid_end_to_end(tmp_path, capsys):
         "outside_grid": 0, "trials": None, "errors": None, "unreadable": None,
     }
     assert not list((directory / "checkpoints").glob("*/*.ckpt"))  # finished trials leave no state behind
+    # Workers are reused: fewer worker processes than trials, each compiled the training loop once.
+    by_worker = {}
+    for record in records(directory).values():
+        by_worker.setdefault(record["host"], []).append(record["worker_compilations"])
+    assert len(by_worker) < 6 and all(max(counts) == 1 for counts in by_worker.values()), by_worker
     # Running the same grid again runs nothing.
     assert main(["run", str(grid), "--out", str(out)]) == 0
     assert "0 to run" in capsys.readouterr().out

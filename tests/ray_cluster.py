@@ -1,0 +1,136 @@
+"""A real multi-node Ray cluster on this machine, for tests.
+
+Each node is `ray start --block` in its own process, so every process of the node (GCS, raylet,
+dashboard, workers) descends from one process this helper owns; nodes are stopped by killing
+exactly those processes, by their ids. Nodes get their own ports and temp directory, and the
+cluster uses token authentication (Ray's default for `ray start`) with RAY_AUTH_MODE=token.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+class Node:
+    def __init__(self, command: list[str], env: dict, log: Path):
+        self.log = open(log, "w")
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.known: dict[int, psutil.Process] = {}
+
+    def processes(self) -> list[psutil.Process]:
+        """The node's processes: the `ray start` process and all its descendants (remembered, so
+        even a process whose parent died is still stopped)."""
+        try:
+            root = psutil.Process(self.process.pid)
+            for process in [root, *root.children(recursive=True)]:
+                self.known.setdefault(process.pid, process)
+        except psutil.NoSuchProcess:
+            pass
+        return list(self.known.values())
+
+    def kill(self) -> None:
+        processes = self.processes()
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=15)
+        self.log.close()
+
+
+class LocalCluster:
+    def __init__(self, head_cpus: int = 1, dashboard: bool = False):
+        self.temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.nodes: list[Node] = []
+        command = [
+            RAY, "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={head_cpus}",
+            "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp}", f"--include-dashboard={str(dashboard).lower()}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", *self.agent_ports(),
+        ]
+        self.nodes.append(Node(command, self.env, self.temp / "head.log"))
+        try:
+            wait_for_port(self.dashboard_port if dashboard else self.port)
+            if dashboard:
+                self.wait_for_job_server()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def agent_ports(self) -> list[str]:
+        return [
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+        ]
+
+    def add_node(self, cpus: int) -> Node:
+        command = [
+            RAY, "start", "--block", f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
+            *self.agent_ports(),
+        ]
+        node = Node(command, self.env, self.temp / f"node-{len(self.nodes)}.log")
+        self.nodes.append(node)
+        return node
+
+    def wait_for_cpus(self, cpus: int, timeout: float = 90) -> None:
+        code = (
+            "import ray; ray.init(address='%s', logging_level='ERROR'); "
+            "print(int(ray.cluster_resources().get('CPU', 0)))" % self.address
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True).stdout
+            if out.strip().splitlines()[-1:] == [str(cpus)]:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"the cluster never had {cpus} CPUs")
+
+    def wait_for_job_server(self, timeout: float = 90) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers (401 without a token): it is up
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError("the job server never answered")
+
+    def shutdown(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
