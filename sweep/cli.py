@@ -51,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("grid", metavar="GRID.yaml", type=Path, help="the grid file")
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where results directories go (default: ./results)")
     add_cluster_options(run)
+    run.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
+    add_plot_options(run)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="finish a sweep from its results directory",
                                  description="Finish the sweep whose results directory is DIR, from the grid.yaml saved there.")
     resume.add_argument("directory", metavar="DIR", type=Path, help="a results directory, e.g. results/quickstart")
     add_cluster_options(resume)
+    resume.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
+    add_plot_options(resume)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="count completed / partial / pending / failed / diverged points",
@@ -64,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("directory", metavar="DIR", type=Path)
     status.add_argument("--json", action="store_true", help="print one JSON object (counts as keys, plus trial ids)")
     status.set_defaults(handler=command_status)
+
+    plot = commands.add_parser("plot", help="draw phase diagrams, std bands and learning curves",
+                               description="Draw the figures of the sweep in DIR into DIR/figures/, with an index.html.")
+    plot.add_argument("directory", metavar="DIR", type=Path)
+    add_plot_options(plot)
+    plot.set_defaults(handler=command_plot)
 
     submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
                                  description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
@@ -73,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results directory on the cluster, on storage every node sees (default: ~/tiltsweep-results on the cluster)")
     submit.set_defaults(handler=command_submit)
     return parser
+
+
+def add_plot_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--metric", default="val_accuracy", help="summary column to draw (default: final val_accuracy; e.g. best_val_accuracy, train_loss)")
+    command.add_argument("--epoch", type=int, help="draw the metric's value at this epoch instead of the final one")
+    command.add_argument("--x", help="phase-diagram x axis (default: period)")
+    command.add_argument("--y", help="phase-diagram y axis (default: amplitude)")
+    command.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (default: png)")
 
 
 def add_cluster_options(command: argparse.ArgumentParser) -> None:
@@ -90,12 +108,52 @@ def fault_plan() -> list:
         raise Refused(f"{ENVIRONMENT_VARIABLE}: not valid JSON ({error})") from None
 
 
+def check_plot_options(spec, args) -> None:
+    """Refuse plot options that could only fail after the sweep has run."""
+    if args.no_plot:
+        return
+    from analysis.report import PlotError, check_formats
+    from sweep.ledger import PLOTTABLE_COLUMNS
+
+    try:
+        check_formats(f.strip() for f in args.format.split(",") if f.strip())
+    except PlotError as error:
+        raise Refused(str(error)) from None
+    swept = [column for column in spec.columns if column != "seed"]
+    for option, axis in (("--x", args.x), ("--y", args.y)):
+        if axis is not None and axis not in swept:
+            raise Refused(f"{option} {axis}: not a swept axis of {spec.name} (its axes: {', '.join(swept) or 'none'})")
+    if args.metric not in PLOTTABLE_COLUMNS:
+        raise Refused(f"--metric {args.metric}: not a result column (choose from {', '.join(PLOTTABLE_COLUMNS)})")
+
+
 def execute(spec, results, args) -> int:
     from sweep.runner import format_outcome, run_sweep
 
+    check_plot_options(spec, args)
     outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, faults=fault_plan())
     print(format_outcome(outcome), flush=True)
+    if not args.no_plot and sum(outcome.counts.values()):
+        draw(results.root, args)
     return EXIT_OK if outcome.all_final else EXIT_INCOMPLETE
+
+
+def draw(directory: Path, args) -> list[Path]:
+    from analysis.report import PlotError, build_report
+
+    try:
+        paths = build_report(directory, args.metric, args.x, args.y, [f.strip() for f in args.format.split(",") if f.strip()], args.epoch)
+    except PlotError as error:
+        raise Refused(str(error)) from None
+    print(f"figures: {paths[-1]} ({len(paths) - 1} files)", flush=True)
+    return paths
+
+
+def command_plot(args) -> int:
+    spec, results = open_results(args.directory)
+    for path in draw(results.root, args)[:-1]:
+        print(f"  {path}")
+    return EXIT_OK
 
 
 def command_run(args) -> int:

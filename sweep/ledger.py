@@ -27,6 +27,9 @@ SUMMARY_COLUMNS = (
 )
 
 
+PLOTTABLE_COLUMNS = (*FINAL_METRICS, "best_val_accuracy", "steps", "wall_seconds")
+
+
 def config_value(config: dict, path: str) -> Any:
     node: Any = config
     for part in path.split("."):

@@ -1,0 +1,218 @@
+"""Figures: the one module that imports matplotlib and seaborn. Each function takes reduced data
+and returns a matplotlib Figure, for a notebook user to restyle or save.
+
+Figures are built with matplotlib's object API (no pyplot state), so long runs leak nothing and no
+display is needed. Annotated cells and marked cells carry a `gid` ("cell:<x>:<y>",
+"marked:<status>:<x>:<y>", "partial:<x>:<y>"), which SVG output keeps and tests read.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from typing import Optional, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+MARK_COLOURS = {"diverged": "#d62728", "failed": "#7f3c8d", "missing": "#9e9e9e"}
+
+
+def value_text(value) -> str:
+    """Axis values as the grid file wrote them: 1000, not 1000.0."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def ordered(values: Sequence) -> list:
+    """Grid values in ascending order when they are all numbers, else as given."""
+    values = list(dict.fromkeys(values))
+    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+        return sorted(values)
+    return values
+
+
+def cell_text(row, fmt: str, show_n: bool) -> str:
+    status = row["cell_status"]
+    if status != "ok":
+        bad = row["n_diverged"] if status == "diverged" else row["n_failed"]
+        return "missing" if status == "missing" else f"{status}\n{bad}/{row['n_trials']}"
+    spread = "±" + format(row["std"], fmt.lstrip("+")) if not math.isnan(row["std"]) else "(1 seed)"
+    lines = [format(row["mean"], fmt), spread]
+    if show_n:
+        lines.append(f"n={row['n']}")
+    problems = [f"{row['n_diverged']} div" if row["n_diverged"] else "", f"{row['n_failed']} fail" if row["n_failed"] else ""]
+    if any(problems):
+        lines.append(" ".join(p for p in problems if p))
+    return "\n".join(lines)
+
+
+def phase_diagram(
+    reduced: pd.DataFrame, x: str = "period", y: str = "amplitude", title: str = "", label: str = "",
+    fmt: str = ".3f", cmap: str = "viridis", center: Optional[float] = None,
+) -> Figure:
+    """Heatmap of `mean` over x (columns) and y (rows, ascending upward); one panel per value of
+    every other axis in `reduced`. Each cell shows mean, ±std (and n when the number of completed
+    seeds differs between cells); cells without a completed seed are hatched and say why."""
+    facets = [c for c in reduced.columns[: list(reduced.columns).index("mean")] if c not in (x, y)]
+    facet_values = list(itertools.product(*(ordered(reduced[f]) for f in facets))) or [()]
+    xs, ys = ordered(reduced[x]), ordered(reduced[y])
+    finite = reduced["mean"].dropna()
+    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    if center is not None:
+        half = max(abs(vmin - center), abs(vmax - center), 1e-9)
+        vmin, vmax = center - half, center + half
+    show_n = reduced.loc[reduced["cell_status"] == "ok", "n"].nunique() > 1
+    columns = min(len(facet_values), 3)
+    rows = math.ceil(len(facet_values) / columns)
+    figure = Figure(figsize=(columns * (1.15 * len(xs) + 2.2), rows * (0.85 * len(ys) + 1.6)), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for panel, key in zip(axes.flat, facet_values):
+        part = reduced
+        for facet, value in zip(facets, key):
+            part = part[part[facet] == value]
+        grid = part.set_index([y, x])
+        means = np.array([[grid["mean"].get((yv, xv), np.nan) for xv in xs] for yv in ys], dtype=float)
+        sns.heatmap(
+            means, ax=panel, cmap=cmap, vmin=vmin, vmax=vmax, center=center, mask=np.isnan(means),
+            cbar=True, cbar_kws={"label": label}, xticklabels=[value_text(v) for v in xs],
+            yticklabels=[value_text(v) for v in ys], linewidths=0.5, linecolor="white",
+        )
+        panel.invert_yaxis()
+        panel.set_xlabel(x)
+        panel.set_ylabel(y)
+        panel.set_title(", ".join(f"{f} = {value_text(v)}" for f, v in zip(facets, key)), fontsize=10)
+        colours = matplotlib.colormaps[cmap]
+        for (i, yv), (j, xv) in itertools.product(enumerate(ys), enumerate(xs)):
+            if (yv, xv) not in grid.index:
+                continue
+            row = grid.loc[(yv, xv)]
+            where = f"{value_text(xv)}:{value_text(yv)}"
+            if row["cell_status"] != "ok":
+                colour = MARK_COLOURS[row["cell_status"]]
+                panel.add_patch(Rectangle((j, i), 1, 1, facecolor="#eeeeee", edgecolor=colour, hatch="///", linewidth=1.5, gid=f"marked:{row['cell_status']}:{where}"))
+                text_colour = colour
+            else:
+                if row["n_diverged"] or row["n_failed"]:
+                    panel.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, edgecolor=MARK_COLOURS["diverged"], linewidth=2, gid=f"partial:{where}"))
+                shade = colours((row["mean"] - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
+                text_colour = "black" if 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5 else "white"
+            backing = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5} if row["cell_status"] != "ok" else None
+            panel.text(j + 0.5, i + 0.5, cell_text(row, fmt, show_n), ha="center", va="center", fontsize=8, color=text_colour,
+                       bbox=backing, gid=f"cell:{where}")
+    for panel in list(axes.flat)[len(facet_values):]:
+        panel.set_visible(False)
+    figure.suptitle(title)
+    return figure
+
+
+def std_band(reduced: pd.DataFrame, x: str = "amplitude", hue: Sequence[str] = ("period",), title: str = "", label: str = "") -> Figure:
+    """Mean against x with a ±1 std band over seeds; one line per combination of the `hue`
+    columns. Points with diverged or failed seeds get a red x and their count."""
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    panel = figure.subplots()
+    hue = list(hue)
+    keys = list(itertools.product(*(ordered(reduced[h]) for h in hue))) or [()]
+    palette = sns.color_palette("viridis", len(keys))
+    floor = np.nanmin(reduced["mean"]) if reduced["mean"].notna().any() else 0.0
+    for colour, key in zip(palette, keys):
+        part = reduced
+        for column, value in zip(hue, key):
+            part = part[part[column] == value]
+        part = part.sort_values(x)
+        name = ", ".join(f"{h} = {value_text(v)}" for h, v in zip(hue, key)) or None
+        panel.plot(part[x], part["mean"], marker="o", color=colour, label=name)
+        panel.fill_between(part[x], part["mean"] - part["std"], part["mean"] + part["std"], color=colour, alpha=0.2, linewidth=0)
+        for _, row in part[(part["n_diverged"] + part["n_failed"]) > 0].iterrows():
+            level = row["mean"] if not math.isnan(row["mean"]) else floor
+            where = ":".join([value_text(row[x]), *(value_text(v) for v in key)])
+            panel.plot([row[x]], [level], marker="x", color=MARK_COLOURS["diverged"], markersize=10, mew=2, gid=f"marked:{where}")
+            panel.annotate(f"{row['n_diverged'] + row['n_failed']}/{row['n_trials']} lost", (row[x], level),
+                           textcoords="offset points", xytext=(4, -12), fontsize=8, color=MARK_COLOURS["diverged"])
+    values = reduced[x].astype(float)
+    if (values > 0).all() and values.max() / values.min() >= 20:
+        panel.set_xscale("log")
+    panel.set_xticks(ordered(reduced[x]), [value_text(v) for v in ordered(reduced[x])])
+    panel.set_xlabel(x)
+    panel.set_ylabel(label)
+    panel.set_title(title)
+    if hue:
+        panel.legend(fontsize=7, ncol=2 if len(keys) > 6 else 1)
+    panel.grid(alpha=0.3)
+    return figure
+
+
+def learning_curves(
+    bands: pd.DataFrame, metric: str, hue: Optional[str], facet: Optional[str], stop_epoch: Optional[float] = None, title: str = ""
+) -> Figure:
+    """`bands` has epoch, mean, std (and hue/facet columns): one line with its ±1 std band per hue
+    value, one panel per facet value; a dashed line where the oscillations stopped."""
+    facets = ordered(bands[facet]) if facet else [None]
+    columns = min(len(facets), 3)
+    rows = math.ceil(len(facets) / columns)
+    figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    hues = ordered(bands[hue]) if hue else [None]
+    palette = sns.color_palette("viridis", len(hues))
+    for panel, facet_value in zip(axes.flat, facets):
+        part = bands if facet is None else bands[bands[facet] == facet_value]
+        for colour, value in zip(palette, hues):
+            line = (part if hue is None else part[part[hue] == value]).sort_values("epoch")
+            panel.plot(line["epoch"], line["mean"], color=colour, label=f"{hue} = {value_text(value)}" if hue else None, linewidth=1.2)
+            panel.fill_between(line["epoch"], line["mean"] - line["std"], line["mean"] + line["std"], color=colour, alpha=0.2, linewidth=0)
+        if stop_epoch is not None:
+            panel.axvline(stop_epoch, color="black", linestyle="--", linewidth=1, label="oscillations stop", gid="stop-epoch")
+        panel.set_title(f"{facet} = {value_text(facet_value)}" if facet else "", fontsize=10)
+        panel.set_xlabel("epoch")
+        panel.set_ylabel(metric)
+        panel.grid(alpha=0.3)
+    for panel in list(axes.flat)[len(facets):]:
+        panel.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    figure.suptitle(title)
+    return figure
+
+
+def trajectory(curve: pd.DataFrame, num_classes: int, title: str = "", stop_step: Optional[float] = None) -> Figure:
+    """One trial over steps, as the paper's Fig. 4: the class weights Gamma_i(t), the dynamical loss
+    F(t), its change F(t) - F(t-1), and the accuracies. Gamma of the emphasized class c is recorded;
+    every other class has (C - Gamma_c) / (C - 1)."""
+    curve = curve.sort_values("step")
+    figure = Figure(figsize=(9, 9), layout="constrained")
+    weights, loss, change, accuracy = figure.subplots(4, 1, sharex=True)
+    emphasized = curve["emphasized_class"].to_numpy()
+    others = (num_classes - curve["emphasized_weight"].to_numpy()) / max(num_classes - 1, 1)
+    palette = sns.color_palette("deep", num_classes)
+    for c in range(num_classes):
+        gamma = np.where(emphasized == c, curve["emphasized_weight"], others)
+        weights.plot(curve["step"], gamma, ".", markersize=3, color=palette[c], label=f"class {c}")
+    weights.set_ylabel(r"$\Gamma_i$")
+    weights.legend(fontsize=7, ncol=min(num_classes, 5))
+    loss.semilogy(curve["step"], curve["weighted_loss"], ".", markersize=3)
+    loss.set_ylabel(r"$\mathcal{F}(t)$")
+    change.plot(curve["step"], curve["weighted_loss_change"], ".", markersize=3)
+    change.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
+    accuracy.plot(curve["step"], curve["train_accuracy"], ".", markersize=3, label="train")
+    accuracy.plot(curve["step"], curve["val_accuracy"], ".", markersize=3, label="validation")
+    accuracy.set_ylabel("accuracy")
+    accuracy.set_xlabel("step t")
+    accuracy.legend(fontsize=7)
+    for panel in (weights, loss, change, accuracy):
+        panel.grid(alpha=0.3)
+        if stop_step is not None:
+            panel.axvline(stop_step, color="black", linestyle="--", linewidth=1)
+    figure.suptitle(title)
+    return figure
+
+
+def save(figure: Figure, format: str) -> bytes:
+    """The figure encoded as png, pdf or svg."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=format, dpi=130)
+    return buffer.getvalue()

@@ -1,0 +1,99 @@
+"""Reducers: seed replicas grouped by the swept axes. Plain pandas, tested on hand-written frames.
+
+`reduce_seeds(summary, metric, axes)` groups the trials by every axis except `seed` and gives,
+per group: `mean` and `std` of the metric over the seeds that completed (std with ddof = 1, the
+sample standard deviation; NaN for a single seed), `n` (completed seeds), `n_diverged`,
+`n_failed` and `n_trials`. Diverged and failed seeds never enter the mean: a diverged trial's
+metrics are those of its last finite evaluation, not of a finished training. A group with no
+completed seed has mean NaN and a `cell_status` saying why: `diverged`, `failed` or `missing`
+(a grid point without any result yet); otherwise `ok`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+
+SEED = "seed"
+DDOF = 1
+
+
+def group_axes(axes, exclude=(SEED,)) -> list[str]:
+    return [axis for axis in axes if axis not in exclude]
+
+
+def comparable(value):
+    """Grid values as the summary stores them: lists and mappings as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def reduce_seeds(summary: pd.DataFrame, metric: str, axes: dict[str, list]) -> pd.DataFrame:
+    """One row per combination of the non-seed axes of `axes` (column -> grid values), over the
+    full grid, so points never run appear as `missing`."""
+    by = group_axes(axes)
+    groups = {(): summary}
+    if by:
+        groups = {key: frame for key, frame in summary.groupby(by, dropna=False)}
+    rows = []
+    for key in itertools.product(*([comparable(v) for v in axes[axis]] for axis in by)):
+        trials = groups.get(key, summary.iloc[0:0])
+        rows.append({**dict(zip(by, key)), **reduce_group(trials, metric)})
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "n_diverged", "n_failed", "n_trials", "cell_status"])
+
+
+def reduce_group(trials: pd.DataFrame, metric: str) -> dict:
+    completed = trials.loc[trials["status"] == "completed", metric].astype(float) if len(trials) else pd.Series(dtype=float)
+    n_diverged = int((trials["status"] == "diverged").sum()) if len(trials) else 0
+    n_failed = int((trials["status"] == "failed").sum()) if len(trials) else 0
+    if len(completed):
+        status = "ok"
+    elif n_diverged:
+        status = "diverged"
+    elif n_failed:
+        status = "failed"
+    else:
+        status = "missing"
+    return {
+        "mean": completed.mean() if len(completed) else np.nan,
+        "std": completed.std(ddof=DDOF) if len(completed) > DDOF else np.nan,
+        "n": len(completed),
+        "n_diverged": n_diverged,
+        "n_failed": n_failed,
+        "n_trials": len(trials),
+        "cell_status": status,
+    }
+
+
+def metric_at_epoch(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, epoch: int) -> pd.DataFrame:
+    """The summary with `metric` replaced by its value at the last evaluation at or before
+    `epoch` (a trial not evaluated by then gets NaN)."""
+    early = curves.loc[curves["epoch"] <= epoch].sort_values("epoch").groupby("trial_id")[metric].last()
+    out = summary.copy()
+    out[metric] = out["trial_id"].map(early)
+    return out
+
+
+def gain_over_baseline(summary: pd.DataFrame, metric: str, axes, baseline: str = "amplitude", baseline_value=1.0) -> pd.DataFrame:
+    """Per trial, `<metric>_gain` = metric - metric of the completed trial with `baseline` =
+    baseline_value and every other axis equal (the same T and the same seed: paired, since both
+    start from the same initialization). NaN without such a partner; 0 on the baseline rows.
+    Reduce the result with reduce_seeds(..., metric + "_gain", axes)."""
+    partners = [axis for axis in axes if axis != baseline]
+    keyed = summary.assign(_all=0)
+    reference = keyed.loc[(keyed[baseline] == baseline_value) & (keyed["status"] == "completed"), ["_all", *partners, metric]]
+    merged = keyed.merge(reference.rename(columns={metric: "_baseline"}), on=["_all", *partners], how="left")
+    merged[f"{metric}_gain"] = merged[metric] - merged["_baseline"]
+    return merged.drop(columns=["_all", "_baseline"])
+
+
+def curve_bands(curves: pd.DataFrame, summary: pd.DataFrame, axes, metric: str) -> pd.DataFrame:
+    """Learning curves of completed trials grouped by the non-seed axes: per group and epoch,
+    `mean`, `std` (ddof 1) and `n` of `metric` over seeds."""
+    by = group_axes(axes)
+    completed = summary.loc[summary["status"] == "completed", ["trial_id", *by]]
+    joined = curves[["trial_id", "epoch", metric]].merge(completed, on="trial_id")
+    grouped = joined.groupby([*by, "epoch"])[metric]
+    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=DDOF), "n": grouped.size()}).reset_index()

@@ -1,0 +1,108 @@
+"""`tiltsweep plot DIR`: every figure of a results directory into DIR/figures/, with an
+index.html that shows them beside the reduced tables. Built from the notebook API
+(analysis.plots), for the chosen metric (final `val_accuracy` by default, any summary column, or
+its value at `--epoch`):
+
+- phase_<metric>: the seed-averaged metric over x and y (period and amplitude by default);
+- phase_train_accuracy: the same for training accuracy;
+- phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed;
+- band_<metric>: the metric against amplitude with a ±1 std band, one line per other axis value;
+- curves_val_accuracy: validation accuracy against epoch per group, with bands;
+- trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from analysis import figures, plots
+from analysis.load import Results, load_results
+from analysis.plots import PlotError, metric_label
+from sweep.atomic import atomic_write
+
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass
+class Drawn:
+    caption: str
+    files: list[Path]
+    table: Optional[pd.DataFrame] = None
+
+
+def check_formats(formats) -> list[str]:
+    formats = list(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise PlotError(f"--format {','.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}")
+    return formats
+
+
+def build_report(
+    directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None,
+    formats=("png",), epoch: Optional[int] = None,
+) -> list[Path]:
+    """Draw every figure of a results directory; returns the paths written (index.html last)."""
+    formats = check_formats(formats)
+    results = load_results(directory)
+    plots.trials_with(results, metric, epoch)  # refuses an unknown metric or an empty sweep up front
+    x, y = plots.phase_axes(results, x, y)
+    label = metric_label(metric, epoch)
+    drawn: list[Drawn] = []
+
+    def add(name: str, caption: str, figure, table=None):
+        files = [results.figures_dir / f"{name}.{fmt}" for fmt in formats]
+        for path, fmt in zip(files, formats):
+            atomic_write(path, figures.save(figure, fmt))
+        drawn.append(Drawn(caption, files, table))
+
+    if x and y:
+        add(f"phase_{metric}", f"{label}: mean ± std over seeds",
+            plots.phase_diagram(results, metric, x, y, epoch), plots.phase_table(results, metric, epoch))
+        if metric != "train_accuracy":
+            add("phase_train_accuracy", "final train_accuracy: mean ± std over seeds",
+                plots.phase_diagram(results, "train_accuracy", x, y), plots.phase_table(results, "train_accuracy"))
+        if plots.can_gain(results):
+            add(f"phase_{metric}_gain", f"gain of {label} over A = 1 at the same other axes, paired by seed",
+                plots.phase_diagram(results, metric, x, y, epoch, gain=True), plots.phase_table(results, metric, epoch, gain=True))
+    if "amplitude" in results.axes:
+        add(f"band_{metric}", f"{label} against amplitude: mean and ±1 std band over seeds", plots.std_band(results, metric, epoch))
+    if len(results.curves) and "val_accuracy" in results.curves:
+        add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results))
+        best = plots.best_trial(results, metric)
+        if best:
+            add(f"trajectory_{best}", f"the best trial ({best}): weights, loss and accuracy over steps", plots.trajectory(results, best))
+    index = write_index(results, drawn, label)
+    return [path for item in drawn for path in item.files] + [index]
+
+
+def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
+    counts = results.summary["status"].value_counts().to_dict()
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(results.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} img{max-width:100%;border:1px solid #ddd}"
+        " table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;padding:2px 6px}</style>",
+        f"<h1>{html.escape(results.name)}</h1>",
+        "<p>" + ", ".join(f"{n} {html.escape(str(s))}" for s, n in sorted(counts.items())) + f" trials; metric: {html.escape(label)}. "
+        "Means over completed seeds; std with ddof = 1; diverged and failed seeds are counted, not averaged.</p>",
+    ]
+    for item in drawn:
+        image = next((p for p in item.files if p.suffix in (".png", ".svg")), item.files[0])
+        parts.append(f"<h2>{html.escape(item.caption)}</h2>")
+        parts.append(f"<a href='{image.name}'><img src='{image.name}'></a>" if image.suffix != ".pdf"
+                     else f"<p><a href='{image.name}'>{image.name}</a></p>")
+        if item.table is not None:
+            parts.append(item.table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))
+    unfinished = results.summary[results.summary["status"] != "completed"]
+    if len(unfinished):
+        parts.append("<h2>Trials that did not complete</h2>")
+        parts.append(unfinished[["trial_id", "status", *[a for a in results.axes if a in unfinished], "error"]].to_html(index=False))
+    path = results.figures_dir / "index.html"
+    atomic_write(path, "\n".join(parts).encode())
+    return path

@@ -1,0 +1,120 @@
+"""Figures drawn from a small real results directory: what is annotated equals the reduced
+table, and the marked cells are exactly where points failed, diverged or are missing."""
+
+import json
+import re
+
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.report import build_report
+from sweep.cli import main
+from sweep.results import ResultsDir
+
+pytestmark = pytest.mark.slow
+
+GRID = """\
+name: figures
+data: {name: spiral, points_per_class: 20, classes: 3}
+model: {name: mlp, width: 8}
+optimizer: {name: sgd, learning_rate: 0.5, batch_size: full}
+training: {epochs: 300, eval_every: 50}
+loss: {name: dynamical_mse, amplitude: 1, period: 50, stop_oscillation_epoch: 250}
+grid:
+  amplitude: AMPLITUDES
+  optimizer.learning_rate: [0.5, 3.0]
+  seed: [0, 1]
+resources: {cpu: 1, retries: 0}
+"""
+LR = "optimizer.learning_rate"
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    """A real sweep: learning rate 3 diverges; (A=10, lr=0.5) fails on both seeds and (A=1,
+    lr=0.5) on seed 1 (injected faults); then the grid gains A=30, which has no results yet."""
+    root = tmp_path_factory.mktemp("figures")
+    grid = root / "figures.yaml"
+    grid.write_text(GRID.replace("AMPLITUDES", "[1, 10]"))
+    faults = [
+        {"where": {"amplitude": 10, LR: 0.5}, "epoch": 100, "action": "raise"},
+        {"where": {"amplitude": 1, LR: 0.5, "seed": 1}, "epoch": 100, "action": "raise"},
+    ]
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps(faults))
+    try:
+        assert main(["run", str(grid), "--out", str(root / "results"), "--no-plot"]) == 3
+    finally:
+        monkeypatch.undo()
+    directory = root / "results" / "figures"
+    extended = root / "extended.yaml"
+    extended.write_text(GRID.replace("AMPLITUDES", "[1, 10, 30]"))
+    ResultsDir(directory).save_grid(extended.read_text(), extended)  # as if the extension had not run yet
+    return directory
+
+
+def gids(figure: Figure, prefix: str) -> dict[str, object]:
+    artists = figure.findobj(lambda artist: (artist.get_gid() or "").startswith(prefix))
+    return {artist.get_gid(): artist for artist in artists}
+
+
+def test_report_writes_every_figure_and_an_index(results_dir):
+    paths = build_report(results_dir, formats=["png", "svg"])
+    names = {path.name for path in paths}
+    for stem in ("phase_val_accuracy", "phase_train_accuracy", "phase_val_accuracy_gain", "band_val_accuracy", "curves_val_accuracy"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    assert any(name.startswith("trajectory_") for name in names)
+    for path in paths[:-1]:
+        assert path.stat().st_size > 1000
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    index = paths[-1].read_text()
+    assert paths[-1].name == "index.html"
+    for path in paths[:-1]:
+        if path.suffix == ".png":
+            assert f"src='{path.name}'" in index
+    assert "Trials that did not complete" in index and "InjectedFault" in index
+
+
+def test_heatmap_numbers_equal_the_reduced_table(results_dir):
+    figure = plots.phase_diagram(results_dir, x=LR, y="amplitude")
+    table = plots.phase_table(results_dir)
+    texts = {gid: artist.get_text() for gid, artist in gids(figure, "cell:").items()}
+    assert len(texts) == len(table) == 6
+    for _, row in table.iterrows():
+        text = texts[f"cell:{row[LR]:g}:{row['amplitude']:g}"]
+        if row["cell_status"] == "ok":
+            lines = text.splitlines()
+            assert lines[0] == f"{row['mean']:.3f}"
+            assert lines[1] == (f"±{row['std']:.3f}" if row["n"] > 1 else "(1 seed)")
+        else:
+            assert text.splitlines()[0] == row["cell_status"]
+
+
+def test_marked_cells_are_where_the_failures_are(results_dir):
+    figure = plots.phase_diagram(results_dir, x=LR, y="amplitude")
+    marked = {tuple(gid.split(":")[1:]) for gid in gids(figure, "marked:")}
+    assert marked == {
+        ("diverged", "3", "1"), ("diverged", "3", "10"),  # learning rate 3 diverges
+        ("failed", "0.5", "10"),  # both seeds failed
+        ("missing", "0.5", "30"), ("missing", "3", "30"),  # added to the grid, not run
+    }
+    partial = set(gids(figure, "partial:"))
+    assert partial == {"partial:0.5:1"}  # one of its two seeds failed
+    text = gids(figure, "cell:0.5:1")["cell:0.5:1"].get_text()
+    assert text.splitlines()[1:] == ["(1 seed)", "1 fail"]
+
+
+def test_gain_band_curves_and_trajectory_come_back_as_figures(results_dir):
+    gain = plots.phase_diagram(results_dir, x=LR, y="amplitude", gain=True)
+    assert gids(gain, "cell:0.5:1")["cell:0.5:1"].get_text().startswith("+0.000")
+    band = plots.std_band(results_dir)
+    assert {gid.split(":")[1] for gid in gids(band, "marked:")} == {"1", "10"}  # amplitudes with lost seeds
+    curves = plots.learning_curves(results_dir)
+    assert gids(curves, "stop-epoch")  # the epoch where the oscillations stopped is drawn
+    trajectory = plots.trajectory(results_dir)
+    assert len(trajectory.axes) == 4
+    assert re.search(r"trial [0-9a-f]{16}", trajectory._suptitle.get_text())
+    with pytest.raises(plots.PlotError, match="not a swept axis"):
+        plots.phase_diagram(results_dir, x="model.width")

@@ -1,0 +1,88 @@
+"""Reducers on small hand-written frames, with the numbers worked out by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.reduce import curve_bands, gain_over_baseline, metric_at_epoch, reduce_seeds
+
+AXES = {"amplitude": [1, 10], "period": [100, 200], "seed": [0, 1, 2]}
+
+
+def trials(rows):
+    """rows: (amplitude, period, seed, status, val_accuracy)."""
+    frame = pd.DataFrame(rows, columns=["amplitude", "period", "seed", "status", "val_accuracy"])
+    frame.insert(0, "trial_id", [f"t{i}" for i in range(len(frame))])
+    return frame
+
+
+SUMMARY = trials([
+    (1.0, 100.0, 0, "completed", 0.50), (1.0, 100.0, 1, "completed", 0.60), (1.0, 100.0, 2, "completed", 0.70),
+    (10.0, 100.0, 0, "completed", 0.80), (10.0, 100.0, 1, "diverged", 0.10), (10.0, 100.0, 2, "failed", math.nan),
+    (1.0, 200.0, 0, "completed", 0.40),
+    (10.0, 200.0, 0, "diverged", 0.20), (10.0, 200.0, 1, "diverged", 0.30),
+])
+
+
+def cell(reduced, amplitude, period):
+    return reduced.set_index(["amplitude", "period"]).loc[(amplitude, period)]
+
+
+def test_mean_std_and_counts_over_completed_seeds():
+    reduced = reduce_seeds(SUMMARY, "val_accuracy", AXES)
+    assert len(reduced) == 4  # the full 2 x 2 grid
+    full = cell(reduced, 1, 100)
+    assert full["mean"] == pytest.approx(0.6)
+    assert full["std"] == pytest.approx(0.1)  # sample std (ddof 1) of 0.5, 0.6, 0.7
+    assert (full["n"], full["n_diverged"], full["n_failed"], full["n_trials"], full["cell_status"]) == (3, 0, 0, 3, "ok")
+
+
+def test_diverged_and_failed_seeds_are_counted_not_averaged():
+    mixed = cell(reduce_seeds(SUMMARY, "val_accuracy", AXES), 10, 100)
+    assert mixed["mean"] == pytest.approx(0.8)  # the diverged seed's 0.10 is not in the mean
+    assert math.isnan(mixed["std"])  # one completed seed: no spread
+    assert (mixed["n"], mixed["n_diverged"], mixed["n_failed"], mixed["cell_status"]) == (1, 1, 1, "ok")
+
+
+def test_cells_without_a_completed_seed_say_why():
+    reduced = reduce_seeds(SUMMARY, "val_accuracy", AXES)
+    diverged = cell(reduced, 10, 200)
+    assert diverged["cell_status"] == "diverged" and math.isnan(diverged["mean"]) and diverged["n_diverged"] == 2
+    partial_grid = reduce_seeds(SUMMARY, "val_accuracy", {**AXES, "period": [100, 200, 400]})
+    missing = cell(partial_grid, 1, 400)
+    assert missing["cell_status"] == "missing" and missing["n_trials"] == 0
+    failed = reduce_seeds(trials([(1.0, 100.0, 0, "failed", math.nan)]), "val_accuracy", {"amplitude": [1], "period": [100]})
+    assert failed.loc[0, "cell_status"] == "failed"
+
+
+def test_gain_is_paired_by_seed_against_the_amplitude_one_row():
+    gains = gain_over_baseline(SUMMARY, "val_accuracy", AXES).set_index("trial_id")["val_accuracy_gain"]
+    assert gains["t0"] == 0.0 and gains["t1"] == 0.0  # the baseline itself
+    assert gains["t3"] == pytest.approx(0.8 - 0.5)  # A=10 seed 0 minus A=1 seed 0 at T=100
+    assert gains["t4"] == pytest.approx(0.1 - 0.6)
+    assert math.isnan(gains["t8"])  # T=200 seed 1 has no completed A=1 partner
+    reduced = reduce_seeds(gain_over_baseline(SUMMARY, "val_accuracy", AXES), "val_accuracy_gain", AXES)
+    assert cell(reduced, 10, 100)["mean"] == pytest.approx(0.3)
+
+
+def test_metric_at_an_epoch_takes_the_last_evaluation_by_then():
+    curves = pd.DataFrame({
+        "trial_id": ["t0", "t0", "t0", "t1", "t1"],
+        "epoch": [0, 50, 100, 0, 100],
+        "val_accuracy": [0.3, 0.45, 0.5, 0.2, 0.6],
+    })
+    at = metric_at_epoch(SUMMARY.iloc[:3], curves, "val_accuracy", 60).set_index("trial_id")["val_accuracy"]
+    assert at["t0"] == 0.45 and at["t1"] == 0.2 and math.isnan(at["t2"])
+
+
+def test_curve_bands_average_completed_seeds_per_epoch():
+    curves = pd.DataFrame({
+        "trial_id": ["t0", "t1", "t2", "t4", "t0", "t1", "t2"],
+        "epoch": [0, 0, 0, 0, 10, 10, 10],
+        "val_accuracy": [0.3, 0.4, 0.5, 0.9, 0.5, 0.6, 0.7],
+    })
+    bands = curve_bands(curves, SUMMARY, AXES, "val_accuracy").set_index(["amplitude", "period", "epoch"])
+    assert bands.loc[(1.0, 100.0, 10), "mean"] == pytest.approx(0.6)
+    assert bands.loc[(1.0, 100.0, 10), "std"] == pytest.approx(0.1)
+    assert (10.0, 100.0, 0) not in bands.index  # t4 diverged: not in the bands
