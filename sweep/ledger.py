@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
+from sweep.atomic import remove_stale_asides
 from sweep.results import CorruptFile, ResultsDir
 from sweep.store import CorruptTable, check_readable, curve_path, read_table, write_curve, write_table
 
@@ -23,7 +24,7 @@ FINAL_METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
 SUMMARY_COLUMNS = (
     "trial_id", "status", *FINAL_METRICS, "best_val_accuracy", "steps", "epochs", "wall_seconds",
-    "resumed_from_epoch", "code_version", "error", "finished_at", "config",
+    "resumed_from_epoch", "attempts", "code_version", "error", "finished_at", "config",
 )
 
 
@@ -44,7 +45,7 @@ def summary_row(record: dict, axes: dict[str, str]) -> dict:
     row.update({column: config_value(record["config"], path) for column, path in axes.items()})
     row.update({name: float(final.get(name, math.nan)) for name in FINAL_METRICS})
     row["best_val_accuracy"] = max(history_val) if history_val else math.nan
-    for name in ("steps", "epochs", "resumed_from_epoch"):
+    for name in ("steps", "epochs", "resumed_from_epoch", "attempts"):
         row[name] = int(record.get(name) or 0)
     row["wall_seconds"] = float(record.get("wall_seconds") or 0.0)
     for name in ("code_version", "error", "finished_at"):
@@ -62,7 +63,9 @@ class Ledger:
         self.rows: dict[str, dict] = {}
 
     def sync(self) -> None:
-        """Rebuild both tables from the records, quarantining whatever cannot be read."""
+        """Rebuild both tables from the records, quarantining whatever cannot be read. Runs while
+        no trial writes (before and after a run), so half-written aside files are stale."""
+        remove_stale_asides(self.results.root)
         self.rows = {}
         for trial_id in self.results.record_ids():
             record = self.read(trial_id)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -126,6 +128,20 @@ class ResultsDir:
             except (CorruptFile, ValueError) as error:
                 self.quarantine(path, str(error))
         return None
+
+    def begin_attempt(self, trial_id: str) -> int:
+        """Count one more start of this trial's training, and say which process runs it
+        (checkpoints/<id>/attempt.json: attempts, host, pid)."""
+        path = self.checkpoints_dir / trial_id / "attempt.json"
+        attempts = self.attempt(trial_id).get("attempts", 0) + 1
+        atomic_write(path, json.dumps({"attempts": attempts, "host": socket.gethostname(), "pid": os.getpid()}).encode())
+        return attempts
+
+    def attempt(self, trial_id: str) -> dict:
+        try:
+            return json.loads((self.checkpoints_dir / trial_id / "attempt.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def clear_checkpoints(self, trial_id: str) -> None:
         shutil.rmtree(self.checkpoints_dir / trial_id, ignore_errors=True)

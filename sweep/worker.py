@@ -41,6 +41,7 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> str:
     trial_id = payload["trial_id"]
     config = TrialConfig.model_validate(payload["config"])
     faults = faults_for(payload)
+    attempt = results.begin_attempt(trial_id)
     resumed = results.latest_checkpoint(trial_id, decode=Checkpoint.from_bytes)
     checkpoint = resumed[1] if resumed else None
 
@@ -62,6 +63,7 @@ def run_trial(payload: dict, report: Callable[[dict], None]) -> str:
         "epochs": result.epochs,
         "wall_seconds": result.wall_seconds,
         "resumed_from_epoch": checkpoint.epoch if checkpoint else 0,
+        "attempts": attempt,
         "code_version": payload["code_version"],
         "error": result.message,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

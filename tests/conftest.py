@@ -42,3 +42,19 @@ def spiral_config(**overrides) -> dict:
     }
     config.update(overrides)
     return config
+
+
+@pytest.fixture(scope="session")
+def tally():
+    """Reliability tests report what they did: tally(test=..., faults=n, points=n, rows_lost=n).
+    With TILTSWEEP_TALLY=path set, the session writes the entries there as JSON
+    (benchmarks/reliability.py uses it for README.md)."""
+    import json
+    import os
+
+    entries = []
+    yield lambda **entry: entries.append(entry)
+    path = os.environ.get("TILTSWEEP_TALLY")
+    if path:
+        with open(path, "w") as handle:
+            json.dump(entries, handle, indent=1)

@@ -51,7 +51,7 @@ def test_shipped_grid_files_are_valid(path):
 
 
 @pytest.mark.parametrize("title,text,expected", CASES, ids=[case[0] for case in CASES])
-def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsys, title, text, expected):
+def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsys, tally, title, text, expected):
     grid = write(tmp_path, text, "bad.yaml")
     with pytest.raises(GridError) as caught:
         load_grid(grid)
@@ -61,6 +61,7 @@ def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsy
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and str(grid) in message and expected in message
     assert not out.exists()  # nothing written
+    tally(test="bad grid file", faults=1, points=0, rows_lost=0)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsy
     ],
     ids=lambda value: value if isinstance(value, str) else " ".join(value),
 )
-def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, expected):
+def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, tally, argv, expected):
     monkeypatch.chdir(tmp_path)
     good = write(tmp_path, GOOD, "good.yaml")
     (tmp_path / "a-file").write_text("")
@@ -91,3 +92,4 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, a
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
     assert not (tmp_path / "results").exists()
+    tally(test="bad command line", faults=1, points=0, rows_lost=0)

@@ -1,0 +1,120 @@
+"""Helpers for tests that run real sweeps: grid files, drivers in subprocesses, and cleanup of
+the processes a killed driver leaves behind, by their ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+import psutil
+
+from sweep.results import ResultsDir
+
+GRID = """\
+name: {name}
+data: {{name: spiral, points_per_class: 30, classes: 3}}
+model: {{name: mlp, width: 10}}
+optimizer: {{name: sgd, learning_rate: 1.0, batch_size: full}}
+training: {{epochs: {epochs}, eval_every: 500, checkpoint_every: 1000}}
+loss: {{amplitude: 1, period: 200}}
+grid:
+  amplitude: {amplitudes}
+  seed: [0, 1, 2]
+resources: {{cpu: 1, retries: {retries}}}
+"""
+
+
+def write_grid(directory: Path, name="ray-sweep", amplitudes="[1, 10]", epochs=2000, retries=2) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(GRID.format(name=name, amplitudes=amplitudes, epochs=epochs, retries=retries))
+    return path
+
+
+def status_json(results_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "sweep.cli", "status", str(results_dir), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def records(results_dir: Path) -> dict:
+    results = ResultsDir(results_dir)
+    return {trial_id: results.read_record(trial_id) for trial_id in results.record_ids()}
+
+
+def checkpoint_epochs(results_dir: Path, exclude=()) -> dict[str, int]:
+    results = ResultsDir(results_dir)
+    found = {t: results.latest_checkpoint(t) for t in results.checkpointed_ids() if t not in exclude}
+    return {t: found[t][0] for t in found if found[t]}
+
+
+class Driver:
+    """`tiltsweep ARGS` in its own process; remembers every process it (and Ray) starts, so
+    that after a SIGKILL those can be stopped by id."""
+
+    def __init__(self, args: list[str], env: Optional[dict] = None):
+        self.process = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], env=env or os.environ.copy(),
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.known: dict[int, psutil.Process] = {}
+
+    def remember(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.process.pid)
+            for process in root.children(recursive=True):
+                self.known.setdefault(process.pid, process)
+        except psutil.NoSuchProcess:
+            pass
+        return list(self.known.values())
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 240, what: str = "the condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.remember()
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"the driver ended (code {self.process.returncode}) before {what}:\n{self.process.stdout.read()}")
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def kill(self) -> None:
+        """SIGKILL the driver, then every process it had started (Ray's), by id."""
+        self.remember()
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self.cleanup()
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self.cleanup()
+
+    def output(self) -> str:
+        return self.process.stdout.read() if self.process.stdout else ""
+
+    def cleanup(self) -> None:
+        leftovers = [p for p in self.known.values() if p.is_running()]
+        for process in leftovers:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(leftovers, timeout=15)
+
+
+def assert_each_point_once(directory: Path, points: int, evaluations: int) -> None:
+    """Every point has exactly one record, one summary row and one full curve."""
+    final = records(directory)
+    assert len(final) == points and {r["status"] for r in final.values()} == {"completed"}
+    summary = pd.read_parquet(directory / "summary.parquet")
+    assert len(summary) == points and summary["trial_id"].is_unique and set(summary["trial_id"]) == set(final)
+    curves = pd.read_parquet(directory / "curves.parquet")
+    sizes = curves.groupby("trial_id").size()
+    assert len(sizes) == points and (sizes == evaluations).all(), sizes.to_dict()
+    assert not curves.duplicated(["trial_id", "step"]).any()

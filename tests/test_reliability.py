@@ -1,0 +1,220 @@
+"""Faults a long sweep meets, injected for real: a lost cluster node, a driver SIGKILLed at
+different moments, worker processes killed, corrupt files, two runs at once, divergence.
+Every test stops the processes it started, by their ids."""
+
+import json
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from ray_cluster import LocalCluster
+from sweep.cli import main
+from sweep.results import ResultsDir
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, records, status_json, write_grid
+
+pytestmark = pytest.mark.slow
+POINTS = 6
+
+
+def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
+    cluster = LocalCluster(head_cpus=1)
+    try:
+        second = cluster.add_node(cpus=2)
+        cluster.wait_for_cpus(3)
+        out = tmp_path / "shared"
+        grid = write_grid(tmp_path, name="two-nodes", epochs=20000)
+        driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"], env=cluster.env)
+        directory = out / "two-nodes"
+        results = ResultsDir(directory)
+        try:
+            def trial_on_second_node():
+                pids = {p.pid for p in second.processes()}
+                running = checkpoint_epochs(directory, exclude=records(directory))
+                return next((t for t in running if results.attempt(t).get("pid") in pids), None)
+
+            driver.wait_until(lambda: trial_on_second_node() is not None, what="a checkpointed trial on the second node")
+            lost = trial_on_second_node()
+            second.kill()  # every process of the second node, the worker training `lost` among them
+            assert driver.wait(timeout=400) == 0, driver.output()
+        finally:
+            driver.kill() if driver.process.poll() is None else None
+    finally:
+        cluster.shutdown()
+    assert_each_point_once(directory, POINTS, evaluations=41)
+    final = records(directory)
+    assert final[lost]["attempts"] >= 2 and final[lost]["resumed_from_epoch"] > 0  # continued on the head node
+    tally(test="two-node cluster, second node killed", faults=1, points=POINTS, rows_lost=POINTS - len(final))
+
+
+def snapshot_after_kill(directory):
+    """What a killed sweep left: finished records and the checkpoint epoch of each other point."""
+    finished = records(directory)
+    return finished, checkpoint_epochs(directory, exclude=finished)
+
+
+@pytest.mark.parametrize("moment", ["before the first result", "mid-way", "while writing results"])
+def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment, tally):
+    grid = write_grid(tmp_path, name="killed", epochs=30000)
+    out = tmp_path / "results"
+    directory = out / "killed"
+    env = os.environ.copy()
+    if moment == "while writing results":
+        # The driver kills itself just before renaming its 3rd summary.parquet into place: the
+        # first is written when the run starts, the next two when points finish.
+        env["TILTSWEEP_FAILPOINTS"] = "replace:summary.parquet@3"
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env)
+    try:
+        if moment == "before the first result":
+            driver.wait_until(lambda: checkpoint_epochs(directory) and not records(directory), what="a checkpoint before any result")
+            driver.kill()
+        elif moment == "mid-way":
+            driver.wait_until(lambda: records(directory) and checkpoint_epochs(directory, exclude=records(directory)), what="a result and a checkpoint")
+            driver.kill()
+        else:
+            assert driver.wait(timeout=240) == -9  # SIGKILL, by its own failpoint
+    finally:
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
+
+    finished, partial = snapshot_after_kill(directory)
+    state = status_json(directory)
+    assert state["completed"] == len(finished) and state["partial"] == len(partial)
+    assert state["completed"] + state["partial"] + state["pending"] == POINTS
+    if moment == "while writing results":
+        assert list(directory.glob(".summary.parquet.*.tmp"))  # the write it was killed in
+        assert len(finished) >= 2  # two records were written before their filing was cut short
+
+    assert main(["resume", str(directory), "--no-plot"]) == 0
+    assert_each_point_once(directory, POINTS, evaluations=61)
+    final = records(directory)
+    for trial_id, record in finished.items():
+        assert final[trial_id]["finished_at"] == record["finished_at"]  # not run again
+    for trial_id, epoch in partial.items():
+        assert final[trial_id]["resumed_from_epoch"] == epoch > 0  # continued, not restarted
+    assert not list(directory.rglob(".*.tmp"))
+    tally(test=f"driver SIGKILLed {moment}", faults=1, points=POINTS, rows_lost=POINTS - len(final))
+
+
+def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tally):
+    grid = write_grid(tmp_path, name="worker-killed", epochs=30000)
+    out = tmp_path / "results"
+    directory = out / "worker-killed"
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"])
+    try:
+        results = ResultsDir(directory)
+        driver.wait_until(lambda: checkpoint_epochs(directory, exclude=records(directory)), what="a checkpoint")
+        trial_id = next(iter(checkpoint_epochs(directory, exclude=records(directory))))
+        worker = results.attempt(trial_id)["pid"]
+        assert worker in {p.pid for p in driver.remember()}  # a Ray worker of this sweep
+        os.kill(worker, 9)  # the worker process training that point
+        assert driver.wait(timeout=300) == 0, driver.output()
+    finally:
+        driver.kill() if driver.process.poll() is None else None
+    assert_each_point_once(directory, POINTS, evaluations=61)
+    final = records(directory)
+    assert final[trial_id]["attempts"] == 2 and final[trial_id]["resumed_from_epoch"] > 0
+    assert all(r["attempts"] == 1 for t, r in final.items() if t != trial_id)
+    tally(test="worker process SIGKILLed from outside", faults=1, points=POINTS, rows_lost=0)
+
+
+def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, monkeypatch, capsys, tally):
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"amplitude": 10, "seed": 2}, "epoch": 1000, "action": "kill", "times": 5}]))
+    out = tmp_path / "results"
+    assert main(["run", str(write_grid(tmp_path, retries=1)), "--out", str(out), "--no-plot"]) == 3
+    directory = out / "ray-sweep"
+    summary = pd.read_parquet(directory / "summary.parquet").set_index(["amplitude", "seed"])
+    failed = summary.loc[(10.0, 2)]
+    assert failed["status"] == "failed" and "died" in failed["error"].lower(), failed["error"]
+    assert (summary.drop(index=[(10.0, 2)])["status"] == "completed").all()
+    assert len(list((directory / ".faults").iterdir())) == 2  # the first attempt and one retry
+    capsys.readouterr()
+    main(["status", str(directory)])
+    assert re.search(r"failed +1\n +\w{16}  amplitude=10.0, seed=2: The actor is dead because its worker process has died", capsys.readouterr().out)
+    tally(test="worker SIGKILLs itself on every attempt (retries: 1)", faults=2, points=POINTS, rows_lost=0)
+
+
+def corrupt(path, how: str) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"\x00garbage" * 20)
+    return path.read_bytes()
+
+
+def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
+    out = tmp_path / "results"
+    grid = write_grid(tmp_path, name="corrupt", epochs=2000)
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
+    directory = out / "corrupt"
+    results = ResultsDir(directory)
+    before = records(directory)
+    ids = sorted(before)
+    bad_record, bad_checkpoint = ids[0], ids[1]
+    damaged = {
+        "summary.parquet": corrupt(results.summary_path, "truncate"),
+        f"curves.parquet/{ids[2]}.parquet": corrupt(results.curves_dir / f"{ids[2]}.parquet", "garbage"),
+        f"trials/{bad_record}.msgpack": corrupt(results.record_path(bad_record), "truncate"),
+    }
+    # A point interrupted at epoch 1000 whose checkpoint was then damaged.
+    results.record_path(bad_checkpoint).unlink()
+    results.save_checkpoint(bad_checkpoint, 1000, b"a train state")
+    checkpoint = results.checkpoint_files(bad_checkpoint)[0]
+    damaged[str(checkpoint.relative_to(directory))] = corrupt(checkpoint, "garbage")
+
+    state = status_json(directory)
+    assert len(state["unreadable"]) == 4
+    for name in damaged:
+        assert any(name in problem for problem in state["unreadable"]), name
+
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
+    moved = {entry["file"]: directory / entry["moved_to"] for entry in results.quarantined()}
+    assert set(moved) == set(damaged)
+    for name, data in damaged.items():
+        assert moved[name].read_bytes() == data  # moved aside, never deleted
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    after = records(directory)
+    for trial_id in ids[2:]:
+        assert after[trial_id]["finished_at"] == before[trial_id]["finished_at"]  # rebuilt, not re-run
+    assert after[bad_record]["finished_at"] != before[bad_record]["finished_at"]  # re-run
+    assert after[bad_checkpoint]["resumed_from_epoch"] == 0  # started over: its only checkpoint was bad
+    assert status_json(directory)["unreadable"] == []
+    tally(test="corrupt summary, curve, record and checkpoint", faults=4, points=POINTS, rows_lost=0)
+
+
+def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, tally):
+    grid = write_grid(tmp_path, name="locked", epochs=30000)
+    out = tmp_path / "results"
+    directory = out / "locked"
+    first = Driver(["run", str(grid), "--out", str(out), "--no-plot"])
+    try:
+        first.wait_until(lambda: (directory / ".lock").exists(), what="the lock")
+        capsys.readouterr()
+        assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 2
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and f"is in use by another tiltsweep run: pid {first.process.pid} on " in message
+        first.kill()  # its lock is now stale
+    finally:
+        first.kill() if first.process.poll() is None else first.cleanup()
+    assert json.loads((directory / ".lock").read_text())["pid"] == first.process.pid
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
+    assert not (directory / ".lock").exists() and list(directory.glob(".lock.stale-*"))
+    assert_each_point_once(directory, POINTS, evaluations=61)
+    tally(test="two runs at once, then the first SIGKILLed", faults=2, points=POINTS, rows_lost=0)
+
+
+def test_diverged_points_are_recorded_and_not_retried(tmp_path, capsys, tally):
+    grid = tmp_path / "diverge.yaml"
+    grid.write_text(write_grid(tmp_path).read_text().replace("name: ray-sweep", "name: diverge")
+                    .replace("loss: {amplitude: 1, period: 200}", "loss: {name: dynamical_mse, amplitude: 1, period: 200}")
+                    .replace("amplitude: [1, 10]", "amplitude: [1, 1000]\n  optimizer.learning_rate: [0.5, 4.0]"))
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0  # diverged is a final status
+    directory = out / "diverge"
+    summary = pd.read_parquet(directory / "summary.parquet")
+    diverged = summary[summary["status"] == "diverged"]
+    assert set(diverged["optimizer.learning_rate"]) == {4.0} and len(diverged) == 6
+    assert (diverged["attempts"] == 1).all() and diverged["error"].str.contains("non-finite").all()
+    assert diverged["val_accuracy"].notna().all()  # its last finite evaluation
+    capsys.readouterr()
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
+    assert "12 already done, 0 to run" in capsys.readouterr().out
+    tally(test="divergence (learning rate 4, squared error)", faults=6, points=12, rows_lost=0)
