@@ -4,10 +4,11 @@ sweeps to a cluster as Ray jobs.
 - Without an address Ray starts on this machine (no dashboard unless asked; then on 127.0.0.1
   only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
   workers, and the results directory must be on storage every node sees.
-- Each point is a Tune trial asking for the grid file's resources (cpu, gpu, TPU). Actors are
-  reused, so a worker process compiles once per model shape and trains many points.
-- A trial that raises or whose worker dies is retried `resources.retries` times (resuming from
-  its checkpoint); after that the driver writes a `failed` record with the error.
+- Each group of points (sweep.groups: one point unless `training.batch_points` asks for more) is a
+  Tune trial asking for the grid file's resources (cpu, gpu, TPU). Actors are reused, so a worker
+  process compiles once per model shape and trains many points.
+- A trial that raises or whose worker dies is retried `resources.retries` times (its points
+  resuming from their checkpoints); after that the driver writes `failed` records with the error.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import sweep  # noqa: E402
 import trainers  # noqa: E402
 from sweep.errors import Refused  # noqa: E402
 from sweep.grid import GridPoint, GridSpec  # noqa: E402
-from sweep.ledger import Ledger  # noqa: E402
+from sweep.groups import group_id, plan_groups  # noqa: E402
+from sweep.ledger import FINAL_STATUSES, Ledger  # noqa: E402
 from sweep.progress import Progress  # noqa: E402
 from sweep.results import ResultsDir  # noqa: E402
-from sweep.worker import configure_accelerator, failure_record, run_trial  # noqa: E402
+from sweep.worker import configure_accelerator, failure_record, run_group  # noqa: E402
 
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
@@ -86,10 +88,10 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
 
 
 def trainable(tune_config: dict) -> None:
-    """What a Tune trial runs: one grid point."""
+    """What a Tune trial runs: one group of grid points."""
     payload = tune_config["payload"]
     configure_accelerator(**payload["resources"])
-    run_trial(payload, report=tune.report)
+    run_group(payload, report=tune.report)
 
 
 def error_text(trial) -> str:
@@ -123,26 +125,39 @@ class DriverCallback(tune.Callback):
         return {}
 
     @staticmethod
-    def trial_id(trial) -> str:
-        return trial.config["payload"]["trial_id"]
+    def group_id(trial) -> str:
+        return trial.config["payload"]["group_id"]
+
+    @staticmethod
+    def members(trial) -> list[dict]:
+        return trial.config["payload"]["members"]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.trial_started(self.trial_id(trial))
+        for member in self.members(trial):
+            self.progress.trial_started(member["trial_id"])
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.progress.trial_retried(self.trial_id(trial))
+        self.progress.trial_retried(self.group_id(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        record = self.ledger.file(self.trial_id(trial))
-        self.progress.trial_finished(self.trial_id(trial), record["status"] if record else "failed")
+        for member in self.members(trial):
+            record = self.ledger.file(member["trial_id"])
+            self.progress.trial_finished(member["trial_id"], record["status"] if record else "failed")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        """Every member without a result gets a `failed` record with the error; all are filed."""
         trace = error_text(trial)
-        record = failure_record(trial.config["payload"], first_line_of_error(trace), self.code_version)
-        record["traceback"] = trace
-        self.ledger.results.write_record(record)
-        self.ledger.file(record["trial_id"])
-        self.progress.trial_finished(self.trial_id(trial), "failed")
+        for member in self.members(trial):
+            if not self.has_result(member["trial_id"]):
+                record = failure_record(member, first_line_of_error(trace), self.code_version)
+                record["traceback"] = trace
+                self.ledger.results.write_record(record)
+            self.ledger.file(member["trial_id"])
+            self.progress.trial_finished(member["trial_id"], self.ledger.status_of(member["trial_id"]) or "failed")
+
+    def has_result(self, trial_id: str) -> bool:
+        record = self.ledger.read(trial_id)
+        return record is not None and record["status"] in FINAL_STATUSES
 
 
 def trial_resources(spec: GridSpec) -> dict:
@@ -152,11 +167,10 @@ def trial_resources(spec: GridSpec) -> dict:
     return resources
 
 
-def payload_for(point: GridPoint, spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
+def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
     return {
-        "trial_id": point.trial_id,
-        "config": point.config.model_dump(mode="json"),
-        "axes": point.axes,
+        "group_id": group_id(members),
+        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in members],
         "results_dir": str(results.root),
         "code_version": code_version,
         "faults": faults,
@@ -169,7 +183,7 @@ def run_points(
     code_version: str, faults: list, verbose: bool = False,
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
-    payloads = [payload_for(point, spec, results, code_version, faults) for point in points]
+    payloads = [payload_for(members, spec, results, code_version, faults) for members in plan_groups(points)]
     scratch = results.root / ".tune"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
@@ -178,8 +192,8 @@ def run_points(
         param_space={"payload": tune.grid_search(payloads)},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
-            trial_name_creator=DriverCallback.trial_id,
-            trial_dirname_creator=DriverCallback.trial_id,
+            trial_name_creator=DriverCallback.group_id,
+            trial_dirname_creator=DriverCallback.group_id,
         ),
         run_config=tune.RunConfig(
             name="sweep",

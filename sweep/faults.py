@@ -75,6 +75,7 @@ class Faults:
 
 
 def faults_for(payload: dict) -> Optional[Faults]:
+    """The faults aimed at one point; `payload` has the plan, the results dir, trial_id and axes."""
     plan = payload.get("faults") or []
     if not plan:
         return None

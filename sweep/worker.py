@@ -1,12 +1,13 @@
-"""Run one grid point inside a worker process. Ray-free: the executor passes `report`.
+"""Run one group of grid points inside a worker process. Ray-free: the executor passes `report`.
 
-    run_trial(payload, report)
+    run_group(payload, report)
 
-payload: {trial_id, config (plain dict), axes, results_dir (absolute), code_version, faults}.
-The trial resumes from its newest checkpoint that verifies (unreadable ones are quarantined),
-checkpoints into the results directory every `training.checkpoint_every` epochs, and on finishing
-writes its record (trials/<id>.msgpack) and then removes its checkpoints. Exceptions propagate:
-the executor retries the trial, which then resumes from its checkpoint.
+payload: {group_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
+code_version, faults, resources}. Each member resumes from its newest checkpoint that verifies
+(unreadable ones are quarantined), checkpoints into the results directory every
+`training.checkpoint_every` epochs, and on finishing gets its record (trials/<id>.msgpack), after
+which its checkpoints go. Exceptions propagate: the executor retries the group, whose members then
+resume from their checkpoints.
 """
 
 from __future__ import annotations
@@ -34,55 +35,67 @@ def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ
             environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
-def run_trial(payload: dict, report: Callable[[dict], None]) -> str:
-    from trainers import Checkpoint, TrialConfig, compilation_counts, train
+def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
+    """Train every member of a group; members that resume from the same epoch train together.
+    Returns the members' statuses."""
+    from trainers import Checkpoint, TrialConfig, train_group, training_loop_compilations
 
     results = ResultsDir(payload["results_dir"])
-    trial_id = payload["trial_id"]
-    config = TrialConfig.model_validate(payload["config"])
-    faults = faults_for(payload)
-    attempt = results.begin_attempt(trial_id)
-    resumed = results.latest_checkpoint(trial_id, decode=Checkpoint.from_bytes)
-    checkpoint = resumed[1] if resumed else None
+    members = payload["members"]
+    faults = [faults_for({**payload, **member}) for member in members]
+    attempts = {m["trial_id"]: results.begin_attempt(m["trial_id"]) for m in members}
+    by_epoch: dict[int, list[tuple[int, object]]] = {}
+    for index, m in enumerate(members):
+        resumed = results.latest_checkpoint(m["trial_id"], decode=Checkpoint.from_bytes)
+        by_epoch.setdefault(resumed[0] if resumed else 0, []).append((index, resumed[1] if resumed else None))
 
-    def on_eval(row: dict) -> None:
-        report({"epoch": row["epoch"], "val_accuracy": row["val_accuracy"], "train_accuracy": row["train_accuracy"]})
-        if faults:
-            faults.at_epoch(row["epoch"])
+    statuses = {}
+    for epoch, subgroup in sorted(by_epoch.items()):
+        indices = [index for index, _ in subgroup]
 
-    def on_checkpoint(ckpt) -> None:
-        results.save_checkpoint(trial_id, ckpt.epoch, ckpt.to_bytes())
+        def on_eval(i: int, row: dict) -> None:
+            report({"epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
+            if faults[indices[i]]:
+                faults[indices[i]].at_epoch(row["epoch"])
 
-    result = train(config, on_eval=on_eval, checkpoint=checkpoint, on_checkpoint=on_checkpoint)
-    results.write_record({
-        "trial_id": trial_id,
-        "status": result.status,
-        "config": payload["config"],
-        "history": result.history,
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "wall_seconds": result.wall_seconds,
-        "resumed_from_epoch": checkpoint.epoch if checkpoint else 0,
-        "attempts": attempt,
-        "code_version": payload["code_version"],
-        "error": result.message,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": f"{socket.gethostname()}:{os.getpid()}",
-        # XLA compilations of the training loop in this worker process so far: 1 while every
-        # trial it ran had the same shapes (workers are reused across trials).
-        "worker_compilations": compilation_counts()["jit(_train_epochs)"],
-    })
-    results.clear_checkpoints(trial_id)
-    report({"epoch": result.epochs, "done": 1, "status": result.status})
-    return result.status
+        def on_checkpoint(i: int, ckpt) -> None:
+            results.save_checkpoint(members[indices[i]]["trial_id"], ckpt.epoch, ckpt.to_bytes())
+
+        configs = [TrialConfig.model_validate(members[index]["config"]) for index in indices]
+        trained = train_group(configs, on_eval=on_eval, checkpoints=[ckpt for _, ckpt in subgroup], on_checkpoint=on_checkpoint)
+        for index, result in zip(indices, trained):
+            trial_id = members[index]["trial_id"]
+            results.write_record({
+                "trial_id": trial_id,
+                "status": result.status,
+                "config": members[index]["config"],
+                "history": result.history,
+                "steps": result.steps,
+                "epochs": result.epochs,
+                "wall_seconds": result.wall_seconds,
+                "resumed_from_epoch": epoch,
+                "attempts": attempts[trial_id],
+                "group_size": len(indices),
+                "code_version": payload["code_version"],
+                "error": result.message,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": f"{socket.gethostname()}:{os.getpid()}",
+                # XLA compilations of the training loop in this worker process so far: 1 while every
+                # group it ran had the same shapes (workers are reused across trials).
+                "worker_compilations": training_loop_compilations(),
+            })
+            results.clear_checkpoints(trial_id)
+            statuses[trial_id] = result.status
+    report({"done": len(statuses)})
+    return [statuses[m["trial_id"]] for m in members]
 
 
-def failure_record(payload: dict, error: str, code_version: str) -> dict:
-    """The record the driver writes for a trial whose every attempt crashed."""
+def failure_record(member: dict, error: str, code_version: str) -> dict:
+    """The record the driver writes for a point whose every attempt crashed."""
     return {
-        "trial_id": payload["trial_id"],
+        "trial_id": member["trial_id"],
         "status": "failed",
-        "config": payload["config"],
+        "config": member["config"],
         "history": [],
         "code_version": code_version,
         "error": error,

@@ -99,3 +99,27 @@ def test_a_point_that_keeps_failing_is_recorded_and_the_others_finish(tmp_path, 
     assert main(["run", str(grid), "--out", str(out)]) == 0
     assert "5 already done, 1 to run" in capsys.readouterr().out
     assert status_json(out / "ray-sweep", capsys)["completed"] == 6
+
+
+def test_batched_points_train_together_and_a_failed_group_resumes_from_checkpoints(tmp_path, monkeypatch):
+    grid = tmp_path / "batched.yaml"
+    grid.write_text(write_grid(tmp_path).read_text().replace("name: ray-sweep", "name: batched")
+                    .replace("checkpoint_every: 1000}", "checkpoint_every: 1000, batch_points: 3}"))
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"amplitude": 10, "seed": 1}, "epoch": 1500, "action": "raise"}]))
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
+    final = records(out / "batched")
+    assert len(final) == 6 and {r["status"] for r in final.values()} == {"completed"}
+    assert {r["group_size"] for r in final.values()} == {3}
+    by_amplitude = {}
+    for record in final.values():
+        by_amplitude.setdefault(record["config"]["loss"]["amplitude"], []).append(record)
+    # The group with the faulty member (A = 10) ran twice, every member resuming at epoch 1000;
+    # the other group ran once from the start.
+    assert [(r["attempts"], r["resumed_from_epoch"]) for r in by_amplitude[10.0]] == [(2, 1000)] * 3
+    assert [(r["attempts"], r["resumed_from_epoch"]) for r in by_amplitude[1.0]] == [(1, 0)] * 3
+    summary = pd.read_parquet(out / "batched" / "summary.parquet")
+    assert len(summary) == 6 and summary["trial_id"].is_unique
+    # The same points run one at a time have the same ids: batching is how a point runs, not what it is.
+    assert main(["run", str(write_grid(tmp_path, name="batched")), "--out", str(out), "--no-plot"]) == 0
+    assert records(out / "batched").keys() == final.keys()

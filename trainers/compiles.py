@@ -22,6 +22,14 @@ def _count(event: str, duration: float, **labels) -> None:
 monitoring.register_event_duration_secs_listener(_count)
 
 
+TRAINING_LOOPS = ("jit(_train_epochs)", "jit(_train_then_evaluate)")
+
+
 def compilation_counts() -> Counter:
-    """{"jit(_train_epochs)": 1, ...}: compilations so far in this process."""
+    """{"jit(_train_then_evaluate)": 1, ...}: compilations so far in this process."""
     return Counter(_counts)
+
+
+def training_loop_compilations() -> int:
+    """Compilations of the training loop (with or without the evaluation after it) so far."""
+    return sum(_counts[name] for name in TRAINING_LOOPS)

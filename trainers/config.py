@@ -192,6 +192,9 @@ class TrainingConfig(Section):
     checkpoint_every: Optional[PositiveInt] = None
     dtype: Literal["float32", "float64"] = "float32"
     eval_batch_size: PositiveInt = 1000
+    # Grid points of the same shapes trained together in one compiled program (vmap). 1 trains
+    # one point at a time, the faster choice on CPUs (benchmarks/README.md); GPUs gain from more.
+    batch_points: PositiveInt = 1
 
 
 class TrialConfig(Section):

@@ -5,12 +5,17 @@ loss and optimizer kinds, dtype). Everything else (A, T, stop step, learning rat
 numbers, the seed, the data itself) enters as arrays, so `engine_for(spec)` hands the same
 jitted functions to every trial of that shape and XLA compiles each of them once.
 
+The compiled functions train a *group* of grid points at once: train states and hyperparameters
+carry a leading axis of length G (the data is shared), and one step of the group is the step of
+each point, vmapped. G = 1 is the usual case; `training.batch_points` makes it larger.
+
 One optimizer step t (state.step = t before it):
     Gamma = class_weights(t, ...);  F(t) = dynamical_loss(f(x_batch), y_batch, Gamma)
     params <- params - lr(t) * u(grad F(t))          (see trainers.optim)
 `train_epochs` runs whole epochs inside one while loop (minibatches in a seeded order per epoch,
-`fold_in(key, 1)` then the epoch; augmentation keyed by `fold_in(key, 2)` then the step) and stops
-early at the first step whose loss is not finite.
+`fold_in(key, 1)` then the epoch; augmentation keyed by `fold_in(key, 2)` then the step), records
+each point's first step whose loss is not finite, and stops early once every point has one. The
+loop's condition stays unbatched, so XLA does not turn the group's updates into selects.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainers.augment import flip_and_crop
-from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class
+from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
 from trainers.models import build_model
 from trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
@@ -68,9 +73,10 @@ class Engine:
         self.spec = spec
         self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
-        self.init_state = jax.jit(self._init_state)
+        self.init_states = jax.jit(jax.vmap(self._init_state))
         self.train_epochs = jax.jit(self._train_epochs)
-        self.evaluate = jax.jit(self._evaluate)
+        self.evaluate = jax.jit(jax.vmap(self._evaluate, in_axes=(0, 0, None)))
+        self.train_then_evaluate = jax.jit(self._train_then_evaluate)
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -142,19 +148,30 @@ class Engine:
 
     # --- compiled entry points -------------------------------------------------------------------
 
-    def _train_epochs(self, state: TrainState, hyper, data, epochs):
-        """Train `epochs` whole epochs, stopping after the epoch in which the loss first stops being
-        finite. Returns (state, first non-finite step or -1)."""
-        target = state.step + epochs * self.spec.steps_per_epoch
+    def _train_epochs(self, states: TrainState, hypers, data, epochs):
+        """Train a group `epochs` whole epochs. Returns (states, first non-finite step of each
+        point or -1); stops after the epoch in which the last healthy point stopped being finite."""
+        group = states.step.shape[0]
+        epoch_of_each = jax.vmap(self._epoch, in_axes=(0, 0, None, 0))
 
         def keep_going(carry):
-            state, first_bad = carry
-            return (state.step < target) & (first_bad < 0)
+            done, _, first_bad = carry
+            return (done < epochs) & jnp.any(first_bad < 0)
 
         def body(carry):
-            return self._epoch(carry[0], hyper, data, carry[1])
+            done, states, first_bad = carry
+            states, first_bad = epoch_of_each(states, hypers, data, first_bad)
+            return done + 1, states, first_bad
 
-        return jax.lax.while_loop(keep_going, body, (state, jnp.asarray(-1, jnp.int32)))
+        start = (jnp.zeros((), jnp.int32), states, jnp.full((group,), -1, jnp.int32))
+        _, states, first_bad = jax.lax.while_loop(keep_going, body, start)
+        return states, first_bad
+
+    def _train_then_evaluate(self, states: TrainState, hypers, data, epochs):
+        """_train_epochs and then the evaluation of every point, in one call (one dispatch, one
+        transfer back)."""
+        states, first_bad = self._train_epochs(states, hypers, data, epochs)
+        return states, first_bad, jax.vmap(self._evaluate, in_axes=(0, 0, None))(states, hypers, data)
 
     def _evaluate(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
         """Unweighted loss and accuracy on both splits, F(t) on the training set, and where the
@@ -169,7 +186,7 @@ class Engine:
                 correct = jnp.argmax(logits, axis=-1) == y
                 return jnp.stack([
                     jnp.sum(per_example * mask),
-                    jnp.sum(gamma[y] * per_example * mask),
+                    jnp.sum(example_weights(y, gamma) * per_example * mask),
                     jnp.sum(correct * mask),
                     jnp.sum(mask),
                 ])

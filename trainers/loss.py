@@ -57,8 +57,11 @@ def class_weights(step, num_classes: int, amplitude, period, stop_step, shape: s
 
 
 def cross_entropy(logits, labels):
-    """Softmax cross-entropy per example: logits (P, C), labels (P,) int -> (P,)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    """Softmax cross-entropy per example: logits (P, C), labels (P,) int -> (P,).
+    Written with one-hot labels: dense operations that fuse, where an integer-label gather
+    becomes a slow scatter in the gradient on CPU."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return jax.nn.logsumexp(logits, axis=-1) - jnp.sum(targets * logits, axis=-1)
 
 
 def squared_error(logits, labels):
@@ -70,6 +73,11 @@ def squared_error(logits, labels):
 PER_EXAMPLE_LOSSES = {"dynamical_cross_entropy": cross_entropy, "dynamical_mse": squared_error}
 
 
+def example_weights(labels, gamma):
+    """Gamma[y_j] for every example, (P,), as a one-hot product (no gather)."""
+    return jax.nn.one_hot(labels, gamma.shape[0], dtype=gamma.dtype) @ gamma
+
+
 def dynamical_loss(name: str, logits, labels, gamma):
     """F = (1/P) sum_j Gamma[y_j] * l(logits_j, y_j), with l chosen by the loss `name`."""
-    return jnp.mean(gamma[labels] * PER_EXAMPLE_LOSSES[name](logits, labels))
+    return jnp.mean(example_weights(labels, gamma) * PER_EXAMPLE_LOSSES[name](logits, labels))

@@ -1,6 +1,10 @@
-"""Train one grid point. The entry point the sweep layer calls:
+"""Train grid points. The entry points the sweep layer calls:
 
     result = train(config, on_eval=None, checkpoint=None, on_checkpoint=None)
+    results = train_group(configs, on_eval=None, checkpoints=None, on_checkpoint=None)
+
+train_group trains several points of one batch_signature in one compiled program (vmap), as
+`training.batch_points` asks; its callbacks also receive the member's index.
 
 - `config`: a TrialConfig or a plain dict of one;
 - `on_eval(row)`: called after every evaluation (every `training.eval_every` epochs, at epoch 0
@@ -16,10 +20,11 @@ evaluations up to the last finite one. The trainer never raises for a divergence
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import flax.serialization
 import jax
@@ -84,39 +89,72 @@ def spec_for(cfg: TrialConfig, dataset: Dataset) -> Spec:
     )
 
 
+def batch_signature(cfg: TrialConfig) -> str:
+    """What grid points must share to be trained together in one group: everything that shapes
+    the compiled program, the data, and when to evaluate and checkpoint. The numbers that enter
+    as values (A, T, stop epoch, seed, learning rate, momentum, schedule numbers) may differ."""
+    return json.dumps({
+        "data": cfg.data.model_dump(mode="json"),
+        "model": cfg.model.model_dump(mode="json"),
+        "optimizer": [cfg.optimizer.name, cfg.optimizer.batch_size, cfg.optimizer.nesterov, cfg.optimizer.momentum > 0],
+        "schedule": [cfg.schedule.name, len(getattr(cfg.schedule, "knots", []))],
+        "training": cfg.training.model_dump(mode="json", exclude={"batch_points"}),
+        "loss": [cfg.loss.name, cfg.loss.shape],
+    }, sort_keys=True)
+
+
+def stacked(trees: list):
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def member(tree, index: int):
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
 @dataclass
 class Prepared:
-    """What one trial runs on: its engine (shared per shape), its arrays and its numbers."""
+    """What one group of grid points runs on: their engine (shared per shape), the data they
+    share, and their numbers stacked along a leading axis."""
 
-    cfg: TrialConfig
+    cfgs: list[TrialConfig]
     engine: Engine
     data: dict[str, Any]
-    hyper: dict[str, Any]
+    hypers: dict[str, Any]
 
     @property
     def steps_per_epoch(self) -> int:
         return self.engine.spec.steps_per_epoch
 
-    def fresh_state(self) -> TrainState:
-        return self.engine.init_state(jax.random.PRNGKey(self.cfg.seed), self.hyper)
+    def fresh_states(self) -> TrainState:
+        keys = np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in self.cfgs])
+        return self.engine.init_states(keys, self.hypers)
 
-    def restore(self, ckpt: Checkpoint) -> TrainState:
-        return flax.serialization.from_state_dict(self.fresh_state(), ckpt.state)
+    def restore(self, ckpts: list[Checkpoint]) -> TrainState:
+        template = jax.device_get(self.fresh_states())
+        members = [flax.serialization.from_state_dict(member(template, i), ckpt.state) for i, ckpt in enumerate(ckpts)]
+        return jax.device_put(stacked(members))
 
-    def evaluate(self, state: TrainState) -> dict:
-        step = int(state.step)
-        metrics = plain_row(jax.device_get(self.engine.evaluate(state, self.hyper, self.data)))
-        return {"step": step, "epoch": step // self.steps_per_epoch, **metrics}
+    def rows(self, steps, metrics) -> list[dict]:
+        """One evaluation row per member from the group's stacked step counts and metrics."""
+        return [
+            {"step": int(steps[i]), "epoch": int(steps[i]) // self.steps_per_epoch, **plain_row(member(metrics, i))}
+            for i in range(len(self.cfgs))
+        ]
 
 
-def prepare(cfg: TrialConfig) -> Prepared:
-    if cfg.training.dtype == "float64" and not jax.config.jax_enable_x64:
+def prepare(cfgs: list[TrialConfig]) -> Prepared:
+    signatures = {batch_signature(cfg) for cfg in cfgs}
+    if len(signatures) != 1:
+        raise ValueError("grid points trained together must share data, model, batch size, schedule kind and training settings")
+    first = cfgs[0]
+    if first.training.dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
-    dataset = dataset_for(cfg)
-    spec = spec_for(cfg, dataset)
-    data = device_data(dataset, cfg.training.dtype, cfg.training.eval_batch_size)
-    hyper = jax.device_put(hyperparameters(cfg, spec.steps_per_epoch, np.dtype(cfg.training.dtype)))
-    return Prepared(cfg, engine_for(spec), data, hyper)
+    dataset = dataset_for(first)
+    spec = spec_for(first, dataset)
+    data = device_data(dataset, first.training.dtype, first.training.eval_batch_size)
+    dtype = np.dtype(first.training.dtype)
+    hypers = jax.device_put(stacked([hyperparameters(cfg, spec.steps_per_epoch, dtype) for cfg in cfgs]))
+    return Prepared(list(cfgs), engine_for(spec), data, hypers)
 
 
 def stopping_points(start: int, epochs: int, eval_every: int, checkpoint_every: Optional[int]) -> list[int]:
@@ -131,39 +169,83 @@ def is_finite_row(row: dict) -> bool:
     return all(math.isfinite(row[name]) for name in ("train_loss", "weighted_loss"))
 
 
+def train_group(
+    configs: Sequence,
+    on_eval: Optional[Callable[[int, dict], None]] = None,
+    checkpoints: Optional[Sequence[Optional[Checkpoint]]] = None,
+    on_checkpoint: Optional[Callable[[int, Checkpoint], None]] = None,
+) -> list[TrainResult]:
+    """Train several grid points of one batch_signature together; callbacks get the member's
+    index. All start fresh, or all resume from checkpoints of the same epoch. A member whose loss
+    stops being finite is finished as `diverged`; the others go on."""
+    cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.model_validate(c) for c in configs]
+    run = prepare(cfgs)
+    training = cfgs[0].training
+    report = on_eval or (lambda index, row: None)
+    members = range(len(cfgs))
+    checkpoints = list(checkpoints or [None] * len(cfgs))
+    if all(ckpt is None for ckpt in checkpoints):
+        states, epoch, spent = run.fresh_states(), 0, 0.0
+        histories = [[row] for row in run.rows(*jax.device_get((states.step, run.engine.evaluate(states, run.hypers, run.data))))]
+        for i in members:
+            report(i, histories[i][0])
+    else:
+        if any(ckpt is None for ckpt in checkpoints) or len({ckpt.epoch for ckpt in checkpoints}) != 1:
+            raise ValueError("a group resumes only when every member has a checkpoint of the same epoch")
+        states, epoch = run.restore(checkpoints), checkpoints[0].epoch
+        histories = [list(ckpt.history) for ckpt in checkpoints]
+        spent = max(ckpt.wall_seconds for ckpt in checkpoints)
+
+    started = time.perf_counter()
+    elapsed = lambda: spent + time.perf_counter() - started
+    results: list[Optional[TrainResult]] = [None] * len(cfgs)
+
+    def diverge(i: int, step: int, message: str) -> None:
+        results[i] = TrainResult("diverged", histories[i], step, epoch, elapsed(), message)
+
+    for stop in stopping_points(epoch, training.epochs, training.eval_every, training.checkpoint_every):
+        evaluating = stop % training.eval_every == 0 or stop == training.epochs
+        if evaluating:
+            states, first_bad, metrics = run.engine.train_then_evaluate(states, run.hypers, run.data, stop - epoch)
+            first_bad, rows = jax.device_get(first_bad), run.rows(*jax.device_get((states.step, metrics)))
+        else:
+            states, first_bad = run.engine.train_epochs(states, run.hypers, run.data, stop - epoch)
+            first_bad = jax.device_get(first_bad)
+        for i in members:
+            if results[i] is not None:
+                continue
+            if first_bad[i] >= 0:
+                diverge(i, int(first_bad[i]), f"the loss became non-finite at step {int(first_bad[i])}")
+            elif evaluating and not is_finite_row(rows[i]):
+                diverge(i, rows[i]["step"], f"the loss became non-finite by step {rows[i]['step']}")
+            elif evaluating:
+                histories[i].append(rows[i])
+                report(i, rows[i])
+        epoch = stop
+        if all(result is not None for result in results):
+            return results
+        if on_checkpoint and training.checkpoint_every and stop % training.checkpoint_every == 0 and stop < training.epochs:
+            host = jax.device_get(states)
+            for i in members:
+                if results[i] is None:
+                    on_checkpoint(i, Checkpoint(epoch, flax.serialization.to_state_dict(member(host, i)), list(histories[i]), elapsed()))
+    final = jax.device_get(states)
+    for i in members:
+        if results[i] is None:
+            results[i] = TrainResult("completed", histories[i], int(final.step[i]), epoch, elapsed(), "", member(final, i))
+    return results
+
+
 def train(
     config,
     on_eval: Optional[Callable[[dict], None]] = None,
     checkpoint: Optional[Checkpoint] = None,
     on_checkpoint: Optional[Callable[[Checkpoint], None]] = None,
 ) -> TrainResult:
-    cfg = config if isinstance(config, TrialConfig) else TrialConfig.model_validate(config)
-    run = prepare(cfg)
-    training = cfg.training
-    report = on_eval or (lambda row: None)
-
-    if checkpoint is None:
-        state, history, epoch, spent = run.fresh_state(), [], 0, 0.0
-        history.append(run.evaluate(state))
-        report(history[-1])
-    else:
-        state, history, epoch, spent = run.restore(checkpoint), list(checkpoint.history), checkpoint.epoch, checkpoint.wall_seconds
-
-    started = time.perf_counter()
-    elapsed = lambda: spent + time.perf_counter() - started
-    for stop in stopping_points(epoch, training.epochs, training.eval_every, training.checkpoint_every):
-        state, first_bad = run.engine.train_epochs(state, run.hyper, run.data, stop - epoch)
-        first_bad = int(first_bad)
-        if first_bad >= 0:
-            return TrainResult("diverged", history, first_bad, epoch, elapsed(), f"the loss became non-finite at step {first_bad}", state)
-        epoch = stop
-        if stop % training.eval_every == 0 or stop == training.epochs:
-            row = run.evaluate(state)
-            if not is_finite_row(row):
-                return TrainResult("diverged", history, row["step"], epoch, elapsed(), f"the loss became non-finite by step {row['step']}", state)
-            history.append(row)
-            report(row)
-        if on_checkpoint and training.checkpoint_every and stop % training.checkpoint_every == 0 and stop < training.epochs:
-            state_dict = flax.serialization.to_state_dict(jax.device_get(state))
-            on_checkpoint(Checkpoint(epoch, state_dict, list(history), elapsed()))
-    return TrainResult("completed", history, int(state.step), epoch, elapsed(), "", state)
+    """One grid point: a group of one."""
+    return train_group(
+        [config],
+        on_eval=(lambda index, row: on_eval(row)) if on_eval else None,
+        checkpoints=[checkpoint],
+        on_checkpoint=(lambda index, ckpt: on_checkpoint(ckpt)) if on_checkpoint else None,
+    )[0]

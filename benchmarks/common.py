@@ -1,0 +1,48 @@
+"""Shared pieces of the benchmarks: side-by-side timing and result files.
+
+Machines here are shared and noisy, so every comparison runs its contenders interleaved in one
+process (A, B, A, B, ...) and reports medians and their ratio, never a single time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def interleaved(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Call each contender `repeats` times, round-robin; each returns the measured quantity."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            samples[name].append(run())
+    return samples
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def timed(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def machine() -> dict:
+    import os
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def save(name: str, payload: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}, indent=1))
+    return path

@@ -1,0 +1,125 @@
+"""Trainer throughput on the paper's spiral problem, in grid-point steps per second.
+
+Problem: 3 classes x 100 points, MLP with one hidden layer of 100, full-batch gradient descent at
+learning rate 1, the triangular dynamical loss (A = 30, T = 1000).
+- straightforward: the published notebook's way, one jitted step per Python iteration, then the
+  loss, the accuracy, the weighted loss and the class weights recorded after every step;
+- tiltsweep: trainers.train, evaluating every `eval_every` steps.
+Both run interleaved in one process, after a warm-up that compiles everything; float32 and
+float64 each run in their own process (JAX's 64-bit mode is process-wide).
+
+    python benchmarks/trainer_throughput.py            # writes benchmarks/results/trainer_throughput.json
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+
+WIDTH, LR, AMPLITUDE, PERIOD = 100, 1.0, 30.0, 1000.0
+
+
+def config(steps: int, eval_every: int, dtype: str, seed: int = 0) -> dict:
+    return {
+        "data": {"name": "spiral", "points_per_class": 100, "classes": 3},
+        "model": {"name": "mlp", "width": WIDTH},
+        "optimizer": {"name": "sgd", "learning_rate": LR, "batch_size": "full"},
+        "training": {"epochs": steps, "eval_every": eval_every, "dtype": dtype},
+        "loss": {"amplitude": AMPLITUDE, "period": PERIOD},
+        "seed": seed,
+    }
+
+
+def straightforward(dtype: str):
+    """The published notebook's loop, on the same loss: per step one jitted update, then the loss,
+    the accuracy and the weighted loss (each a jitted call) and the class weights computed
+    eagerly, all kept in lists, as the notebook records them."""
+    import jax
+    import jax.numpy as jnp
+
+    from trainers.data import spiral_points
+    from trainers.loss import class_weights, dynamical_loss
+    from trainers.models import MLP
+
+    x, y = spiral_points(100, 3, 4.0, 0.2, 0)
+    x = jnp.asarray(x, dtype)
+    model = MLP(WIDTH, 1, 3, jnp.dtype(dtype))
+    params0 = model.init(jax.random.PRNGKey(0), x[:1])["params"]
+
+    def weights(t):
+        return class_weights(t, 3, AMPLITUDE, PERIOD, jnp.inf)
+
+    def weighted(params, t):
+        return dynamical_loss("dynamical_cross_entropy", model.apply({"params": params}, x), y, weights(t))
+
+    @jax.jit
+    def step(params, t):
+        grads = jax.grad(weighted)(params, t)
+        return jax.tree.map(lambda p, g: p - LR * g, params, grads)
+
+    loss = jax.jit(lambda params: dynamical_loss("dynamical_cross_entropy", model.apply({"params": params}, x), y, jnp.ones(3, dtype)))
+    weighted_loss = jax.jit(weighted)
+    accuracy = jax.jit(lambda params: jnp.mean(jnp.argmax(model.apply({"params": params}, x), axis=1) == y))
+
+    def run(steps: int) -> None:
+        params, losses, accuracies, weighted_losses, gammas = params0, [], [], [], []
+        for t in range(steps):
+            params = step(params, t)
+            losses.append(loss(params))
+            accuracies.append(accuracy(params))
+            weighted_losses.append(weighted_loss(params, t + 1))
+            gammas.append(weights(t + 1))  # eager, as the notebook's c_fn
+        jax.block_until_ready((params, losses[-1], accuracies[-1], weighted_losses[-1], gammas[-1]))
+
+    return run
+
+
+def measure(dtype: str, repeats: int) -> dict:
+    """Steps per second of both, interleaved, in this process."""
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    from trainers import train
+
+    baseline = straightforward(dtype)
+    baseline(5)  # compile
+    train(config(200, 100, dtype))  # compile
+    base_steps, our_steps = 2_000, 20_000
+    contenders = {
+        "straightforward": lambda: base_steps / timed(lambda: baseline(base_steps)),
+        "tiltsweep, eval every 100": lambda: our_steps / timed(lambda: train(config(our_steps, 100, dtype, seed=1))),
+        "tiltsweep, eval every 1000": lambda: our_steps / timed(lambda: train(config(our_steps, 1000, dtype, seed=1))),
+    }
+    samples = interleaved(contenders, repeats)
+    medians = {name: median(values) for name, values in samples.items()}
+    return {
+        "steps_per_second": medians,
+        "samples": samples,
+        "speedup_eval_100": medians["tiltsweep, eval every 100"] / medians["straightforward"],
+        "speedup_eval_1000": medians["tiltsweep, eval every 1000"] / medians["straightforward"],
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
+        print(json.dumps(measure(sys.argv[2], repeats=5)))
+        return
+    results = {}
+    for dtype in ("float32", "float64"):
+        out = subprocess.run([sys.executable, __file__, "--dtype", dtype], capture_output=True, text=True, check=True).stdout
+        results[dtype] = json.loads(out.strip().splitlines()[-1])
+        steps = results[dtype]["steps_per_second"]
+        print(f"{dtype}: " + ", ".join(f"{name} {value:,.0f} steps/s" for name, value in steps.items())
+              + f"; speedup {results[dtype]['speedup_eval_100']:.1f}x (eval every 100), {results[dtype]['speedup_eval_1000']:.1f}x (every 1000)")
+    print(save("trainer_throughput", results))
+
+
+if __name__ == "__main__":
+    main()
