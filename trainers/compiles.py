@@ -22,7 +22,7 @@ def _count(event: str, duration: float, **labels) -> None:
 monitoring.register_event_duration_secs_listener(_count)
 
 
-TRAINING_LOOPS = ("jit(_train_epochs)", "jit(_train_then_evaluate)")
+TRAINING_LOOPS = ("jit(_train_epochs)", "jit(_train_then_evaluate)", "jit(_host_step)")
 
 
 def compilation_counts() -> Counter:

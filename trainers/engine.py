@@ -20,6 +20,7 @@ loop's condition stays unbatched, so XLA does not turn the group's updates into 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +31,27 @@ import numpy as np
 
 from trainers.augment import flip_and_crop
 from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
+from trainers.config import MLPModel
 from trainers.models import build_model
 from trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
 INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM = 0, 1, 2
+
+
+def each(fn, in_axes):
+    """fn over the group axis (axis 0 of the arguments whose in_axes is 0). A group of one calls
+    fn directly: vmapping a convolution over per-member kernels makes it a grouped convolution,
+    which XLA runs many times slower on CPUs."""
+
+    @functools.wraps(fn)  # keeps fn's name for jit, so compilations are counted by it
+    def over_group(*args):
+        size = next(jax.tree.leaves(a)[0].shape[0] for a, axis in zip(args, in_axes) if axis == 0)
+        if size > 1:
+            return jax.vmap(fn, in_axes=in_axes)(*args)
+        alone = [jax.tree.map(lambda leaf: leaf[0], a) if axis == 0 else a for a, axis in zip(args, in_axes)]
+        return jax.tree.map(lambda leaf: leaf[None], fn(*alone))
+
+    return over_group
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,20 @@ class Engine:
         self.spec = spec
         self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
-        self.init_states = jax.jit(jax.vmap(self._init_state))
-        self.train_epochs = jax.jit(self._train_epochs)
-        self.evaluate = jax.jit(jax.vmap(self._evaluate, in_axes=(0, 0, None)))
-        self.train_then_evaluate = jax.jit(self._train_then_evaluate)
+        self.init_states = jax.jit(each(self._init_state, (0, 0)))
+        self.evaluate = jax.jit(each(self._evaluate, (0, 0, None)))
+        # XLA's CPU backend compiles convolution gradients inside a loop body into something ~50x
+        # slower than the same step as a plain call (benchmarks/README.md), so convolutional
+        # models are stepped from the host, one call per step; MLPs, whose steps take
+        # microseconds, keep the whole loop on the device.
+        self.device_loop = isinstance(spec.model, MLPModel)
+        if self.device_loop:
+            self.train_epochs = jax.jit(self._train_epochs)
+            self.train_then_evaluate = jax.jit(self._train_then_evaluate)
+        else:
+            self.host_step = jax.jit(each(self._host_step, (0, 0, None, 0)))
+            self.train_epochs = self._train_epochs_from_host
+            self.train_then_evaluate = self._train_then_evaluate_from_host
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -122,29 +150,39 @@ class Engine:
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, last_loss=loss
         )
 
-    def _epoch(self, state: TrainState, hyper, data, first_bad):
-        """One pass over the training set; first_bad is the first step with a non-finite loss, or -1."""
+    def _order(self, state: TrainState):
+        """The minibatches of the epoch `state` is in: (steps_per_epoch, batch_size) indices."""
         spec = self.spec
-
-        def one(batch_x, batch_y, carry):
-            state, first_bad = carry
-            if spec.augment:
-                batch_x = flip_and_crop(jax.random.fold_in(jax.random.fold_in(state.key, AUGMENT_STREAM), state.step), batch_x)
-            state = self._step(state, hyper, batch_x, batch_y)
-            newly_bad = (first_bad < 0) & ~jnp.isfinite(state.last_loss)
-            return state, jnp.where(newly_bad, state.step - 1, first_bad)
-
-        if spec.full_batch:
-            return one(data["x_train"], data["y_train"], (state, first_bad))
         epoch = state.step // spec.steps_per_epoch
         order_key = jax.random.fold_in(jax.random.fold_in(state.key, ORDER_STREAM), epoch)
         order = jax.random.permutation(order_key, spec.n_train)[: spec.steps_per_epoch * spec.batch_size]
-        order = order.reshape(spec.steps_per_epoch, spec.batch_size)
+        return order.reshape(spec.steps_per_epoch, spec.batch_size)
+
+    def _checked_step(self, state: TrainState, hyper, batch_x, batch_y, first_bad):
+        """One step on a batch (augmented if asked), noting the first step whose loss is not finite."""
+        if self.spec.augment:
+            batch_x = flip_and_crop(jax.random.fold_in(jax.random.fold_in(state.key, AUGMENT_STREAM), state.step), batch_x)
+        state = self._step(state, hyper, batch_x, batch_y)
+        newly_bad = (first_bad < 0) & ~jnp.isfinite(state.last_loss)
+        return state, jnp.where(newly_bad, state.step - 1, first_bad)
+
+    def _epoch(self, state: TrainState, hyper, data, first_bad):
+        """One pass over the training set; first_bad is the first step with a non-finite loss, or -1."""
+        if self.spec.full_batch:
+            return self._checked_step(state, hyper, data["x_train"], data["y_train"], first_bad)
+        order = self._order(state)
 
         def minibatch(i, carry):
-            return one(data["x_train"][order[i]], data["y_train"][order[i]], carry)
+            return self._checked_step(*carry[:1], hyper, data["x_train"][order[i]], data["y_train"][order[i]], carry[1])
 
-        return jax.lax.fori_loop(0, spec.steps_per_epoch, minibatch, (state, first_bad))
+        return jax.lax.fori_loop(0, self.spec.steps_per_epoch, minibatch, (state, first_bad))
+
+    def _host_step(self, state: TrainState, hyper, data, first_bad):
+        """The step `state.step` alone, its minibatch found from the step (the host-loop path)."""
+        if self.spec.full_batch:
+            return self._checked_step(state, hyper, data["x_train"], data["y_train"], first_bad)
+        batch = self._order(state)[state.step % self.spec.steps_per_epoch]
+        return self._checked_step(state, hyper, data["x_train"][batch], data["y_train"][batch], first_bad)
 
     # --- compiled entry points -------------------------------------------------------------------
 
@@ -152,7 +190,7 @@ class Engine:
         """Train a group `epochs` whole epochs. Returns (states, first non-finite step of each
         point or -1); stops after the epoch in which the last healthy point stopped being finite."""
         group = states.step.shape[0]
-        epoch_of_each = jax.vmap(self._epoch, in_axes=(0, 0, None, 0))
+        epoch_of_each = each(self._epoch, (0, 0, None, 0))
 
         def keep_going(carry):
             done, _, first_bad = carry
@@ -167,11 +205,25 @@ class Engine:
         _, states, first_bad = jax.lax.while_loop(keep_going, body, start)
         return states, first_bad
 
+    def _train_epochs_from_host(self, states: TrainState, hypers, data, epochs):
+        """_train_epochs as a host loop over jitted steps, checking for divergence every epoch."""
+        first_bad = jnp.full((states.step.shape[0],), -1, jnp.int32)
+        for _ in range(int(epochs)):
+            for _ in range(self.spec.steps_per_epoch):
+                states, first_bad = self.host_step(states, hypers, data, first_bad)
+            if bool(jnp.all(first_bad >= 0)):
+                break
+        return states, first_bad
+
+    def _train_then_evaluate_from_host(self, states: TrainState, hypers, data, epochs):
+        states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
+        return states, first_bad, self.evaluate(states, hypers, data)
+
     def _train_then_evaluate(self, states: TrainState, hypers, data, epochs):
         """_train_epochs and then the evaluation of every point, in one call (one dispatch, one
         transfer back)."""
         states, first_bad = self._train_epochs(states, hypers, data, epochs)
-        return states, first_bad, jax.vmap(self._evaluate, in_axes=(0, 0, None))(states, hypers, data)
+        return states, first_bad, each(self._evaluate, (0, 0, None))(states, hypers, data)
 
     def _evaluate(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
         """Unweighted loss and accuracy on both splits, F(t) on the training set, and where the
