@@ -2,8 +2,9 @@
 
     quickstart: 12/48 done · 2 running · 1 failed · 0 diverged · 0:41 elapsed · ~1:55 left
 
-On a terminal the line is redrawn in place; otherwise a line is printed whenever a point
-finishes. Time left = (time per point finished in this run) x (points left) - the
+On a terminal the line is redrawn in place. Otherwise (a log file) a line is printed when a
+point fails or is retried, for the last point, and else at most every 5% of the points or every
+30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand. Time left = (time per point finished in this run) x (points left) - the
 estimate is shown once a point has finished in this run.
 """
 
@@ -32,6 +33,7 @@ class Progress:
         self.started = now()
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last_drawn = 0.0
+        self.last_logged = (already_done, self.started)
 
     def line(self) -> str:
         elapsed = self.now() - self.started
@@ -48,15 +50,20 @@ class Progress:
             parts.append(f"~{clock(elapsed / finished_here * (self.total - self.done))} left")
         return " · ".join(parts)
 
-    def draw(self, finished: bool = False) -> None:
+    def draw(self, finished: bool = False, notable: bool = False) -> None:
         if self.interactive:
             if finished or self.now() - self.last_drawn > 0.5:
                 self.stream.write("\r" + self.line() + "\x1b[K")
                 self.stream.flush()
                 self.last_drawn = self.now()
-        elif finished:
+        elif finished and (notable or self.done == self.total or self.due()):
             self.stream.write(self.line() + "\n")
             self.stream.flush()
+            self.last_logged = (self.done, self.now())
+
+    def due(self) -> bool:
+        done, when = self.last_logged
+        return self.done - done >= max(1, self.total // 20) or self.now() - when >= 30
 
     def trial_started(self, trial_id: str) -> None:
         self.running.add(trial_id)
@@ -64,14 +71,14 @@ class Progress:
 
     def trial_retried(self, trial_id: str) -> None:
         self.retries += 1
-        self.draw(finished=True)
+        self.draw(finished=True, notable=True)
 
     def trial_finished(self, trial_id: str, status: str) -> None:
         self.running.discard(trial_id)
         self.done += 1
         self.failed += status == "failed"
         self.diverged += status == "diverged"
-        self.draw(finished=True)
+        self.draw(finished=True, notable=status == "failed")
 
     def close(self) -> None:
         if self.interactive:

@@ -90,8 +90,15 @@ class Driver:
         self.cleanup()
 
     def wait(self, timeout: float = 300) -> int:
+        """Wait for the driver to end, remembering the processes it starts until then."""
+        deadline = time.monotonic() + timeout
         try:
-            return self.process.wait(timeout=timeout)
+            while self.process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(self.process.args, timeout)
+                self.remember()
+                time.sleep(0.2)
+            return self.process.returncode
         finally:
             self.cleanup()
 

@@ -157,3 +157,16 @@ def test_progress_line_counts_and_estimates():
     now[0] = 60.0
     progress.trial_finished("b", "failed")
     assert stream.getvalue().splitlines()[-1] == "demo: 4/10 done · 0 running · 1 failed · 1:00 elapsed · ~3:00 left"
+
+
+def test_progress_in_a_log_file_is_a_few_lines_not_one_per_point():
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress("big", total=1000, already_done=0, stream=stream, now=lambda: now[0])
+    for i in range(1000):
+        now[0] += 0.01
+        progress.trial_finished(f"t{i}", "failed" if i == 500 else "completed")
+    lines = stream.getvalue().splitlines()
+    assert 20 <= len(lines) <= 22  # every 5 %, the failure, and the last point
+    assert any("1 failed" in line and line.startswith("big: 501/1000") for line in lines)
+    assert lines[-1].startswith("big: 1000/1000 done")
