@@ -179,34 +179,81 @@ def learning_curves(
     return figure
 
 
-def trajectory(curve: pd.DataFrame, num_classes: int, title: str = "", stop_step: Optional[float] = None) -> Figure:
-    """One trial over steps, as the paper's Fig. 4: the class weights Gamma_i(t), the dynamical loss
-    F(t), its change F(t) - F(t-1), and the accuracies. Gamma of the emphasized class c is recorded;
-    every other class has (C - Gamma_c) / (C - 1)."""
-    curve = curve.sort_values("step")
-    figure = Figure(figsize=(9, 9), layout="constrained")
-    weights, loss, change, accuracy = figure.subplots(4, 1, sharex=True)
+def gamma_panel(panel, curve: pd.DataFrame, num_classes: int) -> None:
+    """Gamma_i(t) of every class. Gamma of the emphasized class c is recorded; every other class
+    has (C - Gamma_c) / (C - 1)."""
     emphasized = curve["emphasized_class"].to_numpy()
     others = (num_classes - curve["emphasized_weight"].to_numpy()) / max(num_classes - 1, 1)
     palette = sns.color_palette("deep", num_classes)
     for c in range(num_classes):
         gamma = np.where(emphasized == c, curve["emphasized_weight"], others)
-        weights.plot(curve["step"], gamma, ".", markersize=3, color=palette[c], label=f"class {c}")
-    weights.set_ylabel(r"$\Gamma_i$")
-    weights.legend(fontsize=7, ncol=min(num_classes, 5))
-    loss.semilogy(curve["step"], curve["weighted_loss"], ".", markersize=3)
-    loss.set_ylabel(r"$\mathcal{F}(t)$")
-    change.plot(curve["step"], curve["weighted_loss_change"], ".", markersize=3)
-    change.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
-    accuracy.plot(curve["step"], curve["train_accuracy"], ".", markersize=3, label="train")
-    accuracy.plot(curve["step"], curve["val_accuracy"], ".", markersize=3, label="validation")
-    accuracy.set_ylabel("accuracy")
-    accuracy.set_xlabel("step t")
-    accuracy.legend(fontsize=7)
-    for panel in (weights, loss, change, accuracy):
+        panel.plot(curve["step"], gamma, ".", markersize=3, color=palette[c], label=f"class {c}")
+    panel.set_ylabel(r"$\Gamma_i$")
+    panel.legend(fontsize=7, ncol=min(num_classes, 5))
+
+
+def accuracy_panel(panel, curve: pd.DataFrame) -> None:
+    panel.plot(curve["step"], curve["train_accuracy"], ".", markersize=3, label="train")
+    panel.plot(curve["step"], curve["val_accuracy"], ".", markersize=3, label="validation")
+    panel.set_ylabel("accuracy")
+    panel.legend(fontsize=7)
+
+
+def loss_change_panel(panel, curve: pd.DataFrame) -> None:
+    panel.plot(curve["step"], curve["weighted_loss_change"], ".", markersize=3)
+    panel.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
+
+
+def finish_panels(panels, stop_step: Optional[float]) -> None:
+    for panel in panels:
         panel.grid(alpha=0.3)
         if stop_step is not None:
             panel.axvline(stop_step, color="black", linestyle="--", linewidth=1)
+    panels[-1].set_xlabel("step t")
+
+
+def trajectory(curve: pd.DataFrame, num_classes: int, title: str = "", stop_step: Optional[float] = None) -> Figure:
+    """One trial over steps, as the paper's Fig. 4: the class weights Gamma_i(t), the dynamical loss
+    F(t), its change F(t) - F(t-1), and the accuracies."""
+    curve = curve.sort_values("step")
+    figure = Figure(figsize=(9, 9), layout="constrained")
+    weights, loss, change, accuracy = figure.subplots(4, 1, sharex=True)
+    gamma_panel(weights, curve, num_classes)
+    loss.semilogy(curve["step"], curve["weighted_loss"], ".", markersize=3)
+    loss.set_ylabel(r"$\mathcal{F}(t)$")
+    loss_change_panel(change, curve)
+    accuracy_panel(accuracy, curve)
+    finish_panels([weights, loss, change, accuracy], stop_step)
+    figure.suptitle(title)
+    return figure
+
+
+def hessian_trajectory(curve: pd.DataFrame, num_classes: int, instabilities: dict, title: str = "",
+                       stop_step: Optional[float] = None) -> Figure:
+    """The supplementary's Fig. 1: Gamma_i(t), F(t) - F(t-1), accuracy and the top Hessian
+    eigenvalues against step; the instabilities' starts (green) and ends (red) dashed, and the
+    threshold (the mean top eigenvalue there) as a horizontal dashed line."""
+    curve = curve.sort_values("step")
+    figure = Figure(figsize=(9, 10), layout="constrained")
+    weights, change, accuracy, spectrum = figure.subplots(4, 1, sharex=True)
+    gamma_panel(weights, curve, num_classes)
+    loss_change_panel(change, curve)
+    accuracy_panel(accuracy, curve)
+    measured = curve.dropna(subset=["hessian_eig_1"])
+    columns = sorted((c for c in curve.columns if c.startswith("hessian_eig_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    for column, colour in zip(columns, sns.color_palette("deep", len(columns))):
+        spectrum.plot(measured["step"], measured[column], ".", markersize=3, color=colour, label=rf"$\lambda_{{{column.rsplit('_', 1)[1]}}}$")
+    spectrum.set_ylabel("Hessian eigenvalues")
+    if not math.isnan(instabilities["threshold"]):
+        spectrum.axhline(instabilities["threshold"], color="black", linestyle="--", linewidth=1,
+                         label=f"threshold {instabilities['threshold']:.3g}", gid="threshold")
+    for panel in (change, accuracy, spectrum):
+        for step in instabilities["starts"]:
+            panel.axvline(step, color="green", linestyle="--", linewidth=0.8, gid="instability-start")
+        for step in instabilities["ends"]:
+            panel.axvline(step, color="red", linestyle="--", linewidth=0.8, gid="instability-end")
+    spectrum.legend(fontsize=7)
+    finish_panels([weights, change, accuracy, spectrum], stop_step)
     figure.suptitle(title)
     return figure
 

@@ -9,6 +9,7 @@ that its figure draws.
     figure = plots.std_band("results/wrn-cifar10")                      # against amplitude
     figure = plots.learning_curves("results/myrtle5-cifar10")
     figure = plots.trajectory("results/quickstart", trial_id)           # one trial's Fig. 4 panels
+    figure = plots.hessian_trajectory("results/spiral-hessian-small")   # the supplementary's Fig. 1
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure
 
 from analysis import figures
 from analysis.load import Results, load_results, num_classes
-from analysis.reduce import SEED, curve_bands, gain_over_baseline, group_axes, metric_at_epoch, reduce_seeds
+from analysis.reduce import SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds
 
 
 class PlotError(ValueError):
@@ -135,9 +136,8 @@ def best_trial(results: Results, metric: str = "val_accuracy") -> Optional[str]:
     return None if completed.empty else completed.sort_values(metric, ascending=False)["trial_id"].iloc[0]
 
 
-def trajectory(source: Source, trial_id: Optional[str] = None) -> Figure:
-    """Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of one trial (default: the best)."""
-    results = as_results(source)
+def one_trial(results: Results, trial_id: Optional[str]) -> tuple[str, pd.DataFrame, int, Optional[float], str]:
+    """(trial id, its curve, its number of classes, the step its oscillations stop, a title)."""
     trial_id = trial_id or best_trial(results)
     if trial_id is None or trial_id not in set(results.summary["trial_id"]):
         raise PlotError(f"{results.name}: no trial {trial_id!r} with a curve")
@@ -146,5 +146,32 @@ def trajectory(source: Source, trial_id: Optional[str] = None) -> Figure:
     steps_per_epoch = max(1, int(row["steps"]) // max(1, int(row["epochs"])))
     stop = config["loss"].get("stop_oscillation_epoch")
     where = ", ".join(f"{a} = {figures.value_text(row[a])}" for a in results.axes if a in row.index)
-    return figures.trajectory(results.curves[results.curves["trial_id"] == trial_id], num_classes(config),
-                              f"{results.name}: trial {trial_id} ({where})", None if stop is None else stop * steps_per_epoch)
+    curve = results.curves[results.curves["trial_id"] == trial_id]
+    return trial_id, curve, num_classes(config), None if stop is None else stop * steps_per_epoch, f"{results.name}: trial {trial_id} ({where})"
+
+
+def trajectory(source: Source, trial_id: Optional[str] = None) -> Figure:
+    """Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of one trial (default: the best)."""
+    _, curve, classes, stop_step, title = one_trial(as_results(source), trial_id)
+    return figures.trajectory(curve, classes, title, stop_step)
+
+
+def has_hessian(results: Results) -> bool:
+    return "hessian_eig_1" in results.curves and results.curves["hessian_eig_1"].notna().any()
+
+
+def instabilities(source: Source, trial_id: Optional[str] = None, jump: float = 0.1) -> dict:
+    """instability_threshold of one trial's top Hessian eigenvalue (default: the best trial)."""
+    _, curve, _, _, _ = one_trial(as_results(source), trial_id)
+    measured = curve.dropna(subset=["hessian_eig_1"]).sort_values("step")
+    return instability_threshold(measured["step"], measured["hessian_eig_1"], jump)
+
+
+def hessian_trajectory(source: Source, trial_id: Optional[str] = None, jump: float = 0.1) -> Figure:
+    """The supplementary's Fig. 1 for one trial measured with training.hessian_every."""
+    results = as_results(source)
+    if not has_hessian(results):
+        raise PlotError(f"{results.name}: no Hessian eigenvalues recorded (set training.hessian_every)")
+    _, curve, classes, stop_step, title = one_trial(results, trial_id)
+    found = instabilities(results, trial_id, jump)
+    return figures.hessian_trajectory(curve, classes, found, f"{title}; instabilities: |change of top eigenvalue| > {jump}", stop_step)

@@ -97,3 +97,32 @@ def curve_bands(curves: pd.DataFrame, summary: pd.DataFrame, axes, metric: str) 
     joined = curves[["trial_id", "epoch", metric]].merge(completed, on="trial_id")
     grouped = joined.groupby([*by, "epoch"])[metric]
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=DDOF), "n": grouped.size()}).reset_index()
+
+
+def instability_threshold(steps, top_eigenvalue, jump: float = 0.1) -> dict:
+    """The supplementary's instability threshold of the top Hessian eigenvalue.
+
+    An instability is a maximal run of consecutive measurements at which the top eigenvalue moved
+    by more than `jump` since the previous measurement; it starts at the run's first measurement
+    and ends at its last. The threshold is the mean top eigenvalue at all starts and ends.
+    Returns {"threshold": float (NaN without instabilities), "starts": [steps], "ends": [steps]}.
+    """
+    steps = np.asarray(steps)
+    values = np.asarray(top_eigenvalue, dtype=float)
+    keep = np.isfinite(values)
+    steps, values = steps[keep], values[keep]
+    jumped = np.abs(np.diff(values)) > jump
+    starts, ends, marks = [], [], []
+    index = 0
+    while index < len(jumped):
+        if not jumped[index]:
+            index += 1
+            continue
+        last = index
+        while last + 1 < len(jumped) and jumped[last + 1]:
+            last += 1
+        starts.append(int(steps[index + 1]))
+        ends.append(int(steps[last + 1]))
+        marks.extend([values[index + 1], values[last + 1]])
+        index = last + 1
+    return {"threshold": float(np.mean(marks)) if marks else float("nan"), "starts": starts, "ends": ends}

@@ -8,7 +8,8 @@ its value at `--epoch`):
 - phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed;
 - band_<metric>: the metric against amplitude with a ±1 std band, one line per other axis value;
 - curves_val_accuracy: validation accuracy against epoch per group, with bands;
-- trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial.
+- trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial;
+- hessian_<trial>: with training.hessian_every, the supplementary's Fig. 1 for the best trial.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ def build_report(
         best = plots.best_trial(results, metric)
         if best:
             add(f"trajectory_{best}", f"the best trial ({best}): weights, loss and accuracy over steps", plots.trajectory(results, best))
+        if best and plots.has_hessian(results):
+            found = plots.instabilities(results, best)
+            table = pd.DataFrame({"instability starts (step)": found["starts"], "ends (step)": found["ends"]})
+            add(f"hessian_{best}", f"the best trial's top Hessian eigenvalues; instability threshold {found['threshold']:.4g}",
+                plots.hessian_trajectory(results, best), table)
     index = write_index(results, drawn, label)
     return [path for item in drawn for path in item.files] + [index]
 

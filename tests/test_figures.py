@@ -118,3 +118,29 @@ def test_gain_band_curves_and_trajectory_come_back_as_figures(results_dir):
     assert re.search(r"trial [0-9a-f]{16}", trajectory._suptitle.get_text())
     with pytest.raises(plots.PlotError, match="not a swept axis"):
         plots.phase_diagram(results_dir, x="model.width")
+
+
+def test_hessian_figure_from_a_real_sweep_marks_the_threshold_and_instabilities(tmp_path):
+    grid = tmp_path / "hessian.yaml"
+    grid.write_text("""\
+name: hessian
+data: {name: spiral, points_per_class: 50, classes: 3}
+model: {name: mlp, width: 30}
+optimizer: {name: sgd, learning_rate: 1.0, batch_size: full}
+training: {epochs: 3000, eval_every: 10, hessian_every: 10}
+loss: {amplitude: 70, period: 300, stop_oscillation_epoch: 2700}
+""")
+    assert main(["run", str(grid), "--out", str(tmp_path / "results")]) == 0
+    directory = tmp_path / "results" / "hessian"
+    figures_made = sorted(p.name for p in (directory / "figures").glob("hessian_*.png"))
+    assert len(figures_made) == 1
+    found = plots.instabilities(directory)
+    assert found["starts"] and len(found["starts"]) == len(found["ends"]) and found["threshold"] > 0
+    figure = plots.hessian_trajectory(directory)
+    assert gids(figure, "threshold")["threshold"].get_ydata()[0] == pytest.approx(found["threshold"])
+    assert len(gids_all(figure, "instability-start")) == 3 * len(found["starts"])  # on three panels
+    assert "instability starts (step)" in (directory / "figures" / "index.html").read_text()
+
+
+def gids_all(figure: Figure, gid: str) -> list:
+    return figure.findobj(lambda artist: artist.get_gid() == gid)

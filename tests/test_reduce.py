@@ -86,3 +86,17 @@ def test_curve_bands_average_completed_seeds_per_epoch():
     assert bands.loc[(1.0, 100.0, 10), "mean"] == pytest.approx(0.6)
     assert bands.loc[(1.0, 100.0, 10), "std"] == pytest.approx(0.1)
     assert (10.0, 100.0, 0) not in bands.index  # t4 diverged: not in the bands
+
+
+def test_instability_threshold_is_the_mean_top_eigenvalue_at_starts_and_ends():
+    from analysis.reduce import instability_threshold
+
+    steps = [0, 25, 50, 75, 100, 125, 150, 175, 200]
+    top = [1.00, 1.02, 1.05, 1.30, 1.60, 1.62, 1.64, 1.20, 1.21]  # jumps at 75, 100 and at 175
+    found = instability_threshold(steps, top, jump=0.1)
+    assert found["starts"] == [75, 175] and found["ends"] == [100, 175]
+    assert found["threshold"] == pytest.approx((1.30 + 1.60 + 1.20 + 1.20) / 4)
+    calm = instability_threshold(steps, [1.0 + 0.01 * i for i in range(9)], jump=0.1)
+    assert calm["starts"] == [] and math.isnan(calm["threshold"])
+    with_gaps = instability_threshold([0, 10, 20, 30], [1.0, float("nan"), 1.5, 1.5], jump=0.1)
+    assert with_gaps["starts"] == [20]  # NaN rows (no measurement there) are skipped

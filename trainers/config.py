@@ -195,6 +195,19 @@ class TrainingConfig(Section):
     # Grid points of the same shapes trained together in one compiled program (vmap). 1 trains
     # one point at a time, the faster choice on CPUs (benchmarks/README.md); GPUs gain from more.
     batch_points: PositiveInt = 1
+    # The top Hessian eigenvalues of F(t) (trainers.hessian), at the first evaluation at or after
+    # every `hessian_every` steps; on the full training set, or a fixed subset of
+    # `hessian_batch_size` examples when it is larger.
+    hessian_every: Optional[PositiveInt] = None
+    hessian_top_k: PositiveInt = 3
+    hessian_order: Annotated[int, Field(ge=2)] = 20
+    hessian_batch_size: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _enough_lanczos_steps(self):
+        if self.hessian_top_k > self.hessian_order:
+            raise ValueError(f"hessian_top_k ({self.hessian_top_k}) needs hessian_order >= it (got {self.hessian_order})")
+        return self
 
 
 class TrialConfig(Section):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import flax
 import jax
@@ -30,12 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainers.augment import flip_and_crop
+from trainers.hessian import hessian_top_eigenvalues
 from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
 from trainers.config import MLPModel
 from trainers.models import build_model
 from trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
-INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM = 0, 1, 2
+INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM, HESSIAN_STREAM = 0, 1, 2, 3
 
 
 def each(fn, in_axes):
@@ -66,6 +67,7 @@ class Spec:
     optimizer: OptimizerKind
     dtype: str
     augment: bool
+    hessian: Optional[tuple[int, int]] = None  # (top k, Lanczos order) when the Hessian is tracked
 
     @property
     def steps_per_epoch(self) -> int:
@@ -93,6 +95,7 @@ class Engine:
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
         self.init_states = jax.jit(each(self._init_state, (0, 0)))
         self.evaluate = jax.jit(each(self._evaluate, (0, 0, None)))
+        self.evaluate_with_hessian = jax.jit(each(self._evaluate_with_hessian, (0, 0, None)))
         # XLA's CPU backend compiles convolution gradients inside a loop body into something ~50x
         # slower than the same step as a plain call (benchmarks/README.md), so convolutional
         # models are stepped from the host, one call per step; MLPs, whose steps take
@@ -100,11 +103,23 @@ class Engine:
         self.device_loop = isinstance(spec.model, MLPModel)
         if self.device_loop:
             self.train_epochs = jax.jit(self._train_epochs)
-            self.train_then_evaluate = jax.jit(self._train_then_evaluate)
+            self._compiled_train_then_evaluate = {
+                False: jax.jit(self._train_then_evaluate),
+                True: jax.jit(self._train_then_evaluate_with_hessian),
+            }
         else:
             self.host_step = jax.jit(each(self._host_step, (0, 0, None, 0)))
             self.train_epochs = self._train_epochs_from_host
-            self.train_then_evaluate = self._train_then_evaluate_from_host
+
+    def train_then_evaluate(self, states: TrainState, hypers, data, epochs, with_hessian: bool = False):
+        """Train `epochs` epochs, then evaluate every point (and, if asked, its Hessian)."""
+        if self.device_loop:
+            return self._compiled_train_then_evaluate[with_hessian](states, hypers, data, epochs)
+        states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
+        return states, first_bad, self.evaluation(with_hessian)(states, hypers, data)
+
+    def evaluation(self, with_hessian: bool):
+        return self.evaluate_with_hessian if with_hessian else self.evaluate
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -215,19 +230,37 @@ class Engine:
                 break
         return states, first_bad
 
-    def _train_then_evaluate_from_host(self, states: TrainState, hypers, data, epochs):
-        states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
-        return states, first_bad, self.evaluate(states, hypers, data)
-
     def _train_then_evaluate(self, states: TrainState, hypers, data, epochs):
         """_train_epochs and then the evaluation of every point, in one call (one dispatch, one
         transfer back)."""
         states, first_bad = self._train_epochs(states, hypers, data, epochs)
         return states, first_bad, each(self._evaluate, (0, 0, None))(states, hypers, data)
 
-    def _evaluate(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
+    def _train_then_evaluate_with_hessian(self, states: TrainState, hypers, data, epochs):
+        states, first_bad = self._train_epochs(states, hypers, data, epochs)
+        return states, first_bad, each(self._evaluate_with_hessian, (0, 0, None))(states, hypers, data)
+
+    def _evaluate_with_hessian(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
+        return self._evaluate(state, hyper, data, with_hessian=True)
+
+    def _hessian_eigenvalues(self, state: TrainState, hyper, data):
+        """The top k eigenvalues of the Hessian of F(t) at t = state.step, on the Hessian batch,
+        with the model in evaluation mode (batch-norm running averages): a function of the
+        parameters alone."""
+        k, order = self.spec.hessian
+        gamma = self._weights(state.step, hyper)
+
+        def loss(params):
+            logits, _ = self._apply(params, state.batch_stats, data["hessian_x"], train=False)
+            return dynamical_loss(self.spec.loss, logits, data["hessian_y"], gamma)
+
+        key = jax.random.fold_in(jax.random.fold_in(state.key, HESSIAN_STREAM), state.step)
+        return hessian_top_eigenvalues(loss, state.params, key, order, k)
+
+    def _evaluate(self, state: TrainState, hyper, data, with_hessian: bool = False) -> dict[str, jax.Array]:
         """Unweighted loss and accuracy on both splits, F(t) on the training set, and where the
-        oscillation stands at step t = state.step."""
+        oscillation stands at step t = state.step; when the Hessian is tracked, hessian_eig_1..k
+        (NaN unless with_hessian)."""
         gamma = self._weights(state.step, hyper)
 
         def split_sums(batches):
@@ -250,7 +283,7 @@ class Engine:
         weighted = train[1] / train[3]
         c = emphasized_class(state.step, hyper["period"], self.spec.num_classes)
         amplitude = jnp.where(state.step >= hyper["stop_step"], 1.0, hyper["amplitude"])
-        return {
+        metrics = {
             "train_loss": train[0] / train[3],
             "train_accuracy": train[2] / train[3],
             "val_loss": val[0] / val[3],
@@ -262,6 +295,11 @@ class Engine:
             "emphasized_class": c,
             "emphasized_weight": gamma[c],
         }
+        if self.spec.hessian:
+            k = self.spec.hessian[0]
+            eigenvalues = self._hessian_eigenvalues(state, hyper, data) if with_hessian else jnp.full((k,), jnp.nan, weighted.dtype)
+            metrics.update({f"hessian_eig_{i + 1}": eigenvalues[i] for i in range(k)})
+        return metrics
 
 
 _ENGINES: dict[Spec, Engine] = {}
@@ -286,13 +324,18 @@ def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
     return x.reshape(shape + x.shape[1:]), y.reshape(shape), mask.reshape(shape)
 
 
-def device_data(dataset, dtype: str, eval_batch_size: int) -> dict[str, Any]:
-    """The arrays a trial trains and evaluates on, as jit arguments (not constants)."""
+def device_data(dataset, dtype: str, eval_batch_size: int, hessian_batch_size: Optional[int] = None) -> dict[str, Any]:
+    """The arrays a trial trains and evaluates on, as jit arguments (not constants). With a
+    hessian_batch_size, also the Hessian's batch: the training set, or a fixed random subset."""
     x_train = np.asarray(dataset.x_train, dtype)
     x_val = np.asarray(dataset.x_val, dtype)
-    return jax.device_put({
+    data = {
         "x_train": x_train,
         "y_train": dataset.y_train,
         "train_eval": eval_batches(x_train, dataset.y_train, eval_batch_size),
         "val_eval": eval_batches(x_val, dataset.y_val, eval_batch_size),
-    })
+    }
+    if hessian_batch_size:
+        chosen = np.sort(np.random.RandomState(0).permutation(len(x_train))[:hessian_batch_size])
+        data["hessian_x"], data["hessian_y"] = x_train[chosen], dataset.y_train[chosen]
+    return jax.device_put(data)

@@ -86,6 +86,7 @@ def spec_for(cfg: TrialConfig, dataset: Dataset) -> Spec:
         optimizer=OptimizerKind.of(cfg),
         dtype=cfg.training.dtype,
         augment=getattr(cfg.data, "augment", False),
+        hessian=(cfg.training.hessian_top_k, cfg.training.hessian_order) if cfg.training.hessian_every else None,
     )
 
 
@@ -151,15 +152,26 @@ def prepare(cfgs: list[TrialConfig]) -> Prepared:
         jax.config.update("jax_enable_x64", True)
     dataset = dataset_for(first)
     spec = spec_for(first, dataset)
-    data = device_data(dataset, first.training.dtype, first.training.eval_batch_size)
+    hessian_batch = first.training.hessian_batch_size if first.training.hessian_every else None
+    data = device_data(dataset, first.training.dtype, first.training.eval_batch_size, hessian_batch)
     dtype = np.dtype(first.training.dtype)
     hypers = jax.device_put(stacked([hyperparameters(cfg, spec.steps_per_epoch, dtype) for cfg in cfgs]))
     return Prepared(list(cfgs), engine_for(spec), data, hypers)
 
 
-def stopping_points(start: int, epochs: int, eval_every: int, checkpoint_every: Optional[int]) -> list[int]:
-    """Epochs after `start` at which training pauses to evaluate or checkpoint, ending at `epochs`."""
-    points = set(range(eval_every, epochs, eval_every)) | {epochs}
+def hessian_epochs(training, steps_per_epoch: int) -> set[int]:
+    """The epochs whose evaluation also measures the Hessian: the first at or after every
+    multiple of `hessian_every` steps (epoch 0 included)."""
+    if not training.hessian_every:
+        return set()
+    steps = range(0, training.epochs * steps_per_epoch + 1, training.hessian_every)
+    return {min(-(-step // steps_per_epoch), training.epochs) for step in steps}
+
+
+def stopping_points(start: int, epochs: int, eval_every: int, checkpoint_every: Optional[int], extra=()) -> list[int]:
+    """Epochs after `start` at which training pauses to evaluate or checkpoint (or at the `extra`
+    epochs), ending at `epochs`."""
+    points = set(range(eval_every, epochs, eval_every)) | {epochs} | set(extra)
     if checkpoint_every:
         points |= set(range(checkpoint_every, epochs, checkpoint_every))
     return sorted(p for p in points if p > start)
@@ -184,9 +196,11 @@ def train_group(
     report = on_eval or (lambda index, row: None)
     members = range(len(cfgs))
     checkpoints = list(checkpoints or [None] * len(cfgs))
+    measured = hessian_epochs(training, run.steps_per_epoch)
     if all(ckpt is None for ckpt in checkpoints):
         states, epoch, spent = run.fresh_states(), 0, 0.0
-        histories = [[row] for row in run.rows(*jax.device_get((states.step, run.engine.evaluate(states, run.hypers, run.data))))]
+        first = run.engine.evaluation(0 in measured)(states, run.hypers, run.data)
+        histories = [[row] for row in run.rows(*jax.device_get((states.step, first)))]
         for i in members:
             report(i, histories[i][0])
     else:
@@ -203,10 +217,10 @@ def train_group(
     def diverge(i: int, step: int, message: str) -> None:
         results[i] = TrainResult("diverged", histories[i], step, epoch, elapsed(), message)
 
-    for stop in stopping_points(epoch, training.epochs, training.eval_every, training.checkpoint_every):
-        evaluating = stop % training.eval_every == 0 or stop == training.epochs
+    for stop in stopping_points(epoch, training.epochs, training.eval_every, training.checkpoint_every, measured):
+        evaluating = stop % training.eval_every == 0 or stop == training.epochs or stop in measured
         if evaluating:
-            states, first_bad, metrics = run.engine.train_then_evaluate(states, run.hypers, run.data, stop - epoch)
+            states, first_bad, metrics = run.engine.train_then_evaluate(states, run.hypers, run.data, stop - epoch, stop in measured)
             first_bad, rows = jax.device_get(first_bad), run.rows(*jax.device_get((states.step, metrics)))
         else:
             states, first_bad = run.engine.train_epochs(states, run.hypers, run.data, stop - epoch)
