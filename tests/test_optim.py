@@ -50,7 +50,7 @@ def test_triangular_cycle():
 
 
 def test_range_test_rises_linearly_over_the_run():
-    cfg = trial(schedule={"name": "range_test", "min_lr": 0.001, "max_lr": 1.001}, epochs=101)
+    cfg = trial(schedule={"name": "range_test", "min_lr": 0.001, "max_lr": 1.001}, epochs=100)
     assert lr_at(cfg, [0, 50, 100]) == pytest.approx([0.001, 0.501, 1.001])
 
 
@@ -85,3 +85,15 @@ def test_plain_gradient_descent_matches_optax():
 def test_adam_matches_optax_adamw():
     cfg = trial({"name": "adam", "learning_rate": 0.05, "weight_decay": 0.001})
     follow(cfg, optax.adamw(0.05, weight_decay=0.001), steps=10)
+
+
+def test_triangular_as_ratio_and_period_is_the_same_schedule():
+    as_rates = trial(schedule={"name": "triangular", "base_lr": 0.1, "max_lr": 0.8, "step_size": 50})
+    as_ratio = trial(schedule={"name": "triangular", "base_lr": 0.1, "ratio": 8, "period": 100})
+    steps = [0, 25, 50, 75, 100, 130]
+    assert lr_at(as_rates, steps) == pytest.approx(lr_at(as_ratio, steps))
+    assert lr_at(as_ratio, [0, 50, 100]) == pytest.approx([0.1, 0.8, 0.1])
+    resolved = TrialConfig.model_validate(as_ratio.model_dump(mode="json"))  # a resolved config has both forms
+    assert resolved == as_ratio
+    with pytest.raises(ValueError, match="give max_lr or ratio, not both"):
+        trial(schedule={"name": "triangular", "base_lr": 0.1, "ratio": 8, "max_lr": 0.5, "step_size": 50})

@@ -7,6 +7,8 @@ full-batch gradient descent one epoch is one optimizer step.
 
 from __future__ import annotations
 
+import math
+
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -144,22 +146,46 @@ class CosineSchedule(Section):
 
 class TriangularSchedule(Section):
     """Smith's cyclical learning rate: from base_lr up to max_lr in step_size steps, back down in as
-    many, and again. `optimizer.learning_rate` is not used with it."""
+    many, and again. `optimizer.learning_rate` is not used with it. It may be written as
+    (ratio, period) instead, ratio = max_lr / base_lr and period = 2 * step_size (in steps), so
+    that a grid over them is comparable to one over the dynamical loss's (A, T)."""
 
     name: Literal["triangular"]
     base_lr: PositiveFloat
-    max_lr: PositiveFloat
-    step_size: PositiveFloat
+    max_lr: Optional[PositiveFloat] = None
+    step_size: Optional[PositiveFloat] = None
+    ratio: Optional[Annotated[float, Field(ge=1)]] = None
+    period: Optional[PositiveFloat] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _either_form(cls, values):
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        numbers = (int, float)
+        for given, derived, to_derived in (("ratio", "max_lr", lambda v: v["base_lr"] * v["ratio"]),
+                                           ("period", "step_size", lambda v: v["period"] / 2)):
+            if values.get(given) is None or not isinstance(values[given], numbers) or not isinstance(values.get("base_lr"), numbers):
+                continue
+            expected = to_derived(values)
+            if values.get(derived) is not None and not (isinstance(values[derived], numbers) and math.isclose(values[derived], expected)):
+                raise ValueError(f"give {derived} or {given}, not both")  # a resolved config has both, agreeing
+            values[derived] = expected
+        return values
 
     @model_validator(mode="after")
-    def _max_not_below_base(self):
+    def _complete_and_ordered(self):
+        if self.max_lr is None or self.step_size is None:
+            raise ValueError("needs max_lr (or ratio) and step_size (or period)")
         if self.max_lr < self.base_lr:
             raise ValueError(f"max_lr ({self.max_lr}) must be >= base_lr ({self.base_lr})")
         return self
 
 
 class RangeTestSchedule(Section):
-    """The learning-rate range test: lr rises linearly from min_lr to max_lr over the whole run."""
+    """The learning-rate range test: lr rises linearly from min_lr at the first step to max_lr at
+    the end of the run."""
 
     name: Literal["range_test"]
     min_lr: PositiveFloat
@@ -202,6 +228,10 @@ class TrainingConfig(Section):
     hessian_top_k: PositiveInt = 3
     hessian_order: Annotated[int, Field(ge=2)] = 20
     hessian_batch_size: PositiveInt = 1000
+    # Kept in the results directory after a point finishes (states/<trial>/): its final train
+    # state (for `tiltsweep interpolate`), and with keep_checkpoints every checkpoint as well.
+    keep_final_state: bool = True
+    keep_checkpoints: bool = False
 
     @model_validator(mode="after")
     def _enough_lanczos_steps(self):

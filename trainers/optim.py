@@ -75,7 +75,7 @@ def learning_rate_at(step, hyper, kind: OptimizerKind, steps_per_epoch: int):
     cosine:            learning_rate * (epoch / warmup during warm-up, then
                        final + (1 - final)(1 + cos(pi p)) / 2, p = (epoch - warmup) / (epochs - warmup))
     triangular:        base + (max - base) * (1 - |t / step_size mod 2 - 1|)
-    range_test:        min + (max - min) * t / (total_steps - 1)
+    range_test:        min + (max - min) * t / total_steps  (max at the end of the run)
     """
     t = jnp.asarray(step, dtype=hyper["learning_rate"].dtype)
     epoch = t / steps_per_epoch
@@ -94,7 +94,7 @@ def learning_rate_at(step, hyper, kind: OptimizerKind, steps_per_epoch: int):
         rise = 1.0 - jnp.abs(jnp.mod(t / hyper["step_size"], 2.0) - 1.0)
         return hyper["base_lr"] + (hyper["max_lr"] - hyper["base_lr"]) * rise
     if kind.schedule == "range_test":
-        fraction = t / jnp.maximum(hyper["total_steps"] - 1.0, 1.0)
+        fraction = t / jnp.maximum(hyper["total_steps"], 1.0)
         return hyper["min_lr"] + (hyper["max_lr"] - hyper["min_lr"]) * fraction
     raise ValueError(f"unknown schedule {kind.schedule!r}")
 
