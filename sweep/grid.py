@@ -4,7 +4,9 @@ A grid file is one YAML mapping with the sections `name`, `data`, `model`, `opti
 `schedule`, `training`, `loss`, `grid`, `resources` (and an optional top-level `seed`).
 `grid` maps dotted config paths to lists of values; the sweep is their Cartesian product, in the
 order the axes are written. `amplitude`, `period` and `seed` are short for `loss.amplitude`,
-`loss.period` and `seed`.
+`loss.period` and `seed`. `grid` may also be a list of such mappings: the sweep is then the union
+of their products (sub-grids, e.g. one over the loss's (A, T) and one over a cyclical learning
+rate's (ratio, period)); a point two sub-grids share runs once.
 
 `load_grid(path)` returns a GridSpec whose points are fully validated TrialConfigs, or raises
 GridError naming the file and the field. It writes nothing.
@@ -62,13 +64,20 @@ class GridPoint:
 
 
 @dataclass(frozen=True)
+class SubGrid:
+    axes: dict[str, list]  # axis path -> values, in file order
+    trial_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GridSpec:
     name: str
     source: Path
     text: str  # the file as submitted
-    axes: dict[str, list]  # axis path -> values, in file order
+    axes: dict[str, list]  # axis path -> values, in file order (over all sub-grids)
     resources: Resources
     points: tuple[GridPoint, ...]
+    subgrids: tuple[SubGrid, ...] = ()
 
     @property
     def columns(self) -> dict[str, str]:
@@ -103,12 +112,21 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True) ->
         if section in base and not isinstance(base[section], dict):
             raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
     resolve_data_path(base, base_dir or source.resolve().parent)
-    axes, written = parse_axes(source, document.get("grid"))
     resources = parse_resources(source, document.get("resources"))
-    points = expand(source, base, axes, written)
+    subgrids, points, axes = [], {}, {}
+    for prefix, mapping in grid_mappings(source, document.get("grid")):
+        sub_axes, written = parse_axes(source, mapping, prefix)
+        sub_points = expand(source, base, sub_axes, written, prefix)
+        subgrids.append(SubGrid(sub_axes, tuple(p.trial_id for p in sub_points)))
+        for point in sub_points:
+            points.setdefault(point.trial_id, point)
+        for path, values in sub_axes.items():
+            axes.setdefault(path, [])
+            axes[path] += [v for v in values if v not in axes[path]]
+    points = list(points.values())
     if check_data:
         check_datasets(source, points)
-    return GridSpec(name, source, source.read_text(), axes, resources, tuple(points))
+    return GridSpec(name, source, source.read_text(), axes, resources, tuple(points), tuple(subgrids))
 
 
 def read_yaml_mapping(source: Path) -> dict:
@@ -140,19 +158,31 @@ def resolve_data_path(base: dict, base_dir: Path) -> None:
         data["path"] = str((base_dir / Path(data["path"]).expanduser()).resolve())
 
 
-def parse_axes(source: Path, grid) -> tuple[dict[str, list], dict[str, str]]:
-    """(axis path -> values, axis path -> the name the file used for it)."""
+def grid_mappings(source: Path, grid) -> list[tuple[str, dict]]:
+    """[(field prefix, mapping)]: the one mapping, or each mapping of a list of sub-grids."""
     if grid is None:
-        return {}, {}
+        return [("grid", {})]
+    if isinstance(grid, list):
+        if not grid:
+            raise GridError(source, "grid", "is an empty list: give at least one mapping of axes")
+        for index, mapping in enumerate(grid):
+            if not isinstance(mapping, dict):
+                raise GridError(source, f"grid[{index}]", f"must map config paths to lists of values, got {type(mapping).__name__}")
+        return [(f"grid[{index}]", mapping) for index, mapping in enumerate(grid)]
     if not isinstance(grid, dict):
-        raise GridError(source, "grid", f"must map config paths to lists of values, got {type(grid).__name__}")
+        raise GridError(source, "grid", f"must map config paths to lists of values (or be a list of such mappings), got {type(grid).__name__}")
+    return [("grid", grid)]
+
+
+def parse_axes(source: Path, grid: dict, prefix: str = "grid") -> tuple[dict[str, list], dict[str, str]]:
+    """(axis path -> values, axis path -> the name the file used for it)."""
     axes: dict[str, list] = {}
     written: dict[str, str] = {}
     for key, values in grid.items():
         path = SHORT_NAMES.get(str(key), str(key))
-        field = f"grid.{key}"
+        field = f"{prefix}.{key}"
         if path in axes:
-            raise GridError(source, field, f"is the same axis as {written[path]!r} ({path}): give it once")
+            raise GridError(source, field, f"is the same axis as {written[path][len(prefix) + 1:]!r} ({path}): give it once")
         if not isinstance(values, list):
             raise GridError(source, field, f"must be a list of values, e.g. [1, 10], got {values!r}")
         if not values:
@@ -164,7 +194,7 @@ def parse_axes(source: Path, grid) -> tuple[dict[str, list], dict[str, str]]:
                 raise GridError(source, field, f"value {value!r} appears twice")
             seen.add(canonical)
         axes[path] = values
-        written[path] = str(key)
+        written[path] = f"{prefix}.{key}"
     return axes, written
 
 
@@ -199,7 +229,7 @@ def set_path(config: dict, path: str, value) -> None:
     node[leaf] = value
 
 
-def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, str]) -> list[GridPoint]:
+def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, str], prefix: str = "grid") -> list[GridPoint]:
     """Every point of the product, validated; the first invalid one raises GridError. An error
     in the first point is a problem of the file; a later one depends on the grid's values, so
     its message says at which point."""
@@ -211,20 +241,22 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
             try:
                 set_path(raw, path, value)
             except KeyError:
-                raise GridError(source, f"grid.{written[path]}", f"is not a config path ({path.split('.')[0]} is not a section)") from None
+                raise GridError(source, written[path], f"is not a config path ({path.split('.')[0]} is not a section)") from None
         try:
             config = TrialConfig.model_validate(raw)
         except ValidationError as error:
             field, message = describe_validation_error(error, raw=raw, show_input=False)
             if field in at:
-                raise GridError(source, f"grid.{written[field]}", f"value {at[field]!r}: {message}") from None
+                raise GridError(source, written[field], f"value {at[field]!r}: {message}") from None
             field, message = describe_validation_error(error, raw=raw)
             where = f" (at grid point {format_point(at)})" if index > 0 else ""
             raise GridError(source, field, message + where) from None
+        if TrialConfig.model_validate(config.model_dump(mode="json")) != config:
+            raise GridError(source, prefix, f"internal error: the config at {format_point(at)} does not survive a round trip")
         typed = {path: read_path(config, path) for path in at}
         point = GridPoint(trial_id(config), config, typed)
         if point.trial_id in ids:
-            raise GridError(source, "grid", f"points {format_point(ids[point.trial_id])} and {format_point(typed)} are the same configuration")
+            raise GridError(source, prefix, f"points {format_point(ids[point.trial_id])} and {format_point(typed)} are the same configuration")
         ids[point.trial_id] = typed
         points.append(point)
     return points

@@ -4,8 +4,8 @@
 
 The same point therefore always has the same id, whichever grid file or axis order produced it,
 and 10 and 10.0 are the same amplitude (the typed config makes both 10.0). How often a trial is
-checkpointed, and with how many other points it is batched, are how it runs, not what it is: they
-are left out.
+checkpointed, with how many other points it is batched and which states are kept are how it
+runs, not what it is: they are left out.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import json
 
 from trainers.config import TrialConfig
 
-NOT_IDENTITY = {("training", "checkpoint_every"), ("training", "batch_points")}
+NOT_IDENTITY = {
+    ("training", "checkpoint_every"), ("training", "batch_points"), ("training", "keep_final_state"), ("training", "keep_checkpoints"),
+}
 
 
 def canonical_config(config: TrialConfig) -> dict:

@@ -1,5 +1,6 @@
 """Grid files: expansion, trial identity, and refusals that name the file and the field."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,38 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, t
     assert expected in err and err.count("\n") == 1
     assert not (tmp_path / "results").exists()
     tally(test="bad command line", faults=1, points=0, rows_lost=0)
+
+
+SUBGRIDS = GOOD.replace("""grid:
+  amplitude: [1, 10]
+  seed: [0, 1]
+""", """grid:
+  - amplitude: [1, 10]
+    period: [50, 100]
+  - schedule.name: [triangular]
+    schedule.base_lr: [1.0]
+    schedule.ratio: [1, 4]
+    schedule.period: [50, 100]
+  - amplitude: [1]
+    period: [50]
+""")
+
+
+def test_a_list_of_mappings_is_the_union_of_sub_grids(tmp_path):
+    spec = load_grid(write(tmp_path, SUBGRIDS))
+    assert [len(sub.trial_ids) for sub in spec.subgrids] == [4, 4, 1]
+    assert len(spec.points) == 8  # the third sub-grid's point is the first's (A=1, T=50): it runs once
+    assert spec.subgrids[2].trial_ids[0] in spec.subgrids[0].trial_ids
+    assert list(spec.columns) == ["amplitude", "period", "schedule.name", "schedule.base_lr", "schedule.ratio", "schedule.period"]
+    clr = [p for p in spec.points if p.config.schedule.name == "triangular"]
+    assert sorted((p.config.schedule.max_lr, p.config.schedule.step_size) for p in clr) == [(1.0, 25), (1.0, 50), (4.0, 25), (4.0, 50)]
+
+
+@pytest.mark.parametrize("text,expected", [
+    (SUBGRIDS.replace("schedule.ratio: [1, 4]", "schedule.ratio: [0.5, 4]"), "grid[1].schedule.ratio: value 0.5: Input should be greater than or equal to 1"),
+    (SUBGRIDS.replace("  - amplitude: [1]\n    period: [50]\n", "  - 7\n"), "grid[2]: must map config paths to lists of values, got int"),
+    (GOOD.replace("grid:\n  amplitude: [1, 10]\n  seed: [0, 1]\n", "grid: []\n"), "grid: is an empty list"),
+])
+def test_bad_sub_grids_are_named_by_their_index(tmp_path, text, expected):
+    with pytest.raises(GridError, match=re.escape(expected)):
+        load_grid(write(tmp_path, text))
