@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -105,12 +106,19 @@ def error_text(trial) -> str:
     return trial.get_error() or ""
 
 
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Fault|Exit)\b.*")
+
+
 def first_line_of_error(trace: Optional[str]) -> str:
+    """The last exception of a traceback in one line (with pydantic's detail lines), or the
+    last meaningful line; at most 500 characters."""
     lines = [line.strip() for line in (trace or "").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if not line.startswith(("File ", "^", "~")):
-            return line[:500]
-    return "the trial failed (no error text)"
+    lines = [line for line in lines if not line.startswith(("File ", "^", "~", "For further information"))]
+    for index in range(len(lines) - 1, -1, -1):
+        if EXCEPTION_LINE.match(lines[index]):
+            detail = [line for line in lines[index + 1 : index + 3] if not EXCEPTION_LINE.match(line)]
+            return " ".join([lines[index], *detail])[:500]
+    return lines[-1][:500] if lines else "the trial failed (no error text)"
 
 
 class DriverCallback(tune.Callback):

@@ -7,6 +7,8 @@
     <root>/summary.parquet           one row per record, rebuilt from the records (sweep.ledger)
     <root>/curves.parquet/<id>.parquet   one curve per record
     <root>/checkpoints/<id>/epoch-<n>.ckpt   the latest train states of an unfinished trial
+    <root>/states/<id>/final.ckpt    a finished trial's final state (and epoch-<n>.ckpt with
+                                     training.keep_checkpoints), for `tiltsweep interpolate`
     <root>/quarantine/               unreadable files, moved aside (never deleted), with log.jsonl
     <root>/figures/                  what `tiltsweep plot` draws
 
@@ -33,6 +35,10 @@ CHECKPOINTS_KEPT = 2
 RECORD_KEYS = {"trial_id", "status", "config", "history"}
 
 
+def checksummed(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).digest() + payload
+
+
 class CorruptFile(ValueError):
     def __init__(self, path: Path, reason: str):
         self.path, self.reason = Path(path), reason
@@ -52,6 +58,7 @@ class ResultsDir:
     quarantine_dir = property(lambda self: self.root / "quarantine")
     figures_dir = property(lambda self: self.root / "figures")
     lock_path = property(lambda self: self.root / ".lock")
+    states_dir = property(lambda self: self.root / "states")
 
     def exists(self) -> bool:
         return self.grid_file.is_file()
@@ -106,9 +113,20 @@ class ResultsDir:
 
     def save_checkpoint(self, trial_id: str, epoch: int, payload: bytes) -> None:
         path = self.checkpoints_dir / trial_id / f"epoch-{epoch:012d}.ckpt"
-        atomic_write(path, hashlib.sha256(payload).digest() + payload)
+        atomic_write(path, checksummed(payload))
         for old in self.checkpoint_files(trial_id)[CHECKPOINTS_KEPT:]:
             old.unlink(missing_ok=True)
+
+    def save_state(self, trial_id: str, name: str, payload: bytes) -> None:
+        """A kept state: name is "final" or "epoch-<n>"."""
+        atomic_write(self.states_dir / trial_id / f"{name}.ckpt", checksummed(payload))
+
+    def state_path(self, trial_id: str, name: str) -> Path:
+        return self.states_dir / trial_id / f"{name}.ckpt"
+
+    def state_names(self, trial_id: str) -> list[str]:
+        directory = self.states_dir / trial_id
+        return sorted(p.stem for p in directory.glob("*.ckpt")) if directory.is_dir() else []
 
     def read_checkpoint(self, path: Path) -> bytes:
         data = Path(path).read_bytes()

@@ -35,6 +35,18 @@ def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ
             environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
+def permanent_errors() -> tuple:
+    """Errors that depend only on a point's inputs (its config, its data)."""
+    from pydantic import ValidationError
+
+    from trainers.data import DatasetError
+
+    return (ValidationError, DatasetError)
+
+
+PERMANENT_ERRORS = permanent_errors()
+
+
 def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
     """Train every member of a group; members that resume from the same epoch train together.
     Returns the members' statuses."""
@@ -53,23 +65,22 @@ def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
     last_report = [time.monotonic()]
     for epoch, subgroup in sorted(by_epoch.items()):
         indices = [index for index, _ in subgroup]
-
-        def on_eval(i: int, row: dict) -> None:
-            # Results live in the records; Tune hears from a trial every 30 s (for --verbose's
-            # table) and at the end, since it keeps and writes out every report it gets.
-            if time.monotonic() - last_report[0] >= 30:
-                report({"epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
-                last_report[0] = time.monotonic()
-            if faults[indices[i]]:
-                faults[indices[i]].at_epoch(row["epoch"])
-
-        def on_checkpoint(i: int, ckpt) -> None:
-            results.save_checkpoint(members[indices[i]]["trial_id"], ckpt.epoch, ckpt.to_bytes())
-
-        configs = [TrialConfig.model_validate(members[index]["config"]) for index in indices]
-        trained = train_group(configs, on_eval=on_eval, checkpoints=[ckpt for _, ckpt in subgroup], on_checkpoint=on_checkpoint)
-        for index, result in zip(indices, trained):
+        try:
+            configs = [TrialConfig.model_validate(members[index]["config"]) for index in indices]
+            trained = train_group(configs, on_eval=progress_and_faults(indices, faults, report, last_report),
+                                  checkpoints=[ckpt for _, ckpt in subgroup],
+                                  on_checkpoint=checkpoint_keeper(results, [members[i]["trial_id"] for i in indices], configs))
+        except PERMANENT_ERRORS as error:
+            # The same inputs fail the same way on every attempt: record them, do not retry.
+            message = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+            for index in indices:
+                results.write_record({**failure_record(members[index], message, payload["code_version"]), "attempts": attempts[members[index]["trial_id"]]})
+                statuses[members[index]["trial_id"]] = "failed"
+            continue
+        for index, config, result in zip(indices, configs, trained):
             trial_id = members[index]["trial_id"]
+            if config.training.keep_final_state and result.state is not None:
+                results.save_state(trial_id, "final", final_state_bytes(result))
             results.write_record({
                 "trial_id": trial_id,
                 "status": result.status,
@@ -93,6 +104,41 @@ def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
             statuses[trial_id] = result.status
     report({"done": len(statuses)})
     return [statuses[m["trial_id"]] for m in members]
+
+
+def progress_and_faults(indices: list[int], faults: list, report: Callable[[dict], None], last_report: list[float]):
+    """on_eval for a subgroup: a report to Tune every 30 s at most (results live in the records;
+    Tune keeps and writes out every report it gets) and the injected faults of its members."""
+
+    def on_eval(i: int, row: dict) -> None:
+        if time.monotonic() - last_report[0] >= 30:
+            report({"epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
+            last_report[0] = time.monotonic()
+        if faults[indices[i]]:
+            faults[indices[i]].at_epoch(row["epoch"])
+
+    return on_eval
+
+
+def checkpoint_keeper(results: ResultsDir, trial_ids: list[str], configs: list):
+    """on_checkpoint for a subgroup: into checkpoints/, and into states/ with keep_checkpoints."""
+
+    def on_checkpoint(i: int, ckpt) -> None:
+        data = ckpt.to_bytes()
+        results.save_checkpoint(trial_ids[i], ckpt.epoch, data)
+        if configs[i].training.keep_checkpoints:
+            results.save_state(trial_ids[i], f"epoch-{ckpt.epoch:012d}", data)
+
+    return on_checkpoint
+
+
+def final_state_bytes(result) -> bytes:
+    """A finished point's final train state, in the checkpoint format."""
+    import flax.serialization
+
+    from trainers import Checkpoint
+
+    return Checkpoint(result.epochs, flax.serialization.to_state_dict(result.state), [], result.wall_seconds).to_bytes()
 
 
 def failure_record(member: dict, error: str, code_version: str) -> dict:

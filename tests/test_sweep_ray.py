@@ -123,3 +123,31 @@ def test_batched_points_train_together_and_a_failed_group_resumes_from_checkpoin
     # The same points run one at a time have the same ids: batching is how a point runs, not what it is.
     assert main(["run", str(write_grid(tmp_path, name="batched")), "--out", str(out), "--no-plot"]) == 0
     assert records(out / "batched").keys() == final.keys()
+
+
+def test_a_deterministic_error_is_recorded_at_once_not_retried(tmp_path, cifar_dir):
+    """Data that is gone by the time a worker trains fails the same way on every attempt: the
+    point is recorded as failed after one attempt, with the reason."""
+    import io
+    import shutil
+
+    from sweep.grid import load_grid
+    from sweep.runner import results_dir_for, run_sweep
+
+    grid = tmp_path / "gone.yaml"
+    grid.write_text(f"""\
+name: gone
+data: {{name: cifar10, path: {cifar_dir}, classes: [0, 1], train_size: 16}}
+model: {{name: myrtle5, channels: 4}}
+optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 8}}
+training: {{epochs: 2}}
+grid:
+  seed: [0, 1]
+resources: {{cpu: 1, retries: 3}}
+""")
+    spec = load_grid(grid)  # validated while the directory is there
+    shutil.rmtree(cifar_dir)
+    outcome = run_sweep(spec, results_dir_for(spec, tmp_path / "results"), stream=io.StringIO())
+    assert outcome.counts == {"completed": 0, "diverged": 0, "failed": 2}
+    for record in records(tmp_path / "results" / "gone").values():
+        assert record["attempts"] == 1 and record["error"].startswith("DatasetError: ") and "CIFAR-10 directory not found" in record["error"]
