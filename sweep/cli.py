@@ -75,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_options(plot)
     plot.set_defaults(handler=command_plot)
 
+    lr_range = commands.add_parser("lr-range", help="learning-rate range test for a grid's setup",
+                                   description="Train the grid's first point once with the learning rate rising linearly from "
+                                               "--min-lr to --max-lr; write the loss and accuracy against the rate to Parquet and a "
+                                               "figure with the suggested base and max rates for a triangular schedule.")
+    lr_range.add_argument("grid", metavar="GRID.yaml", type=Path)
+    lr_range.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="results go to DIR/<name>/lr-range (default: ./results)")
+    lr_range.add_argument("--min-lr", type=float, default=1e-4, help="rate at the start (default 1e-4)")
+    lr_range.add_argument("--max-lr", type=float, default=10.0, help="rate at the end (default 10)")
+    lr_range.add_argument("--epochs", type=int, help="length of the test (default: the grid's epochs)")
+    lr_range.add_argument("--eval-every", type=int, help="epochs between evaluations (default: epochs / 200)")
+    lr_range.set_defaults(handler=command_lr_range)
+
+    interpolate = commands.add_parser("interpolate", help="loss and accuracy between two trained models",
+                                      description="Evaluate (1 - alpha) theta_A + alpha theta_B for alpha from -0.5 to 1.5 on both "
+                                                  "splits; write DIR/interpolations/A__B.parquet and a figure. A and B are trial ids "
+                                                  "(their final states) or TRIAL@EPOCH (states kept with training.keep_checkpoints).")
+    interpolate.add_argument("directory", metavar="DIR", type=Path)
+    interpolate.add_argument("a", metavar="A")
+    interpolate.add_argument("b", metavar="B")
+    interpolate.set_defaults(handler=command_interpolate)
+
     submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
                                  description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
     submit.add_argument("grid", metavar="GRID.yaml", type=Path)
@@ -207,6 +228,30 @@ def command_submit(args) -> int:
     print(f"follow it:  ray job logs --follow --address {args.address} {job_id}")
     print(f"status:     ray job status --address {args.address} {job_id}")
     print(f"results:    {args.out}/{spec.name} on the cluster (tiltsweep status there)")
+    return EXIT_OK
+
+
+def command_lr_range(args) -> int:
+    from sweep.lr_range import run_range_test
+
+    frame, suggestion, table, figure = run_range_test(args.grid, args.out, args.min_lr, args.max_lr, args.epochs, args.eval_every)
+    print(f"range test over {frame['learning_rate'].iloc[0]:.3g} .. {frame['learning_rate'].iloc[-1]:.3g}: "
+          f"suggested base_lr {suggestion['base_lr']:.3g}, max_lr {suggestion['max_lr']:.3g}")
+    print(f"  {table}\n  {figure}")
+    return EXIT_OK
+
+
+def command_interpolate(args) -> int:
+    from sweep.interpolation import interpolate_states
+
+    open_results(args.directory)
+    frame, table, figure = interpolate_states(args.directory, args.a, args.b)
+    ends = frame.set_index("alpha")
+    middle = frame[(frame["alpha"] > 0) & (frame["alpha"] < 1)]
+    bump = middle["train_loss"].max() - max(ends.loc[0.0, "train_loss"], ends.loc[1.0, "train_loss"])
+    print(f"train loss {ends.loc[0.0, 'train_loss']:.4g} at {args.a}, {ends.loc[1.0, 'train_loss']:.4g} at {args.b}, "
+          f"highest between them {middle['train_loss'].max():.4g} ({'a bump: different minima' if bump > 0 else 'no bump'})")
+    print(f"  {table}\n  {figure}")
     return EXIT_OK
 
 

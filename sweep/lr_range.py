@@ -1,0 +1,65 @@
+"""`tiltsweep lr-range GRID.yaml`: Smith's learning-rate range test for a grid's setup.
+
+One training run of the grid's first point, in this process, with the learning rate rising
+linearly from --min-lr to --max-lr over the run (schedule range_test; the grid's loss, dynamical
+or not, is kept). Writes OUT/<name>/lr-range/range.parquet (step, epoch, learning_rate, losses,
+accuracies) and OUT/<name>/figures/lr_range.png with the suggested base and max rates marked
+(analysis.reduce.suggest_learning_rates), and returns them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from sweep.atomic import atomic_write
+from sweep.errors import Refused
+from sweep.grid import load_grid
+from sweep.store import write_table
+
+COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+
+
+def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int], eval_every: Optional[int]):
+    from pydantic import ValidationError
+
+    from trainers import TrialConfig
+
+    raw = base.model_dump(mode="json")
+    raw["schedule"] = {"name": "range_test", "min_lr": min_lr, "max_lr": max_lr}
+    raw["training"]["epochs"] = epochs or raw["training"]["epochs"]
+    raw["training"]["eval_every"] = eval_every or max(1, raw["training"]["epochs"] // 200)
+    raw["training"]["checkpoint_every"] = None
+    raw["training"]["hessian_every"] = None
+    if raw["loss"].get("stop_oscillation_epoch") and raw["loss"]["stop_oscillation_epoch"] > raw["training"]["epochs"]:
+        raw["loss"]["stop_oscillation_epoch"] = None
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as error:
+        raise Refused(f"range test: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") from None
+
+
+def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: Optional[int] = None, eval_every: Optional[int] = None):
+    """(frame, suggestion, parquet path, figure path)."""
+    from analysis import figures
+    from analysis.reduce import suggest_learning_rates
+    from trainers import train
+
+    if not 0 < min_lr < max_lr:
+        raise Refused(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")
+    spec = load_grid(grid)
+    config = range_test_config(spec.points[0].config, min_lr, max_lr, epochs, eval_every)
+    result = train(config)
+    frame = pd.DataFrame(result.history)[COLUMNS]
+    if len(frame) < 3:
+        raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--eval-every)")
+    suggestion = suggest_learning_rates(frame["learning_rate"], frame["val_accuracy"])
+    root = Path(out).expanduser() / spec.name
+    table = root / "lr-range" / "range.parquet"
+    write_table(frame, table)
+    figure = root / "figures" / "lr_range.png"
+    title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
+    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title), "png"))
+    return frame, suggestion, table, figure
