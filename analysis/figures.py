@@ -53,22 +53,69 @@ def cell_text(row, fmt: str, show_n: bool) -> str:
     return "\n".join(lines)
 
 
-def phase_diagram(
-    reduced: pd.DataFrame, x: str = "period", y: str = "amplitude", title: str = "", label: str = "",
-    fmt: str = ".3f", cmap: str = "viridis", center: Optional[float] = None,
-) -> Figure:
-    """Heatmap of `mean` over x (columns) and y (rows, ascending upward); one panel per value of
-    every other axis in `reduced`. Each cell shows mean, ±std (and n when the number of completed
-    seeds differs between cells); cells without a completed seed are hatched and say why."""
-    facets = [c for c in reduced.columns[: list(reduced.columns).index("mean")] if c not in (x, y)]
-    facet_values = list(itertools.product(*(ordered(reduced[f]) for f in facets))) or [()]
-    xs, ys = ordered(reduced[x]), ordered(reduced[y])
-    finite = reduced["mean"].dropna()
+def colour_range(tables, center: Optional[float]) -> tuple[float, float]:
+    """One colour scale for every panel drawn from `tables` (so panels compare)."""
+    finite = pd.concat([t["mean"] for t in tables]).dropna()
     vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
     if center is not None:
         half = max(abs(vmin - center), abs(vmax - center), 1e-9)
         vmin, vmax = center - half, center + half
-    show_n = reduced.loc[reduced["cell_status"] == "ok", "n"].nunique() > 1
+    return vmin, vmax
+
+
+def phase_panel(panel, part: pd.DataFrame, x: str, y: str, style: dict, title: str = "") -> None:
+    """One heatmap of part's `mean` over x (columns) and y (rows, ascending upward), each cell
+    annotated with mean, ±std (and n when asked); cells without a completed seed hatched and
+    labelled why. style: vmin, vmax, center, cmap, fmt, label, show_n."""
+    xs, ys = ordered(part[x]), ordered(part[y])
+    grid = part.set_index([y, x])
+    means = np.array([[grid["mean"].get((yv, xv), np.nan) for xv in xs] for yv in ys], dtype=float)
+    vmin, vmax, cmap = style["vmin"], style["vmax"], style["cmap"]
+    sns.heatmap(
+        means, ax=panel, cmap=cmap, vmin=vmin, vmax=vmax, center=style["center"], mask=np.isnan(means),
+        cbar=True, cbar_kws={"label": style["label"]}, xticklabels=[value_text(v) for v in xs],
+        yticklabels=[value_text(v) for v in ys], linewidths=0.5, linecolor="white",
+    )
+    panel.invert_yaxis()
+    panel.set_xlabel(x)
+    panel.set_ylabel(y)
+    panel.set_title(title, fontsize=10)
+    colours = matplotlib.colormaps[cmap]
+    for (i, yv), (j, xv) in itertools.product(enumerate(ys), enumerate(xs)):
+        if (yv, xv) not in grid.index:
+            continue
+        row = grid.loc[(yv, xv)]
+        where = f"{value_text(xv)}:{value_text(yv)}"
+        if row["cell_status"] != "ok":
+            colour = MARK_COLOURS[row["cell_status"]]
+            panel.add_patch(Rectangle((j, i), 1, 1, facecolor="#eeeeee", edgecolor=colour, hatch="///", linewidth=1.5, gid=f"marked:{row['cell_status']}:{where}"))
+            text_colour = colour
+        else:
+            if row["n_diverged"] or row["n_failed"]:
+                panel.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, edgecolor=MARK_COLOURS["diverged"], linewidth=2, gid=f"partial:{where}"))
+            shade = colours((row["mean"] - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
+            text_colour = "black" if 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5 else "white"
+        backing = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5} if row["cell_status"] != "ok" else None
+        panel.text(j + 0.5, i + 0.5, cell_text(row, style["fmt"], style["show_n"]), ha="center", va="center", fontsize=8,
+                   color=text_colour, bbox=backing, gid=f"cell:{where}")
+
+
+def phase_style(tables, label: str, fmt: str, cmap: str, center: Optional[float]) -> dict:
+    vmin, vmax = colour_range(tables, center)
+    counts = pd.concat([t.loc[t["cell_status"] == "ok", "n"] for t in tables])
+    return {"vmin": vmin, "vmax": vmax, "center": center, "cmap": cmap, "fmt": fmt, "label": label, "show_n": counts.nunique() > 1}
+
+
+def phase_diagram(
+    reduced: pd.DataFrame, x: str = "period", y: str = "amplitude", title: str = "", label: str = "",
+    fmt: str = ".3f", cmap: str = "viridis", center: Optional[float] = None,
+) -> Figure:
+    """Heatmaps of `mean` over x and y (phase_panel), one panel per value of every other axis in
+    `reduced`, on one colour scale."""
+    facets = [c for c in reduced.columns[: list(reduced.columns).index("mean")] if c not in (x, y)]
+    facet_values = list(itertools.product(*(ordered(reduced[f]) for f in facets))) or [()]
+    xs, ys = ordered(reduced[x]), ordered(reduced[y])
+    style = phase_style([reduced], label, fmt, cmap, center)
     columns = min(len(facet_values), 3)
     rows = math.ceil(len(facet_values) / columns)
     figure = Figure(figsize=(columns * (1.15 * len(xs) + 2.2), rows * (0.85 * len(ys) + 1.6)), layout="constrained")
@@ -77,37 +124,26 @@ def phase_diagram(
         part = reduced
         for facet, value in zip(facets, key):
             part = part[part[facet] == value]
-        grid = part.set_index([y, x])
-        means = np.array([[grid["mean"].get((yv, xv), np.nan) for xv in xs] for yv in ys], dtype=float)
-        sns.heatmap(
-            means, ax=panel, cmap=cmap, vmin=vmin, vmax=vmax, center=center, mask=np.isnan(means),
-            cbar=True, cbar_kws={"label": label}, xticklabels=[value_text(v) for v in xs],
-            yticklabels=[value_text(v) for v in ys], linewidths=0.5, linecolor="white",
-        )
-        panel.invert_yaxis()
-        panel.set_xlabel(x)
-        panel.set_ylabel(y)
-        panel.set_title(", ".join(f"{f} = {value_text(v)}" for f, v in zip(facets, key)), fontsize=10)
-        colours = matplotlib.colormaps[cmap]
-        for (i, yv), (j, xv) in itertools.product(enumerate(ys), enumerate(xs)):
-            if (yv, xv) not in grid.index:
-                continue
-            row = grid.loc[(yv, xv)]
-            where = f"{value_text(xv)}:{value_text(yv)}"
-            if row["cell_status"] != "ok":
-                colour = MARK_COLOURS[row["cell_status"]]
-                panel.add_patch(Rectangle((j, i), 1, 1, facecolor="#eeeeee", edgecolor=colour, hatch="///", linewidth=1.5, gid=f"marked:{row['cell_status']}:{where}"))
-                text_colour = colour
-            else:
-                if row["n_diverged"] or row["n_failed"]:
-                    panel.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, edgecolor=MARK_COLOURS["diverged"], linewidth=2, gid=f"partial:{where}"))
-                shade = colours((row["mean"] - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
-                text_colour = "black" if 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5 else "white"
-            backing = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5} if row["cell_status"] != "ok" else None
-            panel.text(j + 0.5, i + 0.5, cell_text(row, fmt, show_n), ha="center", va="center", fontsize=8, color=text_colour,
-                       bbox=backing, gid=f"cell:{where}")
+        phase_panel(panel, part, x, y, style, ", ".join(f"{f} = {value_text(v)}" for f, v in zip(facets, key)))
     for panel in list(axes.flat)[len(facet_values):]:
         panel.set_visible(False)
+    figure.suptitle(title)
+    return figure
+
+
+def side_by_side(panels: list[tuple[str, pd.DataFrame, str, str]], title: str = "", label: str = "",
+                 fmt: str = ".3f", cmap: str = "viridis", center: Optional[float] = None) -> Figure:
+    """Phase diagrams of several sub-grids [(panel title, reduced, x, y)] side by side, on one
+    colour scale: e.g. the dynamical loss over (T, A) beside a cyclical learning rate over
+    (2 step_size, max_lr / base_lr). Panels' cell gids are prefixed with their index: "0/cell:..."."""
+    style = phase_style([table for _, table, _, _ in panels], label, fmt, cmap, center)
+    width = sum(1.15 * len(ordered(table[x])) + 2.2 for _, table, x, _ in panels)
+    height = max(0.85 * len(ordered(table[y])) + 1.8 for _, table, _, y in panels)
+    figure = Figure(figsize=(width, height), layout="constrained")
+    for index, (panel, (name, table, x, y)) in enumerate(zip(figure.subplots(1, len(panels), squeeze=False).flat, panels)):
+        phase_panel(panel, table, x, y, style, name)
+        for artist in panel.findobj(lambda a: bool(a.get_gid())):
+            artist.set_gid(f"{index}/{artist.get_gid()}")
     figure.suptitle(title)
     return figure
 
@@ -255,6 +291,49 @@ def hessian_trajectory(curve: pd.DataFrame, num_classes: int, instabilities: dic
     spectrum.legend(fontsize=7)
     finish_panels([weights, change, accuracy, spectrum], stop_step)
     figure.suptitle(title)
+    return figure
+
+
+def interpolation(frame: pd.DataFrame, title: str = "") -> Figure:
+    """Loss and accuracy of (1 - alpha) theta_1 + alpha theta_2 against alpha; the two models at
+    alpha = 0 and 1 are marked."""
+    figure = Figure(figsize=(8, 4.2), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    for panel, metric in ((loss, "loss"), (accuracy, "accuracy")):
+        for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+            panel.plot(frame["alpha"], frame[f"{split}_{metric}"], color=colour, label="train" if split == "train" else "validation")
+            ends = frame[frame["alpha"].isin([0.0, 1.0])]
+            panel.plot(ends["alpha"], ends[f"{split}_{metric}"], "o", color=colour)
+        for end in (0.0, 1.0):
+            panel.axvline(end, color="grey", linewidth=0.8, linestyle=":")
+        panel.set_xlabel(r"$\alpha$")
+        panel.set_ylabel(metric)
+        panel.grid(alpha=0.3)
+    loss.set_yscale("log")
+    loss.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def lr_range(frame: pd.DataFrame, suggestion: dict, title: str = "") -> Figure:
+    """The learning-rate range test: training loss and accuracies against the rising learning
+    rate, with the suggested base and maximum rates marked."""
+    figure = Figure(figsize=(8, 4.2), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2, sharex=True)
+    loss.plot(frame["learning_rate"], frame["train_loss"], color="tab:blue")
+    loss.set_ylabel("training loss")
+    loss.set_yscale("log")
+    accuracy.plot(frame["learning_rate"], frame["train_accuracy"], color="tab:blue", label="train")
+    accuracy.plot(frame["learning_rate"], frame["val_accuracy"], color="tab:orange", label="validation")
+    accuracy.set_ylabel("accuracy")
+    accuracy.legend(fontsize=8)
+    for panel in (loss, accuracy):
+        for name, colour in (("base_lr", "green"), ("max_lr", "red")):
+            panel.axvline(suggestion[name], color=colour, linestyle="--", linewidth=1, label=f"{name} {suggestion[name]:.3g}", gid=name)
+        panel.set_xlabel("learning rate")
+        panel.grid(alpha=0.3)
+    loss.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
     return figure
 
 

@@ -15,10 +15,16 @@ from typing import Optional
 import pandas as pd
 import yaml
 
-from sweep.grid import SHORT_NAMES, axis_column
+from sweep.grid import SHORT_NAMES, GridError, axis_column, load_grid
 from sweep.ledger import read_summary
 from sweep.results import ResultsDir
 from sweep.store import read_curves
+
+
+@dataclass
+class SubGrid:
+    axes: dict[str, list]  # column -> values of the sub-grid's own axes
+    trial_ids: frozenset
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Results:
     axes: dict[str, list]  # column -> the grid's values for that axis, in the file's order
     curves_dir: Optional[Path] = None
     _curves: Optional[pd.DataFrame] = field(default=None, repr=False)
+    subgrids: list[SubGrid] = field(default_factory=list)  # more than one when `grid` is a list
 
     @property
     def figures_dir(self) -> Path:
@@ -50,13 +57,25 @@ def grid_axes(grid_text: str) -> dict[str, list]:
     return {axis_column(SHORT_NAMES.get(str(key), str(key))): values for key, values in grid.items()}
 
 
+def subgrids_of(results: ResultsDir) -> list[SubGrid]:
+    """The grid's sub-grids, from its grid.yaml through sweep.grid (the one grid-file parser);
+    none when that file no longer validates (e.g. written by another version)."""
+    try:
+        spec = load_grid(results.grid_file, base_dir=results.grid_base_dir(), check_data=False)
+    except GridError:
+        return []
+    return [SubGrid({axis_column(p): v for p, v in sub.axes.items()}, frozenset(sub.trial_ids)) for sub in spec.subgrids]
+
+
 def load_results(directory) -> Results:
     results = ResultsDir(directory)
     if not results.exists():
         raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
     text = results.grid_file.read_text()
     name = (yaml.safe_load(text) or {}).get("name", results.root.name)
-    return Results(name, results.root, read_summary(results), grid_axes(text), results.curves_dir)
+    subgrids = subgrids_of(results)
+    axes = grid_axes(text) if len(subgrids) <= 1 else {a: v for sub in subgrids for a, v in sub.axes.items()}
+    return Results(name, results.root, read_summary(results), axes, results.curves_dir, subgrids=subgrids)
 
 
 def num_classes(config: dict) -> int:

@@ -10,6 +10,7 @@ that its figure draws.
     figure = plots.learning_curves("results/myrtle5-cifar10")
     figure = plots.trajectory("results/quickstart", trial_id)           # one trial's Fig. 4 panels
     figure = plots.hessian_trajectory("results/spiral-hessian-small")   # the supplementary's Fig. 1
+    figure = plots.side_by_side("results/digits-two-oscillations")    # one panel per sub-grid
 """
 
 from __future__ import annotations
@@ -93,6 +94,42 @@ def phase_diagram(
         return figures.phase_diagram(table, x, y, f"{results.name}: {label} minus A = 1 (paired by seed)", f"gain in {metric}",
                                      fmt="+.3f", cmap="RdBu", center=0.0)
     return figures.phase_diagram(table, x, y, f"{results.name}: {label} (mean ± std over seeds)", label)
+
+
+def subgrid_axes(sub) -> tuple[Optional[str], Optional[str], dict]:
+    """(x, y, axes to reduce over) of a sub-grid: its axes with several values besides seed; x is
+    the one named like a period, y the other."""
+    varied = [a for a, values in sub.axes.items() if a != SEED and len(values) > 1]
+    if len(varied) != 2:
+        return None, None, {}
+    x = next((a for a in varied if "period" in a), varied[0])
+    y = next(a for a in varied if a != x)
+    return x, y, {a: sub.axes[a] for a in (x, y, SEED) if a in sub.axes}
+
+
+def side_by_side_tables(source: Source, metric: str = "val_accuracy", epoch: Optional[int] = None) -> list[tuple[str, pd.DataFrame, str, str]]:
+    """[(title, reduced table, x, y)] for every sub-grid of a list-of-mappings grid."""
+    results = as_results(source)
+    summary = trials_with(results, metric, epoch)
+    panels = []
+    for index, sub in enumerate(results.subgrids):
+        x, y, axes = subgrid_axes(sub)
+        if x:
+            table = reduce_seeds(summary[summary["trial_id"].isin(sub.trial_ids)], metric, axes)
+            panels.append((f"sub-grid {index + 1}: {y} against {x}", table, x, y))
+    if not panels:
+        raise PlotError(f"{results.name}: no sub-grid with two swept axes to draw")
+    return panels
+
+
+def side_by_side(source: Source, metric: str = "val_accuracy", epoch: Optional[int] = None, tables=None) -> Figure:
+    """The phase diagrams of a grid's sub-grids side by side, on one colour scale (e.g. the
+    dynamical loss's (T, A) beside a cyclical learning rate's (period, ratio)). `tables`:
+    side_by_side_tables' result, when already at hand."""
+    results = as_results(source)
+    label = metric_label(metric, epoch)
+    tables = tables or side_by_side_tables(results, metric, epoch)
+    return figures.side_by_side(tables, f"{results.name}: {label} (mean ± std over seeds)", label)
 
 
 def std_band(source: Source, metric: str = "val_accuracy", epoch: Optional[int] = None, x: str = "amplitude") -> Figure:

@@ -126,3 +126,20 @@ def instability_threshold(steps, top_eigenvalue, jump: float = 0.1) -> dict:
         marks.extend([values[index + 1], values[last + 1]])
         index = last + 1
     return {"threshold": float(np.mean(marks)) if marks else float("nan"), "starts": starts, "ends": ends}
+
+
+def suggest_learning_rates(learning_rate, accuracy, smoothing: float = 0.05) -> dict:
+    """Base and maximum rates for a triangular cyclical schedule from a range test (Smith 2017):
+    the accuracy is smoothed by a running mean over `smoothing` of the points; max_lr is the rate
+    at its peak (beyond it accuracy stalls or falls); base_lr is the first rate at which it has
+    risen a tenth of the way from its start to that peak (where learning takes off), or max_lr / 4
+    when it never rises. Returns {"base_lr", "max_lr"}."""
+    rates = np.asarray(learning_rate, dtype=float)
+    values = np.asarray(accuracy, dtype=float)
+    window = max(1, int(round(smoothing * len(values))))
+    smooth = pd.Series(values).rolling(window, min_periods=1, center=True).mean().to_numpy()
+    peak = int(np.nanargmax(smooth))
+    rise = smooth[0] + 0.1 * (smooth[peak] - smooth[0])
+    above = np.flatnonzero(smooth[: peak + 1] > rise)
+    base = rates[above[0]] if len(above) and rates[above[0]] < rates[peak] else rates[peak] / 4
+    return {"base_lr": float(base), "max_lr": float(rates[peak])}

@@ -3,6 +3,9 @@ index.html that shows them beside the reduced tables. Built from the notebook AP
 (analysis.plots), for the chosen metric (final `val_accuracy` by default, any summary column, or
 its value at `--epoch`):
 
+- side_by_side_<metric>, side_by_side_train_accuracy: for a grid of several sub-grids, one phase
+  diagram per sub-grid side by side on one colour scale (instead of the figures below but the
+  trajectories);
 - phase_<metric>: the seed-averaged metric over x and y (period and amplitude by default);
 - phase_train_accuracy: the same for training accuracy;
 - phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed;
@@ -62,7 +65,13 @@ def build_report(
             atomic_write(path, figures.save(figure, fmt))
         drawn.append(Drawn(caption, files, table))
 
-    if x and y:
+    if len(results.subgrids) > 1:
+        for name in dict.fromkeys([metric, "train_accuracy"]):
+            at = epoch if name == metric else None
+            tables = plots.side_by_side_tables(results, name, at)
+            add(f"side_by_side_{name}", f"{metric_label(name, at)}, one panel per sub-grid, one colour scale",
+                plots.side_by_side(results, name, at, tables), pd.concat([t.assign(panel=title) for title, t, _, _ in tables], ignore_index=True))
+    elif x and y:
         add(f"phase_{metric}", f"{label}: mean ± std over seeds",
             plots.phase_diagram(results, metric, x, y, epoch), plots.phase_table(results, metric, epoch))
         if metric != "train_accuracy":
@@ -71,10 +80,11 @@ def build_report(
         if plots.can_gain(results):
             add(f"phase_{metric}_gain", f"gain of {label} over A = 1 at the same other axes, paired by seed",
                 plots.phase_diagram(results, metric, x, y, epoch, gain=True), plots.phase_table(results, metric, epoch, gain=True))
-    if "amplitude" in results.axes:
+    if "amplitude" in results.axes and len(results.subgrids) <= 1:
         add(f"band_{metric}", f"{label} against amplitude: mean and ±1 std band over seeds", plots.std_band(results, metric, epoch))
-    if len(results.curves) and "val_accuracy" in results.curves:
+    if len(results.curves) and "val_accuracy" in results.curves and len(results.subgrids) <= 1:
         add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results))
+    if len(results.curves) and "val_accuracy" in results.curves:
         best = plots.best_trial(results, metric)
         if best:
             add(f"trajectory_{best}", f"the best trial ({best}): weights, loss and accuracy over steps", plots.trajectory(results, best))

@@ -100,3 +100,15 @@ def test_instability_threshold_is_the_mean_top_eigenvalue_at_starts_and_ends():
     assert calm["starts"] == [] and math.isnan(calm["threshold"])
     with_gaps = instability_threshold([0, 10, 20, 30], [1.0, float("nan"), 1.5, 1.5], jump=0.1)
     assert with_gaps["starts"] == [20]  # NaN rows (no measurement there) are skipped
+
+
+def test_suggested_rates_mark_the_take_off_and_the_peak_of_accuracy():
+    from analysis.reduce import suggest_learning_rates
+
+    rates = [0.001 * i for i in range(1, 101)]
+    accuracy = [0.1] * 20 + [0.1 + 0.02 * i for i in range(40)] + [0.88] * 10 + [0.5] * 30  # rises at 21, reaches 0.88 at 60
+    found = suggest_learning_rates(rates, accuracy, smoothing=0.01)
+    assert found["base_lr"] == pytest.approx(0.025)  # the first point past a tenth of the rise (0.1 + 0.078)
+    assert found["max_lr"] == pytest.approx(0.060)  # the first point at the top (0.88 at index 59)
+    flat = suggest_learning_rates(rates, [0.5] * 100, smoothing=0.01)
+    assert flat["base_lr"] == pytest.approx(flat["max_lr"] / 4)

@@ -1,0 +1,102 @@
+"""Cyclical learning rates beside dynamical losses, on real sweeps: interpolation between kept
+states, the learning-rate range test, and the two kinds of phase diagram side by side."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from analysis import plots
+from sweep.cli import main
+from sweep.results import ResultsDir
+
+pytestmark = pytest.mark.slow
+
+GRID = """\
+name: two-oscillations
+data: {name: spiral, points_per_class: 30, classes: 3}
+model: {name: mlp, width: 10}
+optimizer: {name: sgd, learning_rate: 0.5, batch_size: full}
+training: {epochs: 600, eval_every: 100, checkpoint_every: 200, keep_checkpoints: true}
+loss: {amplitude: 1, period: 100}
+grid:
+  - amplitude: [1, 10]
+    period: [50, 200]
+  - schedule.name: [triangular]
+    schedule.base_lr: [0.5]
+    schedule.ratio: [1, 3]
+    schedule.period: [50, 200]
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cyclical")
+    (root / "grid.yaml").write_text(GRID)
+    assert main(["run", str(root / "grid.yaml"), "--out", str(root / "results")]) == 0
+    return root / "results" / "two-oscillations"
+
+
+def final_rows(directory):
+    curves = pd.read_parquet(directory / "curves.parquet")
+    return curves.sort_values("step").groupby("trial_id").last()
+
+
+def test_interpolation_ends_reproduce_both_models_exactly(sweep_dir, capsys):
+    summary = pd.read_parquet(sweep_dir / "summary.parquet")
+    a, b = summary["trial_id"].iloc[0], summary["trial_id"].iloc[3]
+    capsys.readouterr()
+    assert main(["interpolate", str(sweep_dir), a, b]) == 0
+    assert f"at {a}," in capsys.readouterr().out
+    frame = pd.read_parquet(sweep_dir / "interpolations" / f"{a}__{b}.parquet").set_index("alpha")
+    assert list(frame.index[[0, -1]]) == [-0.5, 1.5] and len(frame) == 41
+    finals = final_rows(sweep_dir)
+    for alpha, trial in ((0.0, a), (1.0, b)):
+        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert frame.loc[alpha, metric] == finals.loc[trial, metric], (alpha, metric)
+    assert (sweep_dir / "figures" / f"interpolation_{a}__{b}.png").stat().st_size > 1000
+
+
+def test_interpolation_between_two_kept_epochs_of_one_trial(sweep_dir):
+    trial = pd.read_parquet(sweep_dir / "summary.parquet")["trial_id"].iloc[5]
+    assert ResultsDir(sweep_dir).state_names(trial) == ["epoch-000000000200", "epoch-000000000400", "final"]
+    assert main(["interpolate", str(sweep_dir), f"{trial}@200", f"{trial}@400"]) == 0
+    frame = pd.read_parquet(sweep_dir / "interpolations" / f"{trial}-at-200__{trial}-at-400.parquet").set_index("alpha")
+    curve = pd.read_parquet(sweep_dir / "curves.parquet").query("trial_id == @trial").set_index("epoch")
+    for alpha, epoch in ((0.0, 200), (1.0, 400)):
+        assert frame.loc[alpha, "train_accuracy"] == curve.loc[epoch, "train_accuracy"]
+        assert frame.loc[alpha, "val_loss"] == curve.loc[epoch, "val_loss"]
+
+
+def test_interpolating_what_was_not_kept_is_refused(sweep_dir, capsys):
+    trial = pd.read_parquet(sweep_dir / "summary.parquet")["trial_id"].iloc[0]
+    capsys.readouterr()
+    assert main(["interpolate", str(sweep_dir), f"{trial}@300", trial]) == 2
+    assert "no kept state epoch-000000000300 (kept: epoch-000000000200, epoch-000000000400, final" in capsys.readouterr().err
+
+
+def test_the_two_phase_diagrams_side_by_side(sweep_dir):
+    assert (sweep_dir / "figures" / "side_by_side_val_accuracy.png").exists()
+    tables = plots.side_by_side_tables(sweep_dir)
+    assert [(x, y) for _, _, x, y in tables] == [("period", "amplitude"), ("schedule.period", "schedule.ratio")]
+    figure = plots.side_by_side(sweep_dir, tables=tables)
+    for index, (_, table, x, y) in enumerate(tables):
+        texts = {a.get_gid(): a.get_text() for a in figure.findobj(lambda a: (a.get_gid() or "").startswith(f"{index}/cell:"))}
+        assert len(texts) == 4
+        for _, row in table.iterrows():
+            assert texts[f"{index}/cell:{row[x]:g}:{row[y]:g}"].splitlines()[0] == f"{row['mean']:.3f}"
+
+
+def test_range_test_rates_rise_linearly_and_suggestions_fall_inside(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    capsys.readouterr()
+    assert main(["lr-range", str(grid), "--out", str(tmp_path), "--min-lr", "0.01", "--max-lr", "3", "--epochs", "400", "--eval-every", "4"]) == 0
+    out = capsys.readouterr().out
+    frame = pd.read_parquet(tmp_path / "two-oscillations" / "lr-range" / "range.parquet")
+    expected = 0.01 + (3 - 0.01) * frame["step"] / 400
+    assert (frame["learning_rate"] - expected).abs().max() < 1e-6
+    assert len(frame) == 101 and frame["learning_rate"].iloc[-1] == pytest.approx(3.0)  # evaluated every 4 of 400 epochs
+    base, top = map(float, re.search(r"suggested base_lr (\S+), max_lr (\S+)", out).groups())
+    assert 0.01 <= base < top <= 3.0
+    assert (tmp_path / "two-oscillations" / "figures" / "lr_range.png").exists()
