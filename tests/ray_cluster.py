@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from process_tree import ProcessTree
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -42,27 +42,11 @@ class Node:
     def __init__(self, command: list[str], env: dict, log: Path):
         self.log = open(log, "w")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.known: dict[int, psutil.Process] = {}
-
-    def processes(self) -> list[psutil.Process]:
-        """The node's processes: the `ray start` process and all its descendants (remembered, so
-        even a process whose parent died is still stopped)."""
-        try:
-            root = psutil.Process(self.process.pid)
-            for process in [root, *root.children(recursive=True)]:
-                self.known.setdefault(process.pid, process)
-        except psutil.NoSuchProcess:
-            pass
-        return list(self.known.values())
+        self.tree = ProcessTree(self.process.pid)
 
     def kill(self) -> None:
-        processes = self.processes()
-        for process in processes:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(processes, timeout=15)
+        self.tree.remember()
+        self.tree.kill()
         self.log.close()
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pandas as pd
-import psutil
 
+from process_tree import ProcessTree
 from sweep.results import ResultsDir
 
 GRID = """\
@@ -60,21 +60,12 @@ class Driver:
     def __init__(self, args: list[str], env: Optional[dict] = None):
         self.process = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], env=env or os.environ.copy(),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.known: dict[int, psutil.Process] = {}
-
-    def remember(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.process.pid)
-            for process in root.children(recursive=True):
-                self.known.setdefault(process.pid, process)
-        except psutil.NoSuchProcess:
-            pass
-        return list(self.known.values())
+        self.tree = ProcessTree(self.process.pid)
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 240, what: str = "the condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.remember()
+            self.tree.remember()
             if condition():
                 return
             if self.process.poll() is not None:
@@ -84,7 +75,7 @@ class Driver:
 
     def kill(self) -> None:
         """SIGKILL the driver, then every process it had started (Ray's), by id."""
-        self.remember()
+        self.tree.remember()
         self.process.kill()
         self.process.wait(timeout=30)
         self.cleanup()
@@ -96,7 +87,7 @@ class Driver:
             while self.process.poll() is None:
                 if time.monotonic() > deadline:
                     raise subprocess.TimeoutExpired(self.process.args, timeout)
-                self.remember()
+                self.tree.remember()
                 time.sleep(0.2)
             return self.process.returncode
         finally:
@@ -106,13 +97,7 @@ class Driver:
         return self.process.stdout.read() if self.process.stdout else ""
 
     def cleanup(self) -> None:
-        leftovers = [p for p in self.known.values() if p.is_running()]
-        for process in leftovers:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(leftovers, timeout=15)
+        self.tree.kill()
 
 
 def assert_each_point_once(directory: Path, points: int, evaluations: int) -> None:

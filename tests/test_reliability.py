@@ -30,7 +30,7 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
         results = ResultsDir(directory)
         try:
             def trial_on_second_node():
-                pids = {p.pid for p in second.processes()}
+                pids = {p.pid for p in second.tree.remember()}
                 running = checkpoint_epochs(directory, exclude=records(directory))
                 return next((t for t in running if results.attempt(t).get("pid") in pids), None)
 
@@ -106,7 +106,7 @@ def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tal
         driver.wait_until(lambda: checkpoint_epochs(directory, exclude=records(directory)), what="a checkpoint")
         trial_id = next(iter(checkpoint_epochs(directory, exclude=records(directory))))
         worker = results.attempt(trial_id)["pid"]
-        assert worker in {p.pid for p in driver.remember()}  # a Ray worker of this sweep
+        assert worker in {p.pid for p in driver.tree.remember()}  # a Ray worker of this sweep
         os.kill(worker, 9)  # the worker process training that point
         assert driver.wait(timeout=300) == 0, driver.output()
     finally:
