@@ -8,7 +8,6 @@ full-batch gradient descent one epoch is one optimizer step.
 from __future__ import annotations
 
 import math
-
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

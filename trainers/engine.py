@@ -103,10 +103,7 @@ class Engine:
         self.device_loop = isinstance(spec.model, MLPModel)
         if self.device_loop:
             self.train_epochs = jax.jit(self._train_epochs)
-            self._compiled_train_then_evaluate = {
-                False: jax.jit(self._train_then_evaluate),
-                True: jax.jit(self._train_then_evaluate_with_hessian),
-            }
+            self._compiled_train_then_evaluate = jax.jit(self._train_then_evaluate, static_argnames="with_hessian")
         else:
             self.host_step = jax.jit(each(self._host_step, (0, 0, None, 0)))
             self.train_epochs = self._train_epochs_from_host
@@ -114,7 +111,7 @@ class Engine:
     def train_then_evaluate(self, states: TrainState, hypers, data, epochs, with_hessian: bool = False):
         """Train `epochs` epochs, then evaluate every point (and, if asked, its Hessian)."""
         if self.device_loop:
-            return self._compiled_train_then_evaluate[with_hessian](states, hypers, data, epochs)
+            return self._compiled_train_then_evaluate(states, hypers, data, epochs, with_hessian=with_hessian)
         states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
         return states, first_bad, self.evaluation(with_hessian)(states, hypers, data)
 
@@ -230,15 +227,12 @@ class Engine:
                 break
         return states, first_bad
 
-    def _train_then_evaluate(self, states: TrainState, hypers, data, epochs):
-        """_train_epochs and then the evaluation of every point, in one call (one dispatch, one
-        transfer back)."""
+    def _train_then_evaluate(self, states: TrainState, hypers, data, epochs, with_hessian: bool):
+        """_train_epochs and then the evaluation of every point (with its Hessian, if asked), in
+        one call (one dispatch, one transfer back)."""
         states, first_bad = self._train_epochs(states, hypers, data, epochs)
-        return states, first_bad, each(self._evaluate, (0, 0, None))(states, hypers, data)
-
-    def _train_then_evaluate_with_hessian(self, states: TrainState, hypers, data, epochs):
-        states, first_bad = self._train_epochs(states, hypers, data, epochs)
-        return states, first_bad, each(self._evaluate_with_hessian, (0, 0, None))(states, hypers, data)
+        evaluate = self._evaluate_with_hessian if with_hessian else self._evaluate
+        return states, first_bad, each(evaluate, (0, 0, None))(states, hypers, data)
 
     def _evaluate_with_hessian(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
         return self._evaluate(state, hyper, data, with_hessian=True)

@@ -9,11 +9,10 @@ models are theta_1 and theta_2 exactly.
 
 from __future__ import annotations
 
-import flax.serialization
 import jax
 
 from trainers.config import TrialConfig
-from trainers.train import member, prepare
+from trainers.train import prepare
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -27,13 +26,10 @@ def interpolate(config: TrialConfig, state_a: dict, state_b: dict, alphas) -> li
     losses unweighted. state_a, state_b: flax state dicts of two train states of `config`'s
     model and data (e.g. Checkpoint.state)."""
     run = prepare([config])
-    template = member(jax.device_get(run.fresh_states()), 0)
-    a = flax.serialization.from_state_dict(template, state_a)
-    b = flax.serialization.from_state_dict(template, state_b)
+    a, b = run.restore([state_a]), run.restore([state_b])  # groups of one
     rows = []
     for alpha in alphas:
         state = a.replace(params=mix(a.params, b.params, alpha), batch_stats=mix(a.batch_stats, b.batch_stats, alpha))
-        grouped = jax.tree.map(lambda leaf: leaf[None], state)
-        row = run.rows(*jax.device_get((grouped.step, run.engine.evaluate(grouped, run.hypers, run.data))))[0]
+        row = run.rows(*jax.device_get((state.step, run.engine.evaluate(state, run.hypers, run.data))))[0]
         rows.append({"alpha": float(alpha), **{name: row[name] for name in METRICS}})
     return rows

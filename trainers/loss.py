@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 
 def oscillation_phase(step, period):

@@ -130,9 +130,10 @@ class Prepared:
         keys = np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in self.cfgs])
         return self.engine.init_states(keys, self.hypers)
 
-    def restore(self, ckpts: list[Checkpoint]) -> TrainState:
+    def restore(self, states: list[dict]) -> TrainState:
+        """The group's train states from one flax state dict per member (e.g. Checkpoint.state)."""
         template = jax.device_get(self.fresh_states())
-        members = [flax.serialization.from_state_dict(member(template, i), ckpt.state) for i, ckpt in enumerate(ckpts)]
+        members = [flax.serialization.from_state_dict(member(template, i), state) for i, state in enumerate(states)]
         return jax.device_put(stacked(members))
 
     def rows(self, steps, metrics) -> list[dict]:
@@ -206,7 +207,7 @@ def train_group(
     else:
         if any(ckpt is None for ckpt in checkpoints) or len({ckpt.epoch for ckpt in checkpoints}) != 1:
             raise ValueError("a group resumes only when every member has a checkpoint of the same epoch")
-        states, epoch = run.restore(checkpoints), checkpoints[0].epoch
+        states, epoch = run.restore([ckpt.state for ckpt in checkpoints]), checkpoints[0].epoch
         histories = [list(ckpt.history) for ckpt in checkpoints]
         spent = max(ckpt.wall_seconds for ckpt in checkpoints)
 
