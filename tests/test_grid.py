@@ -8,6 +8,7 @@ import pytest
 from bad_grids import CASES, GOOD
 from sweep.cli import main
 from sweep.grid import GridError, load_grid
+from trainers.config import TrialConfig
 
 GRIDS = Path(__file__).resolve().parent.parent / "grids"
 
@@ -49,6 +50,13 @@ def test_relative_data_path_is_read_from_the_grid_files_folder(tmp_path, cifar_d
 def test_shipped_grid_files_are_valid(path):
     spec = load_grid(path, check_data=False)  # the CIFAR-10 grids point at a directory users provide
     assert spec.points
+    assert_configs_survive_a_round_trip(spec)
+
+
+def assert_configs_survive_a_round_trip(spec):
+    """Records store resolved configs as JSON; workers and `interpolate` validate them again."""
+    for point in spec.points:
+        assert TrialConfig.model_validate(point.config.model_dump(mode="json")) == point.config
 
 
 @pytest.mark.parametrize("title,text,expected", CASES, ids=[case[0] for case in CASES])
@@ -119,6 +127,7 @@ def test_a_list_of_mappings_is_the_union_of_sub_grids(tmp_path):
     assert list(spec.columns) == ["amplitude", "period", "schedule.name", "schedule.base_lr", "schedule.ratio", "schedule.period"]
     clr = [p for p in spec.points if p.config.schedule.name == "triangular"]
     assert sorted((p.config.schedule.max_lr, p.config.schedule.step_size) for p in clr) == [(1.0, 25), (1.0, 50), (4.0, 25), (4.0, 50)]
+    assert_configs_survive_a_round_trip(spec)
 
 
 @pytest.mark.parametrize("text,expected", [
