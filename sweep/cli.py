@@ -30,7 +30,9 @@ examples:
   tiltsweep status results/quickstart
   tiltsweep resume results/quickstart
   tiltsweep run grids/spiral-width.yaml --address 10.0.0.5:6379 --out /shared/results
-  tiltsweep submit grids/myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results"""
+  tiltsweep submit grids/myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results
+  tiltsweep lr-range grids/digits-two-oscillations.yaml
+  tiltsweep interpolate results/digits-two-oscillations TRIAL_A TRIAL_B"""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -50,17 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every point of GRID.yaml that has no completed or diverged result in OUT/<name>/.")
     run.add_argument("grid", metavar="GRID.yaml", type=Path, help="the grid file")
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where results directories go (default: ./results)")
-    add_cluster_options(run)
-    run.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
-    add_plot_options(run)
+    add_sweep_options(run)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="finish a sweep from its results directory",
                                  description="Finish the sweep whose results directory is DIR, from the grid.yaml saved there.")
     resume.add_argument("directory", metavar="DIR", type=Path, help="a results directory, e.g. results/quickstart")
-    add_cluster_options(resume)
-    resume.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
-    add_plot_options(resume)
+    add_sweep_options(resume)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="count completed / partial / pending / failed / diverged points",
@@ -114,10 +112,18 @@ def add_plot_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (default: png)")
 
 
-def add_cluster_options(command: argparse.ArgumentParser) -> None:
+def add_sweep_options(command: argparse.ArgumentParser) -> None:
+    """The options of the commands that run a sweep (run, resume): where, how loudly, and the
+    figures drawn at the end."""
     command.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: start Ray on this machine")
     command.add_argument("--verbose", action="store_true", help="show Ray's trial table and worker logs instead of the progress line")
     command.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1 only) for a local run")
+    command.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
+    add_plot_options(command)
+
+
+def formats_of(args) -> list[str]:
+    return [f.strip() for f in args.format.split(",") if f.strip()]
 
 
 def fault_plan() -> list:
@@ -137,7 +143,7 @@ def check_plot_options(spec, args) -> None:
     from sweep.ledger import PLOTTABLE_COLUMNS
 
     try:
-        check_formats(f.strip() for f in args.format.split(",") if f.strip())
+        check_formats(formats_of(args))
     except PlotError as error:
         raise Refused(str(error)) from None
     swept = [column for column in spec.columns if column != "seed"]
@@ -163,7 +169,7 @@ def draw(directory: Path, args) -> list[Path]:
     from analysis.report import PlotError, build_report
 
     try:
-        paths = build_report(directory, args.metric, args.x, args.y, [f.strip() for f in args.format.split(",") if f.strip()], args.epoch)
+        paths = build_report(directory, args.metric, args.x, args.y, formats_of(args), args.epoch)
     except PlotError as error:
         raise Refused(str(error)) from None
     print(f"figures: {paths[-1]} ({len(paths) - 1} files)", flush=True)
