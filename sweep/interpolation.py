@@ -15,7 +15,7 @@ import pandas as pd
 
 from sweep.atomic import atomic_write
 from sweep.errors import Refused
-from sweep.results import CorruptFile, ResultsDir
+from sweep.results import CorruptFile, ResultsDir, checkpoint_name
 from sweep.store import write_table
 
 
@@ -30,7 +30,7 @@ def parse_endpoint(text: str) -> Endpoint:
     trial_id, _, epoch = text.partition("@")
     if epoch and not epoch.isdigit():
         raise Refused(f"{text}: expected TRIAL or TRIAL@EPOCH")
-    return Endpoint(text, trial_id, f"epoch-{int(epoch):012d}" if epoch else "final")
+    return Endpoint(text, trial_id, checkpoint_name(int(epoch)) if epoch else "final")
 
 
 def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:

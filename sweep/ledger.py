@@ -1,9 +1,10 @@
 """Filing trial records into summary.parquet and curves.parquet (the driver's job).
 
 summary.parquet has one row per trial record: `trial_id`, `status`, one column per swept axis
-(named by its path, or `amplitude`, `period`, `seed`; typed as the config types it), the final `train_accuracy`, `val_accuracy`,
-`train_loss`, `val_loss`, `best_val_accuracy`, `steps`, `epochs`, `wall_seconds`,
-`resumed_from_epoch`, `code_version`, `error`, `finished_at` and the full `config` as JSON.
+(named by its path, or `amplitude`, `period`, `seed`; typed as the config types it), the final
+`train_accuracy`, `val_accuracy`, `train_loss`, `val_loss`, `best_val_accuracy`, `steps`,
+`epochs`, `wall_seconds`, `resumed_from_epoch`, `attempts`, `code_version`, `error`, `finished_at`
+and the full `config` as JSON.
 The rows are a function of the records, so the table can always be rebuilt from them: an
 unreadable summary or curve file is moved to quarantine and written again.
 """

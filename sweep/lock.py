@@ -86,10 +86,3 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()

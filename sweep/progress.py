@@ -4,8 +4,9 @@
 
 On a terminal the line is redrawn in place. Otherwise (a log file) a line is printed when a
 point fails or is retried, for the last point, and else at most every 5% of the points or every
-30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand. Time left = (time per point finished in this run) x (points left) - the
-estimate is shown once a point has finished in this run.
+30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand.
+Time left = (time per point finished in this run) x (points left), shown once a point has
+finished in this run.
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ CHECKPOINTS_KEPT = 2
 RECORD_KEYS = {"trial_id", "status", "config", "history"}
 
 
+def checkpoint_name(epoch: int) -> str:
+    """epoch-<n>, zero-padded so that names sort by epoch."""
+    return f"epoch-{epoch:012d}"
+
+
 def checksummed(payload: bytes) -> bytes:
     return hashlib.sha256(payload).digest() + payload
 
@@ -112,17 +117,17 @@ class ResultsDir:
         return sorted((p for p in directory.glob("epoch-*.ckpt")), reverse=True)
 
     def save_checkpoint(self, trial_id: str, epoch: int, payload: bytes) -> None:
-        path = self.checkpoints_dir / trial_id / f"epoch-{epoch:012d}.ckpt"
+        path = self.checkpoints_dir / trial_id / f"{checkpoint_name(epoch)}.ckpt"
         atomic_write(path, checksummed(payload))
         for old in self.checkpoint_files(trial_id)[CHECKPOINTS_KEPT:]:
             old.unlink(missing_ok=True)
 
-    def save_state(self, trial_id: str, name: str, payload: bytes) -> None:
-        """A kept state: name is "final" or "epoch-<n>"."""
-        atomic_write(self.states_dir / trial_id / f"{name}.ckpt", checksummed(payload))
-
     def state_path(self, trial_id: str, name: str) -> Path:
+        """A kept state: name is "final" or checkpoint_name(epoch)."""
         return self.states_dir / trial_id / f"{name}.ckpt"
+
+    def save_state(self, trial_id: str, name: str, payload: bytes) -> None:
+        atomic_write(self.state_path(trial_id, name), checksummed(payload))
 
     def state_names(self, trial_id: str) -> list[str]:
         directory = self.states_dir / trial_id

@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from sweep.faults import faults_for
-from sweep.results import ResultsDir
+from sweep.results import ResultsDir, checkpoint_name
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -127,7 +127,7 @@ def checkpoint_keeper(results: ResultsDir, trial_ids: list[str], configs: list):
         data = ckpt.to_bytes()
         results.save_checkpoint(trial_ids[i], ckpt.epoch, data)
         if configs[i].training.keep_checkpoints:
-            results.save_state(trial_ids[i], f"epoch-{ckpt.epoch:012d}", data)
+            results.save_state(trial_ids[i], checkpoint_name(ckpt.epoch), data)
 
     return on_checkpoint
 
