@@ -52,30 +52,33 @@ class Results:
 
 
 def grid_axes(grid_text: str) -> dict[str, list]:
-    """Column name -> values of every axis of a grid file (its text), without validating it."""
+    """Column name -> values of every axis of a grid file (its text), without validating it:
+    the fallback for a grid.yaml that this version no longer accepts."""
     grid = (yaml.safe_load(grid_text) or {}).get("grid") or {}
-    return {axis_column(SHORT_NAMES.get(str(key), str(key))): values for key, values in grid.items()}
-
-
-def subgrids_of(results: ResultsDir) -> list[SubGrid]:
-    """The grid's sub-grids, from its grid.yaml through sweep.grid (the one grid-file parser);
-    none when that file no longer validates (e.g. written by another version)."""
-    try:
-        spec = load_grid(results.grid_file, base_dir=results.grid_base_dir(), check_data=False)
-    except GridError:
-        return []
-    return [SubGrid({axis_column(p): v for p, v in sub.axes.items()}, frozenset(sub.trial_ids)) for sub in spec.subgrids]
+    axes: dict[str, list] = {}
+    for mapping in grid if isinstance(grid, list) else [grid]:
+        for key, values in mapping.items():
+            column = axis_column(SHORT_NAMES.get(str(key), str(key)))
+            axes.setdefault(column, []).extend(v for v in values if v not in axes.get(column, []))
+    return axes
 
 
 def load_results(directory) -> Results:
+    """The summary, the axes and the sub-grids of a results directory, its grid.yaml read through
+    sweep.grid (the one grid-file parser)."""
     results = ResultsDir(directory)
     if not results.exists():
         raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
-    text = results.grid_file.read_text()
-    name = (yaml.safe_load(text) or {}).get("name", results.root.name)
-    subgrids = subgrids_of(results)
-    axes = grid_axes(text) if len(subgrids) <= 1 else {a: v for sub in subgrids for a, v in sub.axes.items()}
-    return Results(name, results.root, read_summary(results), axes, results.curves_dir, subgrids=subgrids)
+    summary = read_summary(results)
+    try:
+        spec = load_grid(results.grid_file, base_dir=results.grid_base_dir(), check_data=False)
+    except GridError:
+        text = results.grid_file.read_text()
+        name = (yaml.safe_load(text) or {}).get("name", results.root.name)
+        return Results(name, results.root, summary, grid_axes(text), results.curves_dir)
+    axes = {axis_column(path): values for path, values in spec.axes.items()}
+    subgrids = [SubGrid({axis_column(p): v for p, v in sub.axes.items()}, frozenset(sub.trial_ids)) for sub in spec.subgrids]
+    return Results(spec.name, results.root, summary, axes, results.curves_dir, subgrids=subgrids)
 
 
 def num_classes(config: dict) -> int:

@@ -65,7 +65,8 @@ def build_report(
             atomic_write(path, figures.save(figure, fmt))
         drawn.append(Drawn(caption, files, table))
 
-    if len(results.subgrids) > 1:
+    several_subgrids = len(results.subgrids) > 1  # then one side-by-side figure replaces the grid-wide ones
+    if several_subgrids:
         for name in dict.fromkeys([metric, "train_accuracy"]):
             at = epoch if name == metric else None
             tables = plots.side_by_side_tables(results, name, at)
@@ -80,11 +81,12 @@ def build_report(
         if plots.can_gain(results):
             add(f"phase_{metric}_gain", f"gain of {label} over A = 1 at the same other axes, paired by seed",
                 plots.phase_diagram(results, metric, x, y, epoch, gain=True), plots.phase_table(results, metric, epoch, gain=True))
-    if "amplitude" in results.axes and len(results.subgrids) <= 1:
+    if "amplitude" in results.axes and not several_subgrids:
         add(f"band_{metric}", f"{label} against amplitude: mean and ±1 std band over seeds", plots.std_band(results, metric, epoch))
-    if len(results.curves) and "val_accuracy" in results.curves and len(results.subgrids) <= 1:
+    has_curves = len(results.curves) and "val_accuracy" in results.curves
+    if has_curves and not several_subgrids:
         add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results))
-    if len(results.curves) and "val_accuracy" in results.curves:
+    if has_curves:
         best = plots.best_trial(results, metric)
         if best:
             add(f"trajectory_{best}", f"the best trial ({best}): weights, loss and accuracy over steps", plots.trajectory(results, best))

@@ -112,3 +112,14 @@ def test_suggested_rates_mark_the_take_off_and_the_peak_of_accuracy():
     assert found["max_lr"] == pytest.approx(0.060)  # the first point at the top (0.88 at index 59)
     flat = suggest_learning_rates(rates, [0.5] * 100, smoothing=0.01)
     assert flat["base_lr"] == pytest.approx(flat["max_lr"] / 4)
+
+
+def test_grid_axes_of_a_grid_file_read_without_validation():
+    """The fallback for a grid.yaml this version no longer accepts: short names become columns,
+    and sub-grids' axes are merged, each value once."""
+    from analysis.load import grid_axes
+
+    assert grid_axes("grid: {amplitude: [1, 10], loss.period: [5], model.widht: [3]}") == {
+        "amplitude": [1, 10], "period": [5], "model.widht": [3]}
+    assert grid_axes("grid:\n  - {amplitude: [1, 10], period: [5]}\n  - {amplitude: [1, 30]}\n") == {
+        "amplitude": [1, 10, 30], "period": [5]}
