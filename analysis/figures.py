@@ -299,10 +299,10 @@ def interpolation(frame: pd.DataFrame, title: str = "") -> Figure:
     alpha = 0 and 1 are marked."""
     figure = Figure(figsize=(8, 4.2), layout="constrained")
     loss, accuracy = figure.subplots(1, 2)
+    ends = frame[frame["alpha"].isin([0.0, 1.0])]
     for panel, metric in ((loss, "loss"), (accuracy, "accuracy")):
         for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
             panel.plot(frame["alpha"], frame[f"{split}_{metric}"], color=colour, label="train" if split == "train" else "validation")
-            ends = frame[frame["alpha"].isin([0.0, 1.0])]
             panel.plot(ends["alpha"], ends[f"{split}_{metric}"], "o", color=colour)
         for end in (0.0, 1.0):
             panel.axvline(end, color="grey", linewidth=0.8, linestyle=":")
