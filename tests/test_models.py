@@ -3,9 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from trainers.config import MLPModel, Myrtle5Model, WideResNetModel
-from trainers.models import build_model
+from trainers.models import MLP, build_model
 
 
 def logits_shape(cfg, input_shape, classes=3):
@@ -25,6 +26,23 @@ def test_mlp_one_and_several_hidden_layers():
     assert count(variables["params"]) == 2 * 20 + 20 + 20 * 3 + 3
     shape, variables = logits_shape(MLPModel(name="mlp", width=16, depth=3), (64,), classes=10)
     assert shape == (4, 10) and len(variables["params"]) == 4
+
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
+    """The feature-major layout changes how the MLP computes, not what: the same parameters (names,
+    shapes, initial values: checkpoints and seeds carry over), the same logits and gradients up to
+    rounding."""
+    plain, fast = MLP(30, depth, 3, feature_major=False), MLP(30, depth, 3, feature_major=True)
+    x = jax.random.normal(jax.random.PRNGKey(1), (50, 2))
+    params = plain.init(jax.random.PRNGKey(0), x)["params"]
+    assert jax.tree.all(jax.tree.map(lambda a, b: a.shape == b.shape and bool(jnp.all(a == b)),
+                                     params, fast.init(jax.random.PRNGKey(0), x)["params"]))
+    np.testing.assert_allclose(fast.apply({"params": params}, x), plain.apply({"params": params}, x), rtol=1e-5, atol=1e-6)
+    loss = lambda model: jax.grad(lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, x))))(params)
+    for a, b in zip(jax.tree.leaves(loss(fast)), jax.tree.leaves(loss(plain))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_myrtle5_on_cifar_images():

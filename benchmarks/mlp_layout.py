@@ -1,0 +1,86 @@
+"""The MLP's two layouts of the same computation, in microseconds per full-batch training step.
+
+- batch-major: the plain Flax MLP (nn.Dense layers), activations (N, features);
+- feature-major: tiltsweep's MLP, activations (features, N), the same parameters.
+Each step is the dynamical cross-entropy's gradient and a gradient-descent update, `STEPS` of them
+inside one compiled loop; both layouts run interleaved in one process for every shape, float32
+and float64 each in their own process (JAX's 64-bit mode is process-wide). The shapes are the
+spiral's (2 inputs, 3 classes, 300 points) at several widths and depths, and the digits' (64
+inputs, 10 classes) at a minibatch and at the full training set.
+
+    python benchmarks/mlp_layout.py            # writes benchmarks/results/mlp_layout.json
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+
+# (points, inputs, width, depth, classes)
+SHAPES = [(300, 2, 20, 1, 3), (300, 2, 50, 1, 3), (300, 2, 100, 1, 3), (300, 2, 200, 1, 3), (300, 2, 100, 2, 3),
+          (300, 2, 100, 3, 3), (64, 64, 100, 1, 10), (1437, 64, 100, 1, 10)]
+STEPS = 2_000
+
+
+def step_loop(feature_major: bool, shape, dtype: str):
+    """A jitted function running STEPS gradient-descent steps from fixed parameters."""
+    import jax
+    import jax.numpy as jnp
+
+    from trainers.loss import class_weights, dynamical_loss
+    from trainers.models import MLP
+
+    points, inputs, width, depth, classes = shape
+    x = jax.random.normal(jax.random.PRNGKey(1), (points, inputs), dtype)
+    y = jax.random.randint(jax.random.PRNGKey(2), (points,), 0, classes)
+    model = MLP(width, depth, classes, jnp.dtype(dtype), feature_major)
+    params = model.init(jax.random.PRNGKey(0), x[:1])["params"]
+
+    def step(t, params):
+        gamma = class_weights(t, classes, 30.0, 1000.0, jnp.inf)
+        loss = lambda p: dynamical_loss("dynamical_cross_entropy", model.apply({"params": p}, x), y, gamma)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+
+    loop = jax.jit(lambda params, x, y: jax.lax.fori_loop(0, STEPS, step, params))
+    jax.block_until_ready(loop(params, x, y))  # compile
+    return lambda: jax.block_until_ready(loop(params, x, y))
+
+
+def measure(dtype: str, repeats: int) -> list[dict]:
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    rows = []
+    for shape in SHAPES:
+        loops = {"batch-major": step_loop(False, shape, dtype), "feature-major": step_loop(True, shape, dtype)}
+        samples = interleaved({name: (lambda run=run: timed(run) / STEPS * 1e6) for name, run in loops.items()}, repeats)
+        us = {name: median(values) for name, values in samples.items()}
+        rows.append({"shape": dict(zip(("points", "inputs", "width", "depth", "classes"), shape)), "us_per_step": us,
+                     "speedup": us["batch-major"] / us["feature-major"]})
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
+        print(json.dumps(measure(sys.argv[2], repeats=7)))
+        return
+    results = {}
+    for dtype in ("float32", "float64"):
+        out = subprocess.run([sys.executable, __file__, "--dtype", dtype], capture_output=True, text=True, check=True).stdout
+        results[dtype] = json.loads(out.strip().splitlines()[-1])
+        for row in results[dtype]:
+            shape = ", ".join(f"{k} {v}" for k, v in row["shape"].items())
+            print(f"{dtype} {shape}: batch-major {row['us_per_step']['batch-major']:.1f} us, "
+                  f"feature-major {row['us_per_step']['feature-major']:.1f} us, {row['speedup']:.2f}x")
+    print(save("mlp_layout", results))
+
+
+if __name__ == "__main__":
+    main()
