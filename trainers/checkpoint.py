@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import flax.serialization
-import numpy as np
 
 
 @dataclass
@@ -37,7 +36,3 @@ class Checkpoint:
         except Exception as error:
             raise ValueError(f"not a tiltsweep checkpoint ({type(error).__name__}: {error})") from None
 
-
-def plain_row(row: dict) -> dict:
-    """Evaluation metrics as Python scalars (what checkpoints and callbacks carry)."""
-    return {name: (value.item() if isinstance(value, np.generic | np.ndarray) else value) for name, value in row.items()}

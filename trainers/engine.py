@@ -88,11 +88,32 @@ class TrainState:
     last_loss: jax.Array  # F(t - 1), the weighted loss of the latest step
 
 
+@flax.struct.dataclass
+class Report:
+    """A group's evaluation packed into two arrays, so that it reaches the host in two transfers
+    rather than one per metric (each costs about 10 us on CPU, as much as training steps).
+    ints (G, 3): step, first non-finite step (-1 if none), emphasized class;
+    floats (G, K): the metrics named by Engine.float_metrics, in that order."""
+
+    ints: jax.Array
+    floats: jax.Array
+
+
+INT_METRICS = ("step", "first_bad", "emphasized_class")
+METRIC_ORDER = (
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weighted_loss", "weighted_loss_change",
+    "learning_rate", "amplitude", "emphasized_class", "emphasized_weight",
+)
+
+
 class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
+        hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()
+        self.metrics = METRIC_ORDER + hessian_metrics
+        self.float_metrics = tuple(name for name in self.metrics if name not in INT_METRICS)
         self.init_states = jax.jit(each(self._init_state, (0, 0)))
         self.evaluate = jax.jit(each(self._evaluate, (0, 0, None)))
         self.evaluate_with_hessian = jax.jit(each(self._evaluate_with_hessian, (0, 0, None)))
@@ -109,14 +130,26 @@ class Engine:
             self.train_epochs = self._train_epochs_from_host
 
     def train_then_evaluate(self, states: TrainState, hypers, data, epochs, with_hessian: bool = False):
-        """Train `epochs` epochs, then evaluate every point (and, if asked, its Hessian)."""
+        """Train `epochs` epochs, then evaluate every point (and, if asked, its Hessian):
+        (states, Report)."""
         if self.device_loop:
             return self._compiled_train_then_evaluate(states, hypers, data, epochs, with_hessian=with_hessian)
         states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
-        return states, first_bad, self.evaluation(with_hessian)(states, hypers, data)
+        return states, with_first_bad(self.evaluation(with_hessian)(states, hypers, data), first_bad)
 
     def evaluation(self, with_hessian: bool):
         return self.evaluate_with_hessian if with_hessian else self.evaluate
+
+    def rows(self, report: Report) -> tuple[list[int], list[dict]]:
+        """The first non-finite step (or -1) and the evaluation row of every member, as Python
+        numbers: {"step", "epoch", metric: value, ...}."""
+        ints, floats = jax.device_get((report.ints, report.floats))
+        first_bad, rows = [], []
+        for (step, bad, emphasized), values in zip(ints.tolist(), floats.tolist()):
+            named = dict(zip(self.float_metrics, values), emphasized_class=emphasized)
+            first_bad.append(bad)
+            rows.append({"step": step, "epoch": step // self.spec.steps_per_epoch, **{name: named[name] for name in self.metrics}})
+        return first_bad, rows
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -202,7 +235,18 @@ class Engine:
         """Train a group `epochs` whole epochs. Returns (states, first non-finite step of each
         point or -1); stops after the epoch in which the last healthy point stopped being finite."""
         group = states.step.shape[0]
-        epoch_of_each = each(self._epoch, (0, 0, None, 0))
+        if group > 1:
+            start = jnp.full((group,), -1, jnp.int32)
+            return self._epoch_loop(each(self._epoch, (0, 0, None, 0)), states, hypers, data, epochs, start)
+        # A group of one loses its group axis outside the loop: inside, the axis costs a copy of
+        # every parameter per step.
+        alone = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
+        state, first_bad = self._epoch_loop(self._epoch, alone(states), alone(hypers), data, epochs, jnp.int32(-1))
+        return jax.tree.map(lambda leaf: leaf[None], state), first_bad[None]
+
+    @staticmethod
+    def _epoch_loop(epoch_fn, states, hypers, data, epochs, first_bad):
+        """epoch_fn `epochs` times, or until every point has a non-finite loss."""
 
         def keep_going(carry):
             done, _, first_bad = carry
@@ -210,11 +254,10 @@ class Engine:
 
         def body(carry):
             done, states, first_bad = carry
-            states, first_bad = epoch_of_each(states, hypers, data, first_bad)
+            states, first_bad = epoch_fn(states, hypers, data, first_bad)
             return done + 1, states, first_bad
 
-        start = (jnp.zeros((), jnp.int32), states, jnp.full((group,), -1, jnp.int32))
-        _, states, first_bad = jax.lax.while_loop(keep_going, body, start)
+        _, states, first_bad = jax.lax.while_loop(keep_going, body, (jnp.zeros((), jnp.int32), states, first_bad))
         return states, first_bad
 
     def _train_epochs_from_host(self, states: TrainState, hypers, data, epochs):
@@ -232,9 +275,9 @@ class Engine:
         one call (one dispatch, one transfer back)."""
         states, first_bad = self._train_epochs(states, hypers, data, epochs)
         evaluate = self._evaluate_with_hessian if with_hessian else self._evaluate
-        return states, first_bad, each(evaluate, (0, 0, None))(states, hypers, data)
+        return states, with_first_bad(each(evaluate, (0, 0, None))(states, hypers, data), first_bad)
 
-    def _evaluate_with_hessian(self, state: TrainState, hyper, data) -> dict[str, jax.Array]:
+    def _evaluate_with_hessian(self, state: TrainState, hyper, data) -> Report:
         return self._evaluate(state, hyper, data, with_hessian=True)
 
     def _hessian_eigenvalues(self, state: TrainState, hyper, data):
@@ -251,10 +294,10 @@ class Engine:
         key = jax.random.fold_in(jax.random.fold_in(state.key, HESSIAN_STREAM), state.step)
         return hessian_top_eigenvalues(loss, state.params, key, order, k)
 
-    def _evaluate(self, state: TrainState, hyper, data, with_hessian: bool = False) -> dict[str, jax.Array]:
+    def _evaluate(self, state: TrainState, hyper, data, with_hessian: bool = False) -> Report:
         """Unweighted loss and accuracy on both splits, F(t) on the training set, and where the
         oscillation stands at step t = state.step; when the Hessian is tracked, hessian_eig_1..k
-        (NaN unless with_hessian)."""
+        (NaN unless with_hessian). Packed as a Report, first_bad -1."""
         gamma = self._weights(state.step, hyper)
 
         def split_sums(batches):
@@ -293,7 +336,14 @@ class Engine:
             k = self.spec.hessian[0]
             eigenvalues = self._hessian_eigenvalues(state, hyper, data) if with_hessian else jnp.full((k,), jnp.nan, weighted.dtype)
             metrics.update({f"hessian_eig_{i + 1}": eigenvalues[i] for i in range(k)})
-        return metrics
+        return Report(
+            ints=jnp.stack([state.step, jnp.int32(-1), c]).astype(jnp.int32),
+            floats=jnp.stack([jnp.asarray(metrics[name], weighted.dtype) for name in self.float_metrics]),
+        )
+
+
+def with_first_bad(report: Report, first_bad) -> Report:
+    return report.replace(ints=report.ints.at[:, 1].set(first_bad))
 
 
 _ENGINES: dict[Spec, Engine] = {}

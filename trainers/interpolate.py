@@ -30,6 +30,6 @@ def interpolate(config: TrialConfig, state_a: dict, state_b: dict, alphas) -> li
     rows = []
     for alpha in alphas:
         state = a.replace(params=mix(a.params, b.params, alpha), batch_stats=mix(a.batch_stats, b.batch_stats, alpha))
-        row = run.rows(*jax.device_get((state.step, run.engine.evaluate(state, run.hypers, run.data))))[0]
+        row = run.engine.rows(run.engine.evaluate(state, run.hypers, run.data))[1][0]
         rows.append({"alpha": float(alpha), **{name: row[name] for name in METRICS}})
     return rows

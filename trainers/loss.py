@@ -73,8 +73,9 @@ PER_EXAMPLE_LOSSES = {"dynamical_cross_entropy": cross_entropy, "dynamical_mse":
 
 
 def example_weights(labels, gamma):
-    """Gamma[y_j] for every example, (P,), as a one-hot product (no gather)."""
-    return jax.nn.one_hot(labels, gamma.shape[0], dtype=gamma.dtype) @ gamma
+    """Gamma[y_j] for every example, (P,), as a one-hot masked sum: it fuses with the loss, where
+    a gather or a matrix product is a kernel call of its own on CPU."""
+    return jnp.sum(jax.nn.one_hot(labels, gamma.shape[0], dtype=gamma.dtype) * gamma, axis=-1)
 
 
 def dynamical_loss(name: str, logits, labels, gamma):

@@ -30,7 +30,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from trainers.checkpoint import Checkpoint, plain_row
+from trainers.checkpoint import Checkpoint
 from trainers.config import TrialConfig
 from trainers.data import Dataset, load_dataset
 from trainers.engine import Engine, Spec, TrainState, device_data, engine_for
@@ -136,13 +136,6 @@ class Prepared:
         members = [flax.serialization.from_state_dict(member(template, i), state) for i, state in enumerate(states)]
         return jax.device_put(stacked(members))
 
-    def rows(self, steps, metrics) -> list[dict]:
-        """One evaluation row per member from the group's stacked step counts and metrics."""
-        return [
-            {"step": int(steps[i]), "epoch": int(steps[i]) // self.steps_per_epoch, **plain_row(member(metrics, i))}
-            for i in range(len(self.cfgs))
-        ]
-
 
 def prepare(cfgs: list[TrialConfig]) -> Prepared:
     signatures = {batch_signature(cfg) for cfg in cfgs}
@@ -200,8 +193,8 @@ def train_group(
     measured = hessian_epochs(training, run.steps_per_epoch)
     if all(ckpt is None for ckpt in checkpoints):
         states, epoch, spent = run.fresh_states(), 0, 0.0
-        first = run.engine.evaluation(0 in measured)(states, run.hypers, run.data)
-        histories = [[row] for row in run.rows(*jax.device_get((states.step, first)))]
+        _, first = run.engine.rows(run.engine.evaluation(0 in measured)(states, run.hypers, run.data))
+        histories = [[row] for row in first]
         for i in members:
             report(i, histories[i][0])
     else:
@@ -221,8 +214,8 @@ def train_group(
     for stop in stopping_points(epoch, training.epochs, training.eval_every, training.checkpoint_every, measured):
         evaluating = stop % training.eval_every == 0 or stop == training.epochs or stop in measured
         if evaluating:
-            states, first_bad, metrics = run.engine.train_then_evaluate(states, run.hypers, run.data, stop - epoch, stop in measured)
-            first_bad, rows = jax.device_get(first_bad), run.rows(*jax.device_get((states.step, metrics)))
+            states, evaluation = run.engine.train_then_evaluate(states, run.hypers, run.data, stop - epoch, stop in measured)
+            first_bad, rows = run.engine.rows(evaluation)
         else:
             states, first_bad = run.engine.train_epochs(states, run.hypers, run.data, stop - epoch)
             first_bad = jax.device_get(first_bad)
