@@ -3,7 +3,8 @@
 For the quickstart sweep (75 points) and spiral sweeps of 24, 48 and 96 points (MLP width 20,
 30,000 full-batch steps each) on local Ray with 2 one-CPU workers:
 - efficiency = (sum of the points' own training time) / (sweep wall time x workers), where the
-  wall time excludes Ray's start-up, reported separately;
+  wall time excludes Ray's start-up and shut-down, reported separately (efficiency_all counts
+  them in);
 - compilations of the training loop per worker process (from each record's worker_compilations);
 - wall time against points, with a least-squares line.
 
@@ -50,13 +51,15 @@ def measure(grid: Path, out: Path) -> dict:
     results = ResultsDir(out / spec.name)
     records = [results.read_record(t) for t in results.record_ids()]
     training = sum(r["wall_seconds"] / r.get("group_size", 1) for r in records)
-    wall = outcome.seconds - outcome.ray_startup_seconds
+    wall = outcome.seconds - outcome.ray_startup_seconds - outcome.ray_shutdown_seconds
     compiles: dict[str, int] = {}
     for record in records:
         compiles[record["host"]] = max(compiles.get(record["host"], 0), record["worker_compilations"])
     return {
         "points": len(records),
         "ray_startup_seconds": outcome.ray_startup_seconds,
+        "ray_shutdown_seconds": outcome.ray_shutdown_seconds,
+        "efficiency_all": training / (outcome.seconds * WORKERS),
         "sweep_wall_seconds": wall,
         "training_seconds": training,
         "efficiency": training / (wall * WORKERS),
@@ -74,8 +77,9 @@ def main() -> None:
             grid.write_text(SPIRAL.format(points=points, seeds=list(range(points // 12))))
             report[f"spiral-{points}"] = measure(grid, scratch / "out")
     for name, row in report.items():
-        print(f"{name}: {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, sweep {row['sweep_wall_seconds']:.1f} s, "
-              f"training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f}, "
+        print(f"{name}: {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, shut-down {row['ray_shutdown_seconds']:.1f} s, "
+              f"sweep {row['sweep_wall_seconds']:.1f} s, training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} "
+              f"({row['efficiency_all']:.2f} with Ray's start and shut-down), "
               f"compilations per worker {row['compilations_per_worker']}")
     points = np.array([report[f"spiral-{n}"]["points"] for n in (24, 48, 96)], dtype=float)
     walls = np.array([report[f"spiral-{n}"]["sweep_wall_seconds"] for n in (24, 48, 96)])

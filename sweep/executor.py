@@ -21,12 +21,15 @@ import socket
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter stays silent at verbose=0
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+# Tune's own per-trial result files (CSV, JSON, TensorBoard): tiltsweep keeps results in its records.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -64,9 +67,17 @@ def probe_address(address: str, timeout: float = 3.0) -> None:
         raise ClusterUnreachable(f"cannot reach a Ray cluster at {address} ({error.strerror or error})") from None
 
 
+@dataclass
+class RaySeconds:
+    """Ray's own fixed costs in a sweep: starting (or connecting), and shutting down."""
+
+    startup: float = 0.0
+    shutdown: float = 0.0
+
+
 @contextmanager
 def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard: bool = False):
-    """Ray for the duration of a sweep; yields the seconds Ray took to start."""
+    """Ray for the duration of a sweep; yields RaySeconds, whose `shutdown` is filled in on exit."""
     started = time.perf_counter()
     quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     try:
@@ -82,10 +93,13 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         # (the `error` column, `tiltsweep status`) and keeps the console to one progress line.
         for name in ("ray.tune", "ray.air", "ray.train"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    seconds = RaySeconds(startup=time.perf_counter() - started)
     try:
-        yield time.perf_counter() - started
+        yield seconds
     finally:
+        stopping = time.perf_counter()
         ray.shutdown()
+        seconds.shutdown = time.perf_counter() - stopping
 
 
 def trainable(tune_config: dict) -> None:

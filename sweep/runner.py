@@ -39,6 +39,7 @@ class RunOutcome:
     counts: dict[str, int]
     seconds: float
     ray_startup_seconds: float = 0.0
+    ray_shutdown_seconds: float = 0.0
 
     @property
     def all_final(self) -> bool:
@@ -87,7 +88,7 @@ def run_sweep(
             done = len(spec.points) - len(todo)
             where = f"the Ray cluster at {address}" if address else "local Ray"
             say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
-                f"(Ray ready in {ray_seconds:.1f} s) -> {results.root}")
+                f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results.root}")
             if todo:
                 progress = Progress(spec.name, len(spec.points), done, stream)
                 version = code_version()
@@ -102,7 +103,7 @@ def run_sweep(
         if status:
             counts[status] += 1
     seconds = time.perf_counter() - started
-    return RunOutcome(results, len(spec.points), len(todo), counts, seconds, ray_seconds)
+    return RunOutcome(results, len(spec.points), len(todo), counts, seconds, ray_seconds.startup, ray_seconds.shutdown)
 
 
 def format_outcome(outcome: RunOutcome) -> str:

@@ -33,7 +33,7 @@ from trainers.augment import flip_and_crop
 from trainers.hessian import hessian_top_eigenvalues
 from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
 from trainers.config import MLPModel
-from trainers.models import build_model
+from trainers.models import MLP, build_model
 from trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
 INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM, HESSIAN_STREAM = 0, 1, 2, 3
@@ -110,6 +110,9 @@ class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
+        # The same function of the same parameters; Hessian-vector products run faster batch-major
+        # (benchmarks/README.md, "The cost of a Hessian measurement").
+        self.hessian_model = self.model.clone(feature_major=False) if isinstance(self.model, MLP) else self.model
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
         hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()
         self.metrics = METRIC_ORDER + hessian_metrics
@@ -166,12 +169,13 @@ class Engine:
             last_loss=jnp.full((), jnp.nan, self.spec.dtype),
         )
 
-    def _apply(self, params, batch_stats, x, train: bool):
+    def _apply(self, params, batch_stats, x, train: bool, model=None):
+        model = self.model if model is None else model
         variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
         if train and batch_stats:
-            logits, updates = self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+            logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
             return logits, updates["batch_stats"]
-        return self.model.apply(variables, x, train=train), batch_stats
+        return model.apply(variables, x, train=train), batch_stats
 
     def _weights(self, step, hyper):
         return class_weights(
@@ -288,7 +292,7 @@ class Engine:
         gamma = self._weights(state.step, hyper)
 
         def loss(params):
-            logits, _ = self._apply(params, state.batch_stats, data["hessian_x"], train=False)
+            logits, _ = self._apply(params, state.batch_stats, data["hessian_x"], train=False, model=self.hessian_model)
             return dynamical_loss(self.spec.loss, logits, data["hessian_y"], gamma)
 
         key = jax.random.fold_in(jax.random.fold_in(state.key, HESSIAN_STREAM), state.step)

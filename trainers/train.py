@@ -193,8 +193,9 @@ def train_group(
     measured = hessian_epochs(training, run.steps_per_epoch)
     if all(ckpt is None for ckpt in checkpoints):
         states, epoch, spent = run.fresh_states(), 0, 0.0
-        _, first = run.engine.rows(run.engine.evaluation(0 in measured)(states, run.hypers, run.data))
-        histories = [[row] for row in first]
+        # Zero epochs of the training program: the first evaluation needs no compilation of its own.
+        states, evaluation = run.engine.train_then_evaluate(states, run.hypers, run.data, 0, 0 in measured)
+        histories = [[row] for row in run.engine.rows(evaluation)[1]]
         for i in members:
             report(i, histories[i][0])
     else:
