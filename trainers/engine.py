@@ -91,7 +91,7 @@ class TrainState:
 @flax.struct.dataclass
 class Report:
     """A group's evaluation packed into two arrays, so that it reaches the host in two transfers
-    rather than one per metric (each costs about 10 us on CPU, as much as training steps).
+    rather than one per metric (about 10 us each on CPU).
     ints (G, 3): step, first non-finite step (-1 if none), emphasized class;
     floats (G, K): the metrics named by Engine.float_metrics, in that order."""
 
