@@ -28,7 +28,6 @@ def test_mlp_one_and_several_hidden_layers():
     assert shape == (4, 10) and len(variables["params"]) == 4
 
 
-
 @pytest.mark.parametrize("depth", [1, 2])
 def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
     """The feature-major layout changes how the MLP computes, not what: the same parameters (names,
