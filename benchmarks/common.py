@@ -11,7 +11,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -46,3 +46,20 @@ def save(name: str, payload: dict) -> Path:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}, indent=1))
     return path
+
+
+def in_each_dtype(script: str, measure: Callable[[str, int], object], repeats: int) -> Optional[dict]:
+    """float32 and float64 measured each in its own process (JAX's 64-bit mode is process-wide).
+    Run as `script --dtype D`, prints measure(D, repeats) as JSON and returns None; run plainly,
+    runs `script` once per dtype and returns {dtype: what measure returned}."""
+    import subprocess
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
+        print(json.dumps(measure(sys.argv[2], repeats)))
+        return None
+    results = {}
+    for dtype in ("float32", "float64"):
+        out = subprocess.run([sys.executable, script, "--dtype", dtype], capture_output=True, text=True, check=True).stdout
+        results[dtype] = json.loads(out.strip().splitlines()[-1])
+    return results

@@ -13,14 +13,12 @@ inputs, 10 classes) at a minibatch and at the full training set.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import in_each_dtype, interleaved, median, save, timed  # noqa: E402
 
 # (points, inputs, width, depth, classes)
 SHAPES = [(300, 2, 20, 1, 3), (300, 2, 50, 1, 3), (300, 2, 100, 1, 3), (300, 2, 200, 1, 3), (300, 2, 100, 2, 3),
@@ -68,14 +66,11 @@ def measure(dtype: str, repeats: int) -> list[dict]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
-        print(json.dumps(measure(sys.argv[2], repeats=7)))
+    results = in_each_dtype(__file__, measure, repeats=7)
+    if results is None:
         return
-    results = {}
-    for dtype in ("float32", "float64"):
-        out = subprocess.run([sys.executable, __file__, "--dtype", dtype], capture_output=True, text=True, check=True).stdout
-        results[dtype] = json.loads(out.strip().splitlines()[-1])
-        for row in results[dtype]:
+    for dtype, rows in results.items():
+        for row in rows:
             shape = ", ".join(f"{k} {v}" for k, v in row["shape"].items())
             print(f"{dtype} {shape}: batch-major {row['us_per_step']['batch-major']:.1f} us, "
                   f"feature-major {row['us_per_step']['feature-major']:.1f} us, {row['speedup']:.2f}x")

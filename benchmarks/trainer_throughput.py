@@ -14,14 +14,12 @@ and float64 each run in their own process (JAX's 64-bit mode is process-wide).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import in_each_dtype, interleaved, median, save, timed  # noqa: E402
 
 WIDTH, LR, AMPLITUDE, PERIOD = 100, 1.0, 30.0, 1000.0
 
@@ -118,13 +116,10 @@ def measure(dtype: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
-        print(json.dumps(measure(sys.argv[2], repeats=9)))
+    results = in_each_dtype(__file__, measure, repeats=9)
+    if results is None:
         return
-    results = {}
-    for dtype in ("float32", "float64"):
-        out = subprocess.run([sys.executable, __file__, "--dtype", dtype], capture_output=True, text=True, check=True).stdout
-        results[dtype] = json.loads(out.strip().splitlines()[-1])
+    for dtype in results:
         steps = results[dtype]["steps_per_second"]
         print(f"{dtype}: " + ", ".join(f"{name} {value:,.0f} steps/s" for name, value in steps.items()))
         for every in (100, 1000):
