@@ -99,7 +99,6 @@ class Report:
     floats: jax.Array
 
 
-INT_METRICS = ("step", "first_bad", "emphasized_class")
 METRIC_ORDER = (
     "train_loss", "train_accuracy", "val_loss", "val_accuracy", "weighted_loss", "weighted_loss_change",
     "learning_rate", "amplitude", "emphasized_class", "emphasized_weight",
@@ -116,7 +115,7 @@ class Engine:
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
         hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()
         self.metrics = METRIC_ORDER + hessian_metrics
-        self.float_metrics = tuple(name for name in self.metrics if name not in INT_METRICS)
+        self.float_metrics = tuple(name for name in self.metrics if name != "emphasized_class")
         self.init_states = jax.jit(each(self._init_state, (0, 0)))
         self.evaluate = jax.jit(each(self._evaluate, (0, 0, None)))
         self.evaluate_with_hessian = jax.jit(each(self._evaluate_with_hessian, (0, 0, None)))
@@ -340,6 +339,7 @@ class Engine:
             k = self.spec.hessian[0]
             eigenvalues = self._hessian_eigenvalues(state, hyper, data) if with_hessian else jnp.full((k,), jnp.nan, weighted.dtype)
             metrics.update({f"hessian_eig_{i + 1}": eigenvalues[i] for i in range(k)})
+        assert set(metrics) == set(self.metrics), "METRIC_ORDER and the metrics computed here must name the same"
         return Report(
             ints=jnp.stack([state.step, jnp.int32(-1), c]).astype(jnp.int32),
             floats=jnp.stack([jnp.asarray(metrics[name], weighted.dtype) for name in self.float_metrics]),
