@@ -7,7 +7,9 @@ jitted functions to every trial of that shape and XLA compiles each of them once
 
 The compiled functions train a *group* of grid points at once: train states and hyperparameters
 carry a leading axis of length G (the data is shared), and one step of the group is the step of
-each point, vmapped. G = 1 is the usual case; `training.batch_points` makes it larger.
+each point, vmapped. G = 1 is the usual case (run without vmap, and without the group axis
+inside the training loop); `training.batch_points` makes it larger. Evaluations come back as
+a `Report` of two packed arrays; `Engine.rows` turns it into one row per point.
 
 One optimizer step t (state.step = t before it):
     Gamma = class_weights(t, ...);  F(t) = dynamical_loss(f(x_batch), y_batch, Gamma)
