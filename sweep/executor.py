@@ -6,7 +6,8 @@ sweeps to a cluster as Ray jobs.
   workers, and the results directory must be on storage every node sees.
 - Each group of points (sweep.groups: one point unless `training.batch_points` asks for more) is a
   Tune trial asking for the grid file's resources (cpu, gpu, TPU). Actors are reused, so a worker
-  process compiles once per model shape and trains many points.
+  process compiles once per model shape and trains many points; with the persistent compilation
+  cache (trainers.compile_cache) it loads what earlier workers on the machine compiled.
 - A trial that raises or whose worker dies is retried `resources.retries` times (its points
   resuming from their checkpoints); after that the driver writes `failed` records with the error.
 """
@@ -40,10 +41,12 @@ import trainers  # noqa: E402
 from sweep.errors import Refused  # noqa: E402
 from sweep.grid import GridPoint, GridSpec  # noqa: E402
 from sweep.groups import group_id, plan_groups  # noqa: E402
+from sweep.filer import Filer  # noqa: E402
 from sweep.ledger import FINAL_STATUSES, Ledger  # noqa: E402
 from sweep.progress import Progress  # noqa: E402
 from sweep.results import ResultsDir  # noqa: E402
 from sweep.worker import configure_accelerator, failure_record, run_group  # noqa: E402
+from trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
 
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
@@ -102,10 +105,11 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         seconds.shutdown = time.perf_counter() - stopping
 
 
-def trainable(tune_config: dict) -> None:
-    """What a Tune trial runs: one group of grid points."""
-    payload = tune_config["payload"]
+def trainable(tune_config: dict, payloads: dict[str, dict]) -> None:
+    """What a Tune trial runs: one group of grid points, `payloads[tune_config["group"]]`."""
+    payload = payloads[tune_config["group"]]
     configure_accelerator(**payload["resources"])
+    enable_compile_cache(cache_directory())
     run_group(payload, report=tune.report)
 
 
@@ -136,46 +140,42 @@ def first_line_of_error(trace: Optional[str]) -> str:
 
 
 class DriverCallback(tune.Callback):
-    """Files every finished trial as it finishes and keeps the progress line current."""
+    """Hands every finished trial to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, progress: Progress, code_version: str):
-        self.ledger, self.progress, self.code_version = ledger, progress, code_version
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, payloads: dict[str, dict]):
+        self.ledger, self.filer, self.progress, self.code_version, self.payloads = ledger, filer, progress, code_version, payloads
 
     def __getstate__(self):
         # Tune pickles its state (callbacks included) for its own restore, which tiltsweep does
-        # not use: the results directory is the state. The stream and files stay out of it.
+        # not use: the results directory is the state. The stream, files and thread stay out of it.
         return {}
 
     @staticmethod
     def group_id(trial) -> str:
-        return trial.config["payload"]["group_id"]
+        return trial.config["group"]
 
-    @staticmethod
-    def members(trial) -> list[dict]:
-        return trial.config["payload"]["members"]
+    def member_ids(self, trial) -> list[str]:
+        return [member["trial_id"] for member in self.payloads[self.group_id(trial)]["members"]]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        for member in self.members(trial):
-            self.progress.trial_started(member["trial_id"])
+        for trial_id in self.member_ids(trial):
+            self.progress.trial_started(trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.progress.trial_retried(self.group_id(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        for member in self.members(trial):
-            record = self.ledger.file(member["trial_id"])
-            self.progress.trial_finished(member["trial_id"], record["status"] if record else "failed")
+        self.filer.file(self.member_ids(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """Every member without a result gets a `failed` record with the error; all are filed."""
         trace = error_text(trial)
-        for member in self.members(trial):
+        for member in self.payloads[self.group_id(trial)]["members"]:
             if not self.has_result(member["trial_id"]):
                 record = failure_record(member, first_line_of_error(trace), self.code_version)
                 record["traceback"] = trace
                 self.ledger.results.write_record(record)
-            self.ledger.file(member["trial_id"])
-            self.progress.trial_finished(member["trial_id"], self.ledger.status_of(member["trial_id"]) or "failed")
+        self.filer.file(self.member_ids(trial))
 
     def has_result(self, trial_id: str) -> bool:
         record = self.ledger.read(trial_id)
@@ -205,30 +205,38 @@ def run_points(
     code_version: str, faults: list, verbose: bool = False,
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
-    payloads = [payload_for(members, spec, results, code_version, faults) for members in plan_groups(points)]
+    payloads = {}
+    for members in plan_groups(points):
+        payload = payload_for(members, spec, results, code_version, faults)
+        payloads[payload["group_id"]] = payload
     scratch = results.root / ".tune"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(spec)),
-        param_space={"payload": tune.grid_search(payloads)},
-        tune_config=tune.TuneConfig(
-            reuse_actors=True,
-            trial_name_creator=DriverCallback.group_id,
-            trial_dirname_creator=DriverCallback.group_id,
-        ),
-        run_config=tune.RunConfig(
-            name="sweep",
-            storage_path=str(tune_dir),
-            failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
-            verbose=2 if verbose else 0,
-            callbacks=[DriverCallback(ledger, progress, code_version)],
-        ),
-    )
+    filer = Filer(ledger, progress)
     try:
-        tuner.fit()
+        tune.Tuner(
+            # A trial's config is its group id alone: Tune copies the whole search space once per
+            # trial it generates (quadratic in the points), and keeps and saves every trial's config.
+            tune.with_resources(tune.with_parameters(trainable, payloads=payloads), trial_resources(spec)),
+            param_space={"group": tune.grid_search(list(payloads))},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True,
+                trial_name_creator=DriverCallback.group_id,
+                trial_dirname_creator=DriverCallback.group_id,
+            ),
+            run_config=tune.RunConfig(
+                name="sweep",
+                storage_path=str(tune_dir),
+                failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+                verbose=2 if verbose else 0,
+                callbacks=[DriverCallback(ledger, filer, progress, code_version, payloads)],
+            ),
+        ).fit()
     finally:
-        shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
+        try:
+            filer.close()
+        finally:
+            shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
 
 
 def ensure_dir(path: Path) -> Path:

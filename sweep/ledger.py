@@ -106,13 +106,19 @@ class Ledger:
 
     def file(self, trial_id: str) -> Optional[dict]:
         """File one newly written record: its summary row and its curve. Returns the record."""
+        record = self.add(trial_id)
+        self.write_summary()
+        return record
+
+    def add(self, trial_id: str) -> Optional[dict]:
+        """`file` without rewriting summary.parquet, for filing several records at once: their
+        curves and rows, ready for one `write_summary`. Returns the record."""
         record = self.read(trial_id)
         if record is None:
             return None
         if record["history"]:
             write_curve(self.results.curves_dir, trial_id, record["history"])
         self.rows[trial_id] = summary_row(record, self.axes)
-        self.write_summary()
         return record
 
     def status_of(self, trial_id: str) -> Optional[str]:

@@ -6,12 +6,13 @@ On a terminal the line is redrawn in place. Otherwise (a log file) a line is pri
 point fails or is retried, for the last point, and else at most every 5% of the points or every
 30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand.
 Time left = (time per point finished in this run) x (points left), shown once a point has
-finished in this run.
+finished in this run. Thread-safe: starts are reported from Tune's loop, finishes from the filer.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Optional, TextIO
 
@@ -35,6 +36,7 @@ class Progress:
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last_drawn = 0.0
         self.last_logged = (already_done, self.started)
+        self.lock = threading.Lock()
 
     def line(self) -> str:
         elapsed = self.now() - self.started
@@ -67,19 +69,22 @@ class Progress:
         return self.done - done >= max(1, self.total // 20) or self.now() - when >= 30
 
     def trial_started(self, trial_id: str) -> None:
-        self.running.add(trial_id)
-        self.draw()
+        with self.lock:
+            self.running.add(trial_id)
+            self.draw()
 
     def trial_retried(self, trial_id: str) -> None:
-        self.retries += 1
-        self.draw(finished=True, notable=True)
+        with self.lock:
+            self.retries += 1
+            self.draw(finished=True, notable=True)
 
     def trial_finished(self, trial_id: str, status: str) -> None:
-        self.running.discard(trial_id)
-        self.done += 1
-        self.failed += status == "failed"
-        self.diverged += status == "diverged"
-        self.draw(finished=True, notable=status == "failed")
+        with self.lock:
+            self.running.discard(trial_id)
+            self.done += 1
+            self.failed += status == "failed"
+            self.diverged += status == "diverged"
+            self.draw(finished=True, notable=status == "failed")
 
     def close(self) -> None:
         if self.interactive:

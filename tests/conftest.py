@@ -44,6 +44,16 @@ def spiral_config(**overrides) -> dict:
     return config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_compile_cache(tmp_path_factory):
+    """Ray workers started by the tests (and drivers in subprocesses) share one persistent
+    compilation cache of their own, not the user's."""
+    import os
+
+    os.environ["TILTSWEEP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def tally():
     """Reliability tests report what they did: tally(test=..., faults=n, points=n, rows_lost=n).

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sweep.atomic import atomic_write
+from sweep.filer import Filer
 from sweep.ledger import Ledger, read_summary
 from sweep.lock import LockHeld, RunLock
 from sweep.progress import Progress
@@ -170,3 +171,44 @@ def test_progress_in_a_log_file_is_a_few_lines_not_one_per_point():
     assert 20 <= len(lines) <= 22  # every 5 %, the failure, and the last point
     assert any("1 failed" in line and line.startswith("big: 501/1000") for line in lines)
     assert lines[-1].startswith("big: 1000/1000 done")
+
+
+class CountingLedger(Ledger):
+    """The real ledger, counting its summary.parquet rewrites."""
+
+    summaries_written = 0
+
+    def write_summary(self) -> None:
+        self.summaries_written += 1
+        super().write_summary()
+
+
+def test_filer_files_off_the_calling_thread_with_one_summary_per_batch(results):
+    for trial_id in "abc":
+        results.write_record(record(trial_id, seed=ord(trial_id)))
+    ledger = CountingLedger(results, AXES)
+    progress = Progress("demo", total=3, already_done=0, stream=io.StringIO())
+    filer = Filer(ledger, progress)
+    with progress.lock:  # the filer stops at its first progress update...
+        filer.file(["a"])
+        deadline = time.monotonic() + 10
+        while "a" not in ledger.rows and time.monotonic() < deadline:
+            time.sleep(0.01)
+        filer.file(["b"])  # ...so these two finish while it is busy
+        filer.file(["c"])
+    filer.close()
+    assert ledger.summaries_written == 2  # [a], then [b, c] together
+    assert read_summary(results)["trial_id"].tolist() == ["a", "b", "c"]
+    assert sorted(read_curves(results.curves_dir)["trial_id"].unique()) == ["a", "b", "c"]
+    assert progress.done == 3
+
+
+def test_filer_close_raises_what_filing_met_and_the_records_stay(results):
+    results.write_record(record("a"))
+    results.curves_dir.parent.mkdir(parents=True, exist_ok=True)
+    results.curves_dir.write_text("a file where the curves directory belongs")
+    filer = Filer(Ledger(results, AXES), Progress("demo", total=1, already_done=0, stream=io.StringIO()))
+    filer.file(["a"])
+    with pytest.raises(OSError):
+        filer.close()
+    assert results.read_record("a")["status"] == "completed"

@@ -1,7 +1,9 @@
 """Counts XLA compilations in this process by the jitted function's name.
 
 Counting starts when this module is imported (trainers imports it), through JAX's monitoring
-events, so the counts are what XLA really did, not what the code intends.
+events, so the counts are what XLA really did, not what the code intends. A program loaded from
+the persistent compilation cache (trainers.compile_cache) counts as a compilation too: it is one
+executable built for this process.
 """
 
 from __future__ import annotations

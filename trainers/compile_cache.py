@@ -1,0 +1,64 @@
+"""JAX's persistent compilation cache: a worker loads the programs that an earlier worker on this
+machine compiled (same shapes, same JAX, same XLA flags) instead of compiling them again. For the
+spiral MLP that is ~2 s less per worker on one CPU core; re-runs, resumed sweeps and every
+later sweep of the same shapes start training at once.
+
+- Where: `$TILTSWEEP_COMPILE_CACHE`, else `$XDG_CACHE_HOME/tiltsweep/xla` (`~/.cache/...`), in
+  a folder per CPU (a hash of its model and instruction-set flags), so that cluster nodes
+  sharing a home directory but not a CPU never load each other's machine code.
+  `TILTSWEEP_COMPILE_CACHE=off` turns the cache off.
+- At most 1 GiB, least recently used entries go first. The cap also makes JAX lock the cache,
+  so that two workers storing the same program do not read each other's half-written file.
+- An unreadable entry costs JAX a warning and a compilation, never a wrong program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+from typing import Mapping, Optional
+
+import jax
+
+MAX_BYTES = 1 << 30
+OFF = ("off", "0", "false", "no")
+
+
+def cpu_fingerprint() -> str:
+    """A short hash of this CPU's architecture, model and instruction-set flags."""
+    identity = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part") and line not in identity:
+                    identity.append(line)
+    except OSError:
+        pass
+    return hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+
+
+def cache_directory(environ: Mapping[str, str] = os.environ) -> Optional[Path]:
+    """This machine's cache folder, or None when TILTSWEEP_COMPILE_CACHE turns it off."""
+    root = environ.get("TILTSWEEP_COMPILE_CACHE", "").strip()
+    if root.lower() in OFF:
+        return None
+    if not root:
+        root = str(Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tiltsweep" / "xla")
+    return Path(root).expanduser() / f"cpu-{cpu_fingerprint()}"
+
+
+def enable_compile_cache(directory: Optional[Path]) -> None:
+    """Cache every compiled program in `directory` (None: leave JAX's settings alone). Call
+    before the first compilation; calling again with the same folder does nothing."""
+    if directory is None or jax.config.jax_compilation_cache_dir == str(directory):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    # JAX caches only compilations over 1 s and entries over a size by default; a worker's
+    # training loop compiles in under a second and is worth keeping.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
