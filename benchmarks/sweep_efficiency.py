@@ -5,8 +5,12 @@ For the quickstart sweep (75 points) and spiral sweeps of 24, 48 and 96 points (
 - efficiency = (sum of the points' own training time) / (sweep wall time x workers), where the
   wall time excludes Ray's start-up and shut-down, reported separately (efficiency_all counts
   them in);
-- compilations of the training loop per worker process (from each record's worker_compilations);
-- wall time against points, with a least-squares line.
+- each sweep twice: with an empty persistent compilation cache (`cold`: the first sweep of these
+  shapes on a machine), then again into a new results directory with the cache the first run
+  filled (`warm`: re-runs, resumed sweeps, later sweeps of the same shapes);
+- compilations of the training loop per worker process (from each record's worker_compilations;
+  a program loaded from the cache counts);
+- wall time against points (cold), with a least-squares line.
 
     python benchmarks/sweep_efficiency.py        # writes benchmarks/results/sweep_efficiency.json
 """
@@ -14,6 +18,7 @@ For the quickstart sweep (75 points) and spiral sweeps of 24, 48 and 96 points (
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -45,7 +50,8 @@ resources: {{cpu: 1, gpu: 0}}
 """
 
 
-def measure(grid: Path, out: Path) -> dict:
+def measure(grid: Path, out: Path, cache: Path) -> dict:
+    os.environ["TILTSWEEP_COMPILE_CACHE"] = str(cache)  # the local workers inherit it
     spec = load_grid(grid)
     outcome = run_sweep(spec, results_dir_for(spec, out), stream=io.StringIO())
     results = ResultsDir(out / spec.name)
@@ -67,27 +73,36 @@ def measure(grid: Path, out: Path) -> dict:
     }
 
 
+def cold_and_warm(grid: Path, scratch: Path) -> dict:
+    cache = scratch / f"cache-{grid.stem}"
+    return {"cold": measure(grid, scratch / "cold", cache), "warm": measure(grid, scratch / "warm", cache)}
+
+
 def main() -> None:
     report = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        report["quickstart"] = measure(ROOT / "grids" / "quickstart.yaml", scratch / "out")
+        report["quickstart"] = cold_and_warm(ROOT / "grids" / "quickstart.yaml", scratch)
         for points in (24, 48, 96):
             grid = scratch / f"spiral-{points}.yaml"
             grid.write_text(SPIRAL.format(points=points, seeds=list(range(points // 12))))
-            report[f"spiral-{points}"] = measure(grid, scratch / "out")
-    for name, row in report.items():
-        print(f"{name}: {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, shut-down {row['ray_shutdown_seconds']:.1f} s, "
-              f"sweep {row['sweep_wall_seconds']:.1f} s, training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} "
-              f"({row['efficiency_all']:.2f} with Ray's start and shut-down), "
-              f"compilations per worker {row['compilations_per_worker']}")
-    points = np.array([report[f"spiral-{n}"]["points"] for n in (24, 48, 96)], dtype=float)
-    walls = np.array([report[f"spiral-{n}"]["sweep_wall_seconds"] for n in (24, 48, 96)])
-    slope, intercept = np.polyfit(points, walls, 1)
-    predicted = slope * points + intercept
-    r2 = 1 - ((walls - predicted) ** 2).sum() / ((walls - walls.mean()) ** 2).sum()
-    report["scaling"] = {"seconds_per_point": slope, "intercept_seconds": intercept, "r_squared": r2}
-    print(f"scaling: wall = {slope:.3f} s x points + {intercept:.2f} s (R^2 = {r2:.4f})")
+            report[f"spiral-{points}"] = cold_and_warm(grid, scratch)
+    for name, runs in report.items():
+        for cache, row in runs.items():
+            print(f"{name} ({cache}): {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, "
+                  f"shut-down {row['ray_shutdown_seconds']:.1f} s, sweep {row['sweep_wall_seconds']:.1f} s, "
+                  f"training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} "
+                  f"({row['efficiency_all']:.2f} with Ray's start and shut-down), "
+                  f"compilations per worker {row['compilations_per_worker']}")
+    sizes = (24, 48, 96)
+    for cache in ("cold", "warm"):
+        points = np.array([report[f"spiral-{n}"][cache]["points"] for n in sizes], dtype=float)
+        walls = np.array([report[f"spiral-{n}"][cache]["sweep_wall_seconds"] for n in sizes])
+        slope, intercept = np.polyfit(points, walls, 1)
+        predicted = slope * points + intercept
+        r2 = 1 - ((walls - predicted) ** 2).sum() / ((walls - walls.mean()) ** 2).sum()
+        report[f"scaling_{cache}"] = {"seconds_per_point": slope, "intercept_seconds": intercept, "r_squared": r2}
+        print(f"scaling ({cache}): wall = {slope:.3f} s x points + {intercept:.2f} s (R^2 = {r2:.4f})")
     print(save("sweep_efficiency", report))
 
 
