@@ -151,3 +151,17 @@ resources: {{cpu: 1, retries: 3}}
     assert outcome.counts == {"completed": 0, "diverged": 0, "failed": 2}
     for record in records(tmp_path / "results" / "gone").values():
         assert record["attempts"] == 1 and record["error"].startswith("DatasetError: ") and "CIFAR-10 directory not found" in record["error"]
+
+
+def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
+    from sweep.executor import trials_at_once
+    from sweep.grid import load_grid
+
+    cpu_only = load_grid(write_grid(tmp_path))  # cpu: 1
+    assert trials_at_once(cpu_only, {"CPU": 2.0, "GPU": 0.0}) == 2
+    grid = tmp_path / "gpu.yaml"
+    grid.write_text(write_grid(tmp_path).read_text().replace("resources: {cpu: 1,", "resources: {cpu: 2, gpu: 0.5,"))
+    shared_gpu = load_grid(grid)
+    assert trials_at_once(shared_gpu, {"CPU": 16.0, "GPU": 1.0}) == 2  # two halves of one GPU
+    assert trials_at_once(shared_gpu, {"CPU": 3.0, "GPU": 4.0}) == 1  # CPUs run out first
+    assert trials_at_once(shared_gpu, {}) == 1  # a cluster still starting: at least one
