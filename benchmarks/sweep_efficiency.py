@@ -10,13 +10,15 @@ For the quickstart sweep (75 points) and spiral sweeps of 24, 48 and 96 points (
   filled (`warm`: re-runs, resumed sweeps, later sweeps of the same shapes);
 - compilations of the training loop per worker process (from each record's worker_compilations;
   a program loaded from the cache counts);
-- wall time against points (cold), with a least-squares line.
+- wall time against points, with a least-squares line;
+- every sweep `--rounds` times (3), the rounds one after the other; medians and ranges reported.
 
     python benchmarks/sweep_efficiency.py        # writes benchmarks/results/sweep_efficiency.json
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import sys
@@ -28,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import median, save  # noqa: E402
 from sweep.grid import load_grid  # noqa: E402
 from sweep.results import ResultsDir  # noqa: E402
 from sweep.runner import results_dir_for, run_sweep  # noqa: E402
@@ -74,25 +76,46 @@ def measure(grid: Path, out: Path, cache: Path) -> dict:
 
 
 def cold_and_warm(grid: Path, scratch: Path) -> dict:
-    cache = scratch / f"cache-{grid.stem}"
-    return {"cold": measure(grid, scratch / "cold", cache), "warm": measure(grid, scratch / "warm", cache)}
+    """The sweep with an empty cache, then again (new results directory) with what it cached."""
+    cache = Path(tempfile.mkdtemp(prefix="cache-", dir=scratch))
+    runs = {"cold": measure(grid, Path(tempfile.mkdtemp(dir=scratch)), cache)}
+    runs["warm"] = measure(grid, Path(tempfile.mkdtemp(dir=scratch)), cache)
+    return runs
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """Per quantity: the median over the rounds, and for efficiency also the range."""
+    summary = {key: median([r[key] for r in rounds]) for key in rounds[0] if isinstance(rounds[0][key], float)}
+    summary["efficiency_range"] = [min(r["efficiency"] for r in rounds), max(r["efficiency"] for r in rounds)]
+    summary["points"] = rounds[0]["points"]
+    summary["compilations_per_worker"] = sorted({c for r in rounds for c in r["compilations_per_worker"]})
+    return summary
 
 
 def main() -> None:
-    report = {}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions of every sweep, interleaved (default 3)")
+    rounds = parser.parse_args().rounds
+    sweeps = {"quickstart": ROOT / "grids" / "quickstart.yaml"}
+    samples: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        report["quickstart"] = cold_and_warm(ROOT / "grids" / "quickstart.yaml", scratch)
         for points in (24, 48, 96):
-            grid = scratch / f"spiral-{points}.yaml"
-            grid.write_text(SPIRAL.format(points=points, seeds=list(range(points // 12))))
-            report[f"spiral-{points}"] = cold_and_warm(grid, scratch)
-    for name, runs in report.items():
-        for cache, row in runs.items():
-            print(f"{name} ({cache}): {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, "
+            sweeps[f"spiral-{points}"] = scratch / f"spiral-{points}.yaml"
+            sweeps[f"spiral-{points}"].write_text(SPIRAL.format(points=points, seeds=list(range(points // 12))))
+        for _ in range(rounds):
+            for name, grid in sweeps.items():
+                for cache, row in cold_and_warm(grid, scratch).items():
+                    samples.setdefault(name, {}).setdefault(cache, []).append(row)
+    report = {"rounds": rounds, "samples": samples}
+    for name, runs in samples.items():
+        for cache, rows in runs.items():
+            row = report.setdefault(name, {})[cache] = summarize(rows)
+            low, high = row["efficiency_range"]
+            print(f"{name} ({cache}, median of {rounds}): {row['points']} points, Ray start-up {row['ray_startup_seconds']:.1f} s, "
                   f"shut-down {row['ray_shutdown_seconds']:.1f} s, sweep {row['sweep_wall_seconds']:.1f} s, "
-                  f"training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} "
-                  f"({row['efficiency_all']:.2f} with Ray's start and shut-down), "
+                  f"training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} ({low:.2f}-{high:.2f}; "
+                  f"{row['efficiency_all']:.2f} with Ray's start and shut-down), "
                   f"compilations per worker {row['compilations_per_worker']}")
     sizes = (24, 48, 96)
     for cache in ("cold", "warm"):
@@ -102,7 +125,7 @@ def main() -> None:
         predicted = slope * points + intercept
         r2 = 1 - ((walls - predicted) ** 2).sum() / ((walls - walls.mean()) ** 2).sum()
         report[f"scaling_{cache}"] = {"seconds_per_point": slope, "intercept_seconds": intercept, "r_squared": r2}
-        print(f"scaling ({cache}): wall = {slope:.3f} s x points + {intercept:.2f} s (R^2 = {r2:.4f})")
+        print(f"scaling ({cache}, medians): wall = {slope:.3f} s x points + {intercept:.2f} s (R^2 = {r2:.4f})")
     print(save("sweep_efficiency", report))
 
 

@@ -25,6 +25,8 @@ Results go to OUT/<name>/ (summary.parquet, curves.parquet, figures/); a re-run 
 EPILOG = """\
 exit codes: 0 done, 2 refused before writing anything (bad input), 3 some points failed
 or did not finish, 1 internal error.
+compiled programs are cached in ~/.cache/tiltsweep/xla (TILTSWEEP_COMPILE_CACHE=DIR moves
+the cache, =off turns it off).
 examples:
   tiltsweep run grids/quickstart.yaml
   tiltsweep status results/quickstart

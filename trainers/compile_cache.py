@@ -9,7 +9,8 @@ later sweep of the same shapes start training at once.
   `TILTSWEEP_COMPILE_CACHE=off` turns the cache off.
 - At most 1 GiB, least recently used entries go first. The cap also makes JAX lock the cache,
   so that two workers storing the same program do not read each other's half-written file.
-- An unreadable entry costs JAX a warning and a compilation, never a wrong program.
+- An unreadable entry (a worker killed while storing it) costs a warning and a compilation
+  whenever it is met, never a wrong program; deleting the folder clears it.
 """
 
 from __future__ import annotations
