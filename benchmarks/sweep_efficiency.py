@@ -10,7 +10,7 @@ For the quickstart sweep (75 points) and spiral sweeps of 24, 48 and 96 points (
   filled (`warm`: re-runs, resumed sweeps, later sweeps of the same shapes);
 - compilations of the training loop per worker process (from each record's worker_compilations;
   a program loaded from the cache counts);
-- wall time against points, with a least-squares line;
+- wall time against points, with a least-squares line per round;
 - every sweep `--rounds` times (3), the rounds one after the other; medians and ranges reported.
 
     python benchmarks/sweep_efficiency.py        # writes benchmarks/results/sweep_efficiency.json
@@ -92,6 +92,14 @@ def summarize(rounds: list[dict]) -> dict:
     return summary
 
 
+def line_fit(points, walls) -> dict:
+    points, walls = np.asarray(points, dtype=float), np.asarray(walls, dtype=float)
+    slope, intercept = np.polyfit(points, walls, 1)
+    predicted = slope * points + intercept
+    r2 = 1 - ((walls - predicted) ** 2).sum() / ((walls - walls.mean()) ** 2).sum()
+    return {"seconds_per_point": float(slope), "intercept_seconds": float(intercept), "r_squared": float(r2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="repetitions of every sweep, interleaved (default 3)")
@@ -117,15 +125,14 @@ def main() -> None:
                   f"training {row['training_seconds']:.1f} s, efficiency {row['efficiency']:.2f} ({low:.2f}-{high:.2f}; "
                   f"{row['efficiency_all']:.2f} with Ray's start and shut-down), "
                   f"compilations per worker {row['compilations_per_worker']}")
+    # One fit per round: the machine's speed drifts between rounds more than within one.
     sizes = (24, 48, 96)
     for cache in ("cold", "warm"):
-        points = np.array([report[f"spiral-{n}"][cache]["points"] for n in sizes], dtype=float)
-        walls = np.array([report[f"spiral-{n}"][cache]["sweep_wall_seconds"] for n in sizes])
-        slope, intercept = np.polyfit(points, walls, 1)
-        predicted = slope * points + intercept
-        r2 = 1 - ((walls - predicted) ** 2).sum() / ((walls - walls.mean()) ** 2).sum()
-        report[f"scaling_{cache}"] = {"seconds_per_point": slope, "intercept_seconds": intercept, "r_squared": r2}
-        print(f"scaling ({cache}, medians): wall = {slope:.3f} s x points + {intercept:.2f} s (R^2 = {r2:.4f})")
+        fits = [line_fit(sizes, [samples[f"spiral-{n}"][cache][i]["sweep_wall_seconds"] for n in sizes]) for i in range(rounds)]
+        report[f"scaling_{cache}"] = {"rounds": fits, **{key: median([fit[key] for fit in fits]) for key in fits[0]}}
+        for fit in fits:
+            print(f"scaling ({cache}): wall = {fit['seconds_per_point']:.3f} s x points + {fit['intercept_seconds']:.2f} s "
+                  f"(R^2 = {fit['r_squared']:.4f})")
     print(save("sweep_efficiency", report))
 
 
