@@ -154,8 +154,11 @@ class DriverCallback(tune.Callback):
     def group_id(trial) -> str:
         return trial.config["group"]
 
+    def members(self, trial) -> list[dict]:
+        return self.payloads[self.group_id(trial)]["members"]
+
     def member_ids(self, trial) -> list[str]:
-        return [member["trial_id"] for member in self.payloads[self.group_id(trial)]["members"]]
+        return [member["trial_id"] for member in self.members(trial)]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         for trial_id in self.member_ids(trial):
@@ -170,7 +173,7 @@ class DriverCallback(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         """Every member without a result gets a `failed` record with the error; all are filed."""
         trace = error_text(trial)
-        for member in self.payloads[self.group_id(trial)]["members"]:
+        for member in self.members(trial):
             if not self.has_result(member["trial_id"]):
                 record = failure_record(member, first_line_of_error(trace), self.code_version)
                 record["traceback"] = trace

@@ -56,6 +56,6 @@ class Filer:
 
     def _file(self, trial_ids: list[str]) -> None:
         for trial_id in trial_ids:
-            record = self.ledger.add(trial_id)
+            record = self.ledger.file(trial_id)
             self.progress.trial_finished(trial_id, record["status"] if record else "failed")
         self.ledger.write_summary()

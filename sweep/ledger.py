@@ -105,14 +105,8 @@ class Ledger:
             write_curve(self.results.curves_dir, record["trial_id"], record["history"])
 
     def file(self, trial_id: str) -> Optional[dict]:
-        """File one newly written record: its summary row and its curve. Returns the record."""
-        record = self.add(trial_id)
-        self.write_summary()
-        return record
-
-    def add(self, trial_id: str) -> Optional[dict]:
-        """`file` without rewriting summary.parquet, for filing several records at once: their
-        curves and rows, ready for one `write_summary`. Returns the record."""
+        """File one newly written record: its curve, and its row for the next `write_summary`
+        (one rewrite of summary.parquet serves many records). Returns the record."""
         record = self.read(trial_id)
         if record is None:
             return None

@@ -1,6 +1,6 @@
 """Parquet reading and writing: the one module that touches Parquet.
 
-- `summary.parquet` is one file, rewritten whole (write aside, then rename) whenever a trial is
+- `summary.parquet` is one file, rewritten whole (write aside, then rename) whenever trials are
   filed, so every row has every column and `pandas.read_parquet` reads it directly.
 - `curves.parquet/` is a directory with one file per trial, `<trial_id>.parquet`, written aside
   and renamed into place; `pandas.read_parquet` reads the directory. A trial that runs again

@@ -67,8 +67,10 @@ def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     ledger = Ledger(results, AXES)
     results.write_record(record("a", status="failed", history_len=0))
     ledger.file("a")
+    ledger.write_summary()
     results.write_record(record("a", status="completed"))
     ledger.file("a")
+    ledger.write_summary()
     summary = read_summary(results)
     assert summary["trial_id"].tolist() == ["a"] and summary["status"].tolist() == ["completed"]
     assert len(read_curves(results.curves_dir)) == 3

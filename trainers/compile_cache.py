@@ -15,6 +15,7 @@ later sweep of the same shapes start training at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -27,6 +28,7 @@ MAX_BYTES = 1 << 30
 OFF = ("off", "0", "false", "no")
 
 
+@functools.lru_cache(maxsize=1)  # asked once per trial; /proc/cpuinfo is long on big nodes
 def cpu_fingerprint() -> str:
     """A short hash of this CPU's architecture, model and instruction-set flags."""
     identity = [platform.machine(), platform.processor()]
