@@ -28,19 +28,28 @@ MAX_BYTES = 1 << 30
 OFF = ("off", "0", "false", "no")
 
 
+IDENTITY_KEYS = ("model name", "flags", "Features", "CPU part")  # x86 and ARM names
+
+
+def fingerprint(cpuinfo: str, machine: str) -> str:
+    """A short hash of a CPU's architecture, model and instruction-set flags, from the text of
+    /proc/cpuinfo: the same for every core and clock speed, different for another instruction set."""
+    identity = [machine]
+    for line in cpuinfo.splitlines():
+        if line.split(":", 1)[0].strip() in IDENTITY_KEYS and line.strip() not in identity:
+            identity.append(line.strip())
+    return hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=1)  # asked once per trial; /proc/cpuinfo is long on big nodes
 def cpu_fingerprint() -> str:
-    """A short hash of this CPU's architecture, model and instruction-set flags."""
-    identity = [platform.machine(), platform.processor()]
+    """This machine's `fingerprint`."""
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part") and line not in identity:
-                    identity.append(line)
-    except OSError:
-        pass
-    return hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+        with open("/proc/cpuinfo") as handle:
+            cpuinfo = handle.read()
+    except OSError:  # not Linux: the architecture and what the platform says of the processor
+        cpuinfo = ""
+    return fingerprint(cpuinfo, f"{platform.machine()} {platform.processor()}")
 
 
 def cache_directory(environ: Mapping[str, str] = os.environ) -> Optional[Path]:
