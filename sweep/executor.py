@@ -4,12 +4,15 @@ sweeps to a cluster as Ray jobs.
 - Without an address Ray starts on this machine (no dashboard unless asked; then on 127.0.0.1
   only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
   workers, and the results directory must be on storage every node sees.
-- Each group of points (sweep.groups: one point unless `training.batch_points` asks for more) is a
-  Tune trial asking for the grid file's resources (cpu, gpu, TPU). Actors are reused, so a worker
-  process compiles once per model shape and trains many points; with the persistent compilation
-  cache (trainers.compile_cache) it loads what earlier workers on the machine compiled.
-- A trial that raises or whose worker dies is retried `resources.retries` times (its points
-  resuming from their checkpoints); after that the driver writes `failed` records with the error.
+- Points train in groups (sweep.groups: one point unless `training.batch_points` asks for more),
+  and a Tune trial, asking for the grid file's resources (cpu, gpu, TPU), trains a chain of
+  groups one after another (sweep.chains). Actors are reused, so a worker process compiles once
+  per model shape and trains many points; with the persistent compilation cache
+  (trainers.compile_cache) it loads what earlier workers on the machine compiled.
+- A worker reports every point it starts and finishes; the driver files each finished one.
+- A trial that raises or whose worker dies is retried `resources.retries` times (its unfinished
+  points resuming from their checkpoints); after that the driver writes `failed` records, with
+  the error, for its points that started and did not finish.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ import sweep  # noqa: E402
 import trainers  # noqa: E402
 from sweep.errors import Refused  # noqa: E402
 from sweep.grid import GridPoint, GridSpec  # noqa: E402
-from sweep.groups import group_id, plan_groups  # noqa: E402
+from sweep.chains import chain_id, plan_chains  # noqa: E402
+from sweep.groups import plan_groups  # noqa: E402
 from sweep.filer import Filer  # noqa: E402
 from sweep.ledger import FINAL_STATUSES, Ledger  # noqa: E402
 from sweep.progress import Progress  # noqa: E402
 from sweep.results import ResultsDir  # noqa: E402
-from sweep.worker import configure_accelerator, failure_record, run_group  # noqa: E402
+from sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
 from trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
 
 
@@ -105,12 +109,12 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         seconds.shutdown = time.perf_counter() - stopping
 
 
-def trainable(tune_config: dict, payloads: dict[str, dict]) -> None:
-    """What a Tune trial runs: one group of grid points, `payloads[tune_config["group"]]`."""
-    payload = payloads[tune_config["group"]]
-    configure_accelerator(**payload["resources"])
+def trainable(tune_config: dict, chains: dict[str, list[dict]]) -> None:
+    """What a Tune trial runs: a chain of groups of grid points, `chains[tune_config["chain"]]`."""
+    groups = chains[tune_config["chain"]]
+    configure_accelerator(**groups[0]["resources"])
     enable_compile_cache(cache_directory())
-    run_group(payload, report=tune.report)
+    run_chain(groups, report=tune.report)
 
 
 def error_text(trial) -> str:
@@ -140,10 +144,11 @@ def first_line_of_error(trace: Optional[str]) -> str:
 
 
 class DriverCallback(tune.Callback):
-    """Hands every finished trial to the filer and keeps the progress line current."""
+    """Hands every finished point to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, payloads: dict[str, dict]):
-        self.ledger, self.filer, self.progress, self.code_version, self.payloads = ledger, filer, progress, code_version, payloads
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, chains: dict[str, list[dict]]):
+        self.ledger, self.filer, self.progress, self.code_version, self.chains = ledger, filer, progress, code_version, chains
+        self.filed: set[str] = set()
 
     def __getstate__(self):
         # Tune pickles its state (callbacks included) for its own restore, which tiltsweep does
@@ -151,34 +156,45 @@ class DriverCallback(tune.Callback):
         return {}
 
     @staticmethod
-    def group_id(trial) -> str:
-        return trial.config["group"]
+    def chain_id(trial) -> str:
+        return trial.config["chain"]
 
     def members(self, trial) -> list[dict]:
-        return self.payloads[self.group_id(trial)]["members"]
+        return [member for group in self.chains[self.chain_id(trial)] for member in group["members"]]
 
-    def member_ids(self, trial) -> list[str]:
-        return [member["trial_id"] for member in self.members(trial)]
+    def file(self, trial_ids) -> None:
+        """To the filer, once per point."""
+        new = [trial_id for trial_id in trial_ids if trial_id not in self.filed]
+        self.filed.update(new)
+        if new:
+            self.filer.file(new)
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        for trial_id in self.member_ids(trial):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.file(result.get("finished", []))
+        for trial_id in result.get("running", []):
             self.progress.trial_started(trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.progress.trial_retried(self.group_id(trial))
+        self.progress.trial_retried(self.chain_id(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.filer.file(self.member_ids(trial))
+        self.file(member["trial_id"] for member in self.members(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        """Every member without a result gets a `failed` record with the error; all are filed."""
+        """Every point that started and has no result gets a `failed` record with the error (the
+        next run retries it); points the chain never started stay to do."""
         trace = error_text(trial)
+        started = []
         for member in self.members(trial):
-            if not self.has_result(member["trial_id"]):
+            trial_id = member["trial_id"]
+            if trial_id in self.filed or not self.ledger.results.attempt(trial_id):
+                continue
+            if not self.has_result(trial_id):
                 record = failure_record(member, first_line_of_error(trace), self.code_version)
                 record["traceback"] = trace
                 self.ledger.results.write_record(record)
-        self.filer.file(self.member_ids(trial))
+            started.append(trial_id)
+        self.file(started)
 
     def has_result(self, trial_id: str) -> bool:
         record = self.ledger.read(trial_id)
@@ -201,7 +217,7 @@ def trials_at_once(spec: GridSpec, available: dict) -> int:
 
 
 @contextmanager
-def pending_trials_limit(spec: GridSpec):
+def pending_trials_limit(slots: int):
     """Tune creates up to 200 trials ahead of the running ones, placement groups and all, to
     drive an autoscaler. On an existing cluster that only delays the first trials (~0.8 s for 96
     points on 2 CPUs); twice the trials that run at once keeps every slot refilled. A
@@ -210,22 +226,11 @@ def pending_trials_limit(spec: GridSpec):
     if name in os.environ:
         yield
         return
-    os.environ[name] = str(2 * trials_at_once(spec, ray.cluster_resources()))
+    os.environ[name] = str(2 * slots)
     try:
         yield
     finally:
         del os.environ[name]
-
-
-def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
-    return {
-        "group_id": group_id(members),
-        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in members],
-        "results_dir": str(results.root),
-        "code_version": code_version,
-        "faults": faults,
-        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
-    }
 
 
 def run_points(
@@ -233,18 +238,17 @@ def run_points(
     code_version: str, faults: list, verbose: bool = False,
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
-    payloads = {}
-    for members in plan_groups(points):
-        payload = payload_for(members, spec, results, code_version, faults)
-        payloads[payload["group_id"]] = payload
+    groups = [payload_for(members, spec, results, code_version, faults) for members in plan_groups(points)]
+    slots = trials_at_once(spec, ray.cluster_resources())
+    chains = {chain_id([g["group_id"] for g in chain]): chain for chain in plan_chains(groups, slots, spec.resources.retries)}
     scratch = results.root / ".tune"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress)
     try:
-        with pending_trials_limit(spec):
-            callback = DriverCallback(ledger, filer, progress, code_version, payloads)
-            sweep_tuner(spec, payloads, tune_dir, callback, verbose).fit()
+        with pending_trials_limit(slots):
+            callback = DriverCallback(ledger, filer, progress, code_version, chains)
+            sweep_tuner(spec, chains, tune_dir, callback, verbose).fit()
     finally:
         try:
             filer.close()
@@ -252,16 +256,16 @@ def run_points(
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
 
 
-def sweep_tuner(spec: GridSpec, payloads: dict[str, dict], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
+def sweep_tuner(spec: GridSpec, chains: dict[str, list[dict]], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
     return tune.Tuner(
-        # A trial's config is its group id alone: Tune copies the whole search space once per
+        # A trial's config is its chain id alone: Tune copies the whole search space once per
         # trial it generates (quadratic in the points), and keeps and saves every trial's config.
-        tune.with_resources(tune.with_parameters(trainable, payloads=payloads), trial_resources(spec)),
-        param_space={"group": tune.grid_search(list(payloads))},
+        tune.with_resources(tune.with_parameters(trainable, chains=chains), trial_resources(spec)),
+        param_space={"chain": tune.grid_search(list(chains))},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
-            trial_name_creator=DriverCallback.group_id,
-            trial_dirname_creator=DriverCallback.group_id,
+            trial_name_creator=DriverCallback.chain_id,
+            trial_dirname_creator=DriverCallback.chain_id,
         ),
         run_config=tune.RunConfig(
             name="sweep",

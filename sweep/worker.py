@@ -1,13 +1,14 @@
-"""Run one group of grid points inside a worker process. Ray-free: the executor passes `report`.
+"""Run grid points inside a worker process. Ray-free: the executor passes `report`.
 
-    run_group(payload, report)
+    run_chain(groups, report)    # a Tune trial: group payloads, one after another (sweep.chains)
+    run_group(payload, report)   # one group of points, trained together
 
 payload: {group_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
 code_version, faults, resources}. Each member resumes from its newest checkpoint that verifies
 (unreadable ones are quarantined), checkpoints into the results directory every
 `training.checkpoint_every` epochs, and on finishing gets its record (trials/<id>.msgpack), after
-which its checkpoints go. Exceptions propagate: the executor retries the group, whose members then
-resume from their checkpoints.
+which its checkpoints go. Exceptions propagate (run_chain's after its other groups trained): the
+executor retries the chain, whose unfinished members then resume from their checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,22 @@ import time
 from typing import Callable
 
 from sweep.faults import faults_for
-from sweep.results import ResultsDir, checkpoint_name
+from sweep.grid import GridPoint, GridSpec
+from sweep.groups import group_id
+from sweep.ledger import FINAL_STATUSES
+from sweep.results import CorruptFile, ResultsDir, checkpoint_name
+
+
+def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
+    """What a worker gets to train one group of points (plain data, shipped by Ray)."""
+    return {
+        "group_id": group_id(members),
+        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in members],
+        "results_dir": str(results.root),
+        "code_version": code_version,
+        "faults": faults,
+        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
+    }
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -45,6 +61,39 @@ def permanent_errors() -> tuple:
 
 
 PERMANENT_ERRORS = permanent_errors()
+
+
+def run_chain(groups: list[dict], report: Callable[[dict], None]) -> None:
+    """Train a chain's groups one after another, reporting at every boundary between them
+    {"running": [trial ids], "finished": [trial ids]}:
+    - groups whose points all have a completed or diverged record are skipped (a retried chain);
+    - groups none of whose points was ever started go first, so a point that kills its worker
+      is retried after the others trained and cannot use up their retries;
+    - an exception in one group is raised after the others have trained (Tune then retries the
+      chain, which retries that group)."""
+    results = ResultsDir(groups[0]["results_dir"])
+    ids = lambda group: [member["trial_id"] for member in group["members"]]
+    todo = [group for group in groups if not all(has_final_record(results, trial_id) for trial_id in ids(group))]
+    todo.sort(key=lambda group: any(results.attempt(trial_id) for trial_id in ids(group)))  # stable
+    finished, errors = [], []
+    for group in todo:
+        report({"running": ids(group), "finished": finished})
+        try:
+            run_group(group, report)
+            finished = ids(group)
+        except Exception as error:  # noqa: BLE001 - re-raised below, after the other groups
+            errors.append(error)
+            finished = []
+    report({"running": [], "finished": finished})
+    if errors:
+        raise errors[0]
+
+
+def has_final_record(results: ResultsDir, trial_id: str) -> bool:
+    try:
+        return results.read_record(trial_id)["status"] in FINAL_STATUSES
+    except (FileNotFoundError, CorruptFile):  # the driver quarantines a corrupt one
+        return False
 
 
 def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
@@ -102,7 +151,6 @@ def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
             })
             results.clear_checkpoints(trial_id)
             statuses[trial_id] = result.status
-    report({"done": len(statuses)})
     return [statuses[m["trial_id"]] for m in members]
 
 

@@ -26,13 +26,13 @@ loss: {{amplitude: 1, period: 200}}
 grid:
   amplitude: {amplitudes}
   seed: [0, 1, 2]
-resources: {{cpu: 1, retries: {retries}}}
+resources: {{cpu: {cpu}, retries: {retries}}}
 """
 
 
-def write_grid(directory: Path, name="ray-sweep", amplitudes="[1, 10]", epochs=2000, retries=2) -> Path:
+def write_grid(directory: Path, name="ray-sweep", amplitudes="[1, 10]", epochs=2000, retries=2, cpu=1) -> Path:
     path = directory / f"{name}.yaml"
-    path.write_text(GRID.format(name=name, amplitudes=amplitudes, epochs=epochs, retries=retries))
+    path.write_text(GRID.format(name=name, amplitudes=amplitudes, epochs=epochs, retries=retries, cpu=cpu))
     return path
 
 

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from ray_cluster import LocalCluster
+from sweep.chains import plan_chains
 from sweep.cli import main
+from sweep.grid import load_grid
+from sweep.groups import plan_groups
 from sweep.results import ResultsDir
 from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, records, status_json, write_grid
 
@@ -134,6 +137,24 @@ def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, mo
     main(["status", str(directory)])
     assert re.search(r"failed +1\n +\w{16}  amplitude=10.0, seed=2: The actor is dead because its worker process has died", capsys.readouterr().out)
     tally(test="worker SIGKILLs itself on every attempt (retries: 1)", faults=2, points=POINTS, rows_lost=0)
+
+
+def test_a_point_that_kills_its_worker_keeps_no_point_of_its_chain_from_training(tmp_path, monkeypatch, capsys, tally):
+    """Two-CPU trials on this two-CPU machine run one at a time, so the first trial trains a chain
+    of two points (sweep.chains). The first point kills its worker on every attempt: the retry
+    trains the other point first, and only the killer is failed."""
+    grid = write_grid(tmp_path, retries=1, cpu=2)
+    first_chain = plan_chains(plan_groups(list(load_grid(grid).points)), slots=1, retries=1)[0]
+    killer, mate = (group[0].trial_id for group in first_chain)
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"trial_id": killer}, "epoch": 1000, "action": "kill", "times": 5}]))
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 3
+    final = records(out / "ray-sweep")
+    assert final[killer]["status"] == "failed" and "died" in final[killer]["error"].lower(), final[killer]["error"]
+    assert (final[mate]["status"], final[mate]["attempts"], final[mate]["resumed_from_epoch"]) == ("completed", 1, 0)
+    assert len(final) == POINTS and all(r["status"] == "completed" for t, r in final.items() if t != killer)
+    assert len(list((out / "ray-sweep" / ".faults").iterdir())) == 2  # the first attempt and one retry
+    tally(test="a point SIGKILLs its worker in a chain of two (retries: 1)", faults=2, points=POINTS, rows_lost=0)
 
 
 def corrupt(path, how: str) -> bytes:
