@@ -18,6 +18,8 @@ import socket
 import time
 from typing import Callable
 
+import jax
+
 from sweep.faults import faults_for
 from sweep.grid import GridPoint, GridSpec
 from sweep.groups import group_id
@@ -47,6 +49,7 @@ def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ
             environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.95 * gpu:.3f}"
     elif tpu == 0:
         environ["JAX_PLATFORMS"] = "cpu"
+        jax.config.update("jax_platforms", "cpu")  # JAX read the variable when it was imported
         if cpu <= 1 and "xla_cpu_multi_thread_eigen" not in environ.get("XLA_FLAGS", ""):
             environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
