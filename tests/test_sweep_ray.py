@@ -165,3 +165,22 @@ def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
     assert trials_at_once(shared_gpu, {"CPU": 16.0, "GPU": 1.0}) == 2  # two halves of one GPU
     assert trials_at_once(shared_gpu, {"CPU": 3.0, "GPU": 4.0}) == 1  # CPUs run out first
     assert trials_at_once(shared_gpu, {}) == 1  # a cluster still starting: at least one
+
+
+def test_a_trial_without_accelerators_stays_on_the_cpu_although_jax_is_imported():
+    import jax
+
+    from sweep.worker import configure_accelerator
+
+    before = jax.config.jax_platforms
+    environ = {}
+    try:
+        jax.config.update("jax_platforms", None)  # as in a worker whose environment has no JAX_PLATFORMS
+        configure_accelerator(cpu=1, gpu=0, tpu=0, environ=environ)
+        assert jax.config.jax_platforms == "cpu"  # the variable alone comes too late for JAX
+    finally:
+        jax.config.update("jax_platforms", before)
+    assert environ == {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+    environ = {}
+    configure_accelerator(cpu=4, gpu=0.5, tpu=0, environ=environ)
+    assert environ == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.475"}
