@@ -170,9 +170,9 @@ class DriverCallback(tune.Callback):
             self.filer.file(new)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.file(result.get("finished", []))
-        for trial_id in result.get("running", []):
+        for trial_id in result.get("running", []):  # first, so the line drawn for the finished shows it
             self.progress.trial_started(trial_id)
+        self.file(result.get("finished", []))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.progress.trial_retried(self.chain_id(trial))
