@@ -9,8 +9,9 @@ not yet in a chain and `slots` trials running side by side,
 
 Chains start long and end as single groups, so the slots run out of work together. Chains are
 cut only when a trial may be retried (`retries` >= 1): a chain whose worker dies is retried, and
-its worker trains the groups it never started first (sweep.worker.run_chain). A single group's
-chain has the group's id; a longer one a hash of its groups' ids.
+its worker trains the groups it never started first (sweep.worker.run_chain). A chain has the
+retries of one trial, so two points of one chain that each kill their worker every time share
+them. A single group's chain has the group's id; a longer one a hash of its groups' ids.
 """
 
 from __future__ import annotations
