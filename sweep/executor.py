@@ -46,7 +46,7 @@ from sweep.grid import GridPoint, GridSpec  # noqa: E402
 from sweep.chains import chain_id, plan_chains  # noqa: E402
 from sweep.groups import plan_groups  # noqa: E402
 from sweep.filer import Filer  # noqa: E402
-from sweep.ledger import FINAL_STATUSES, Ledger  # noqa: E402
+from sweep.ledger import Ledger, is_final  # noqa: E402
 from sweep.progress import Progress  # noqa: E402
 from sweep.results import ResultsDir  # noqa: E402
 from sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
@@ -197,8 +197,7 @@ class DriverCallback(tune.Callback):
         self.file(started)
 
     def has_result(self, trial_id: str) -> bool:
-        record = self.ledger.read(trial_id)
-        return record is not None and record["status"] in FINAL_STATUSES
+        return is_final(self.ledger.read(trial_id))  # a corrupt record is quarantined: not final
 
 
 def trial_resources(spec: GridSpec) -> dict:

@@ -23,7 +23,7 @@ import jax
 from sweep.faults import faults_for
 from sweep.grid import GridPoint, GridSpec
 from sweep.groups import group_id
-from sweep.ledger import FINAL_STATUSES
+from sweep.ledger import is_final
 from sweep.results import CorruptFile, ResultsDir, checkpoint_name
 
 
@@ -94,7 +94,7 @@ def run_chain(groups: list[dict], report: Callable[[dict], None]) -> None:
 
 def has_final_record(results: ResultsDir, trial_id: str) -> bool:
     try:
-        return results.read_record(trial_id)["status"] in FINAL_STATUSES
+        return is_final(results.read_record(trial_id))
     except (FileNotFoundError, CorruptFile):  # the driver quarantines a corrupt one
         return False
 
