@@ -20,8 +20,10 @@ evaluations up to the last finite one. The trainer never raises for a divergence
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -31,6 +33,7 @@ import jax
 import numpy as np
 
 from trainers.checkpoint import Checkpoint
+from trainers.compile_share import build_in_turn
 from trainers.config import TrialConfig
 from trainers.data import Dataset, load_dataset
 from trainers.engine import Engine, Spec, TrainState, device_data, engine_for
@@ -68,6 +71,20 @@ def dataset_for(cfg: TrialConfig) -> Dataset:
             _DATASETS.pop(next(iter(_DATASETS)))
         _DATASETS[key] = load_dataset(cfg.data)
     return _DATASETS[key]
+
+
+_DEVICE_DATA: dict[tuple, dict[str, Any]] = {}
+
+
+def device_data_for(cfg: TrialConfig, dataset: Dataset) -> dict[str, Any]:
+    """The trial's data as device arrays; consecutive trials on the same data share one copy
+    (only the latest is kept: on an accelerator it holds device memory)."""
+    hessian_batch = cfg.training.hessian_batch_size if cfg.training.hessian_every else None
+    key = (cfg.data.model_dump_json(), cfg.training.dtype, cfg.training.eval_batch_size, hessian_batch)
+    if key not in _DEVICE_DATA:
+        _DEVICE_DATA.clear()
+        _DEVICE_DATA[key] = device_data(dataset, cfg.training.dtype, cfg.training.eval_batch_size, hessian_batch)
+    return _DEVICE_DATA[key]
 
 
 def spec_for(cfg: TrialConfig, dataset: Dataset) -> Spec:
@@ -126,9 +143,38 @@ class Prepared:
     def steps_per_epoch(self) -> int:
         return self.engine.spec.steps_per_epoch
 
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """Each member's base PRNG key, from its seed."""
+        return np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in self.cfgs])
+
     def fresh_states(self) -> TrainState:
-        keys = np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in self.cfgs])
-        return self.engine.init_states(keys, self.hypers)
+        return self.engine.init_states(self.keys, self.hypers)
+
+    def build_programs(self, with_hessian: bool) -> dict[str, str]:
+        """Compile (or load) the initialization and the training loop with its evaluation before
+        training starts, splitting the compiling with the other workers of this machine that
+        start the same programs (trainers.compile_share). The loop is built on zero-valued
+        states of the initialization's shapes, for 0 epochs, so it need not wait for the
+        initialization."""
+        keys = self.keys
+        signature = "|".join([
+            jax.__version__, os.environ.get("XLA_FLAGS", ""), f"x64={jax.config.jax_enable_x64}",
+            repr(self.engine.spec), str(jax.tree.map(lambda a: (a.shape, str(a.dtype)), (keys, self.hypers, self.data))),
+        ])
+
+        def build_loop() -> None:
+            shapes = jax.eval_shape(self.engine.init_states, keys, self.hypers)
+            zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+            jax.block_until_ready(self.engine.train_then_evaluate(zeros, self.hypers, self.data, 0, with_hessian))
+
+        # The larger program first: a worker that starts later finds it claimed and takes the
+        # smaller one, so that both are ready at about the same time.
+        return build_in_turn(
+            [(f"loop|hessian={with_hessian}|{signature}", build_loop),
+             (f"init|{signature}", lambda: jax.block_until_ready(self.engine.init_states(keys, self.hypers)))],
+            jax.config.jax_compilation_cache_dir,
+        )
 
     def restore(self, states: list[dict]) -> TrainState:
         """The group's train states from one flax state dict per member (e.g. Checkpoint.state)."""
@@ -146,8 +192,7 @@ def prepare(cfgs: list[TrialConfig]) -> Prepared:
         jax.config.update("jax_enable_x64", True)
     dataset = dataset_for(first)
     spec = spec_for(first, dataset)
-    hessian_batch = first.training.hessian_batch_size if first.training.hessian_every else None
-    data = device_data(dataset, first.training.dtype, first.training.eval_batch_size, hessian_batch)
+    data = device_data_for(first, dataset)
     dtype = np.dtype(first.training.dtype)
     hypers = jax.device_put(stacked([hyperparameters(cfg, spec.steps_per_epoch, dtype) for cfg in cfgs]))
     return Prepared(list(cfgs), engine_for(spec), data, hypers)
@@ -191,7 +236,9 @@ def train_group(
     members = range(len(cfgs))
     checkpoints = list(checkpoints or [None] * len(cfgs))
     measured = hessian_epochs(training, run.steps_per_epoch)
-    if all(ckpt is None for ckpt in checkpoints):
+    fresh = all(ckpt is None for ckpt in checkpoints)
+    run.build_programs(with_hessian=fresh and 0 in measured)
+    if fresh:
         states, epoch, spent = run.fresh_states(), 0, 0.0
         # Zero epochs of the training program: the first evaluation needs no compilation of its own.
         states, evaluation = run.engine.train_then_evaluate(states, run.hypers, run.data, 0, 0 in measured)
