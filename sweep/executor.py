@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -52,6 +53,28 @@ from sweep.results import ResultsDir  # noqa: E402
 from sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
 from trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
 
+
+def clear_ipython_only_where_imported() -> None:
+    """Tune's Trainable clears IPython's shell in every actor it starts, importing IPython to
+    do so: ~0.3 s of every worker's start where IPython is installed (any Jupyter user's
+    environment). A process that never imported IPython has no shell to clear, so there Tune's
+    call does nothing. Runs in the driver and, as workers import this module before Tune builds
+    the trainable, in every worker."""
+    from ray.tune.trainable import trainable as tune_trainable
+
+    clear = getattr(tune_trainable, "disable_ipython", None)
+    if clear is None or getattr(clear, "only_where_imported", False):
+        return
+
+    def clear_if_imported() -> None:
+        if "IPython" in sys.modules:
+            clear()
+
+    clear_if_imported.only_where_imported = True
+    tune_trainable.disable_ipython = clear_if_imported
+
+
+clear_ipython_only_where_imported()
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
 PACKAGE_DIRS = [str(Path(package.__file__).parent) for package in (trainers, sweep, analysis)]  # shipped to clusters
