@@ -11,6 +11,8 @@ later sweep of the same shapes start training at once.
   so that two workers storing the same program do not read each other's half-written file.
 - An unreadable entry (a worker killed while storing it) costs a warning and a compilation
   whenever it is met, never a wrong program; deleting the folder clears it.
+- Workers that start one shape together split its programs between them (trainers.compile_share,
+  whose claims live in the folder's `claims/`).
 """
 
 from __future__ import annotations

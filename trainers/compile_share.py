@@ -20,6 +20,7 @@ contents):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,7 +52,7 @@ class Claims:
         return self.path(key, "done").exists()
 
     def owner(self, key: str) -> Optional[dict]:
-        """Who holds the claim on `key`, or None if nobody (or a half-written claim)."""
+        """Who holds the claim on `key` ({"host", "pid"}), or None if nobody does."""
         try:
             return json.loads(self.path(key, "claim").read_text())
         except (OSError, ValueError):
@@ -71,28 +72,35 @@ class Claims:
         path = self.path(key, "claim")
         if path.exists() and not self.held_elsewhere(key) and not self.foreign(key):
             path.unlink(missing_ok=True)  # stale; two takers at once both compile, which is harmless
+        # Written aside, then linked into place: a claim never appears half-written, and
+        # linking fails if another process claimed first (also on network file systems).
+        draft = self.directory / f".{path.name}.{self.me['host']}.{self.me['pid']}"
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            draft.write_text(json.dumps(self.me))
+            os.link(draft, path)
+        except OSError:  # claimed first, or a folder that takes no hard links: compile unshared
             return False
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.me, handle)
+        finally:
+            draft.unlink(missing_ok=True)
         return True
 
     def finish(self, key: str, built: bool) -> None:
         """Release a claim; a built program is marked done."""
-        if built:
-            self.path(key, "done").touch()
-        self.path(key, "claim").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if built:
+                self.path(key, "done").touch()
+            self.path(key, "claim").unlink(missing_ok=True)
 
 
 def alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, TypeError, ValueError):
-        return isinstance(pid, int)  # another user's process is alive; a malformed pid is not
+    except PermissionError:  # another user's process
+        pass
     return True
 
 
@@ -115,7 +123,10 @@ def build_in_turn(
             how[key] = ALONE
         _built_here.update(how)
         return how
-    claims = Claims(Path(cache_dir) / "claims")
+    try:
+        claims = Claims(Path(cache_dir) / "claims")
+    except OSError:  # a cache folder this process cannot write to: no one to share with
+        return {**how, **build_in_turn(programs, None)}
     later = []
     for key, build in programs:
         if claims.is_done(key):
