@@ -23,11 +23,6 @@ from sweep.store import CorruptTable, check_readable, curve_path, read_table, wr
 
 FINAL_METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
-
-
-def is_final(record: Optional[dict]) -> bool:
-    """A record that ends its point for good (no record: the point is still to do)."""
-    return record is not None and record["status"] in FINAL_STATUSES
 SUMMARY_COLUMNS = (
     "trial_id", "status", *FINAL_METRICS, "best_val_accuracy", "steps", "epochs", "wall_seconds",
     "resumed_from_epoch", "attempts", "code_version", "error", "finished_at", "config",
@@ -35,6 +30,11 @@ SUMMARY_COLUMNS = (
 
 
 PLOTTABLE_COLUMNS = (*FINAL_METRICS, "best_val_accuracy", "steps", "wall_seconds")
+
+
+def is_final(record: Optional[dict]) -> bool:
+    """A record that ends its point for good (no record: the point is still to do)."""
+    return record is not None and record["status"] in FINAL_STATUSES
 
 
 def config_value(config: dict, path: str) -> Any:

@@ -58,19 +58,20 @@ class Claims:
         except (OSError, ValueError):
             return None
 
-    def held_elsewhere(self, key: str) -> bool:
-        """Another live process on this host is building `key`."""
-        owner = self.owner(key)
+    def live_elsewhere(self, owner: Optional[dict]) -> bool:
+        """`owner` is another live process on this host."""
         return bool(owner) and owner.get("host") == self.me["host"] and owner.get("pid") != self.me["pid"] and alive(owner.get("pid"))
 
-    def foreign(self, key: str) -> bool:
-        owner = self.owner(key)
-        return bool(owner) and owner.get("host") != self.me["host"]
+    def held_elsewhere(self, key: str) -> bool:
+        """Another live process on this host is building `key`."""
+        return self.live_elsewhere(self.owner(key))
 
     def try_claim(self, key: str) -> bool:
-        """Claim `key` if nobody live holds it (a dead owner's claim is taken over)."""
+        """Claim `key` if nobody live holds it (a dead owner's claim is taken over; another
+        host's is left alone)."""
         path = self.path(key, "claim")
-        if path.exists() and not self.held_elsewhere(key) and not self.foreign(key):
+        owner = self.owner(key)
+        if owner is None or (owner.get("host") == self.me["host"] and not self.live_elsewhere(owner)):
             path.unlink(missing_ok=True)  # stale; two takers at once both compile, which is harmless
         # Written aside, then linked into place: a claim never appears half-written, and
         # linking fails if another process claimed first (also on network file systems).
