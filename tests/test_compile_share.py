@@ -7,62 +7,32 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import spiral_config
+from fresh_process import SHARED_PROGRAMS, how_built, outcome, start_training
 from trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, Claims, build_in_turn
-
-ROOT = Path(__file__).resolve().parent.parent
-
-TRAIN_WHEN_TOLD = """
-import json, os, sys, time
-from jax import monitoring
-from trainers.compiles import BACKEND_COMPILE_EVENT
-loaded, programs = [False], []
-monitoring.register_event_listener(lambda event, **labels: loaded.__setitem__(0, True) if event == "/jax/compilation_cache/cache_hits" else None)
-def note(event, seconds, **labels):
-    if event == BACKEND_COMPILE_EVENT:
-        programs.append([labels.get("fun_name"), "loaded" if loaded[0] else "compiled"])
-        loaded[0] = False
-monitoring.register_event_duration_secs_listener(note)
-from trainers import train
-from trainers.compile_cache import cache_directory, enable_compile_cache
-enable_compile_cache(cache_directory())
-open(sys.argv[2] + ".ready." + str(os.getpid()), "w").close()
-while not os.path.exists(sys.argv[2]):
-    time.sleep(0.005)
-result = train(json.loads(sys.argv[1]))
-print(json.dumps({"history": result.history, "programs": programs}))
-"""
 
 
 @pytest.mark.slow
 def test_two_workers_starting_one_shape_together_compile_one_program_each(tmp_path):
     config = spiral_config(training={"epochs": 200, "eval_every": 100})
-    env = {"TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
     go = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", TRAIN_WHEN_TOLD, json.dumps(config), str(go)], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [start_training(config, tmp_path / "cache", go) for _ in range(2)]
     try:
         deadline = time.monotonic() + 120
         while len(list(tmp_path.glob("go.ready.*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         go.touch()  # both are imported and waiting: they start building at the same moment
-        outputs = [worker.communicate(timeout=300) for worker in workers]
+        runs = [outcome(worker) for worker in workers]
     finally:
         for worker in workers:
             worker.kill()
-    assert all(worker.returncode == 0 for worker in workers), [err for _, err in outputs]
-    runs = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
-    shares = ("jit(_init_state)", "jit(_train_then_evaluate)")
-    for run in runs:
-        # each worker compiled one of the two programs and loaded the other
-        built = {name: how for name, how in run["programs"] if name in shares}
-        assert sorted(built.values()) == ["compiled", "loaded"], run["programs"]
-    compiled = [name for run in runs for name, how in run["programs"] if name in shares and how == "compiled"]
-    assert sorted(compiled) == sorted(shares)
+    for run in runs:  # each worker compiled one of the two programs and loaded the other
+        assert sorted(how_built(run).values()) == ["compiled", "loaded"], run["programs"]
+    compiled = [name for run in runs for name, how in how_built(run).items() if how == "compiled"]
+    assert sorted(compiled) == sorted(SHARED_PROGRAMS)
     assert runs[0]["history"] == runs[1]["history"]  # a loaded program trains like a compiled one
 
 
