@@ -4,8 +4,9 @@ TILTSWEEP_FAULTS is a JSON list of faults:
     [{"where": {"amplitude": 10, "seed": 1}, "epoch": 200, "action": "raise", "times": 1}]
 - where: axis values (short names allowed) or {"trial_id": "..."}: which trials it hits;
 - epoch: fire at the first evaluation at or after this epoch;
-- action: "raise" (an exception in the trial), "exit" (the worker process exits at once) or
-  "kill" (the worker process sends itself SIGKILL);
+- action: "raise" (an exception in the trial), "exit" (the worker process exits at once),
+  "kill" (the worker process sends itself SIGKILL) or "hold" (the trial waits there until the
+  file named by "until" exists: a test makes the moment it needs happen, then releases it);
 - times: how many attempts of each matching trial it hits (default 1); counted with marker
   files in <results>/.faults, so it holds across retries in new processes.
 The driver ships the plan inside each trial's payload, so workers on other nodes see it too.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -51,7 +53,7 @@ class Faults:
     def at_epoch(self, epoch: int) -> None:
         for index, fault in self.pending:
             if epoch >= fault.get("epoch", 0) and self.claim(index, fault.get("times", 1)):
-                self.fire(fault["action"], epoch)
+                self.fire(fault, epoch)
 
     def claim(self, index: int, times: int) -> bool:
         """Take one of the fault's `times` firings for this trial; False when all are used."""
@@ -64,7 +66,12 @@ class Faults:
                 continue
         return False
 
-    def fire(self, action: str, epoch: int) -> None:
+    def fire(self, fault: dict, epoch: int) -> None:
+        action = fault["action"]
+        if action == "hold":
+            while not os.path.exists(fault["until"]):
+                time.sleep(0.05)
+            return
         if action == "raise":
             raise InjectedFault(f"injected fault at epoch {epoch}")
         if action == "exit":

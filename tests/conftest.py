@@ -47,10 +47,14 @@ def spiral_config(**overrides) -> dict:
 @pytest.fixture(scope="session", autouse=True)
 def session_compile_cache(tmp_path_factory):
     """Ray workers started by the tests (and drivers in subprocesses) share one persistent
-    compilation cache of their own, not the user's."""
+    compilation cache of their own, not the user's; `TILTSWEEP_COMPILE_CACHE=off` keeps it off
+    (for runs under a restricted instruction set: every program compiled for it)."""
     import os
 
-    os.environ["TILTSWEEP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+    from trainers.compile_cache import OFF
+
+    if os.environ.get("TILTSWEEP_COMPILE_CACHE", "").strip().lower() not in OFF:
+        os.environ["TILTSWEEP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
     yield
 
 

@@ -2,6 +2,7 @@
 tell how each program of the process was built: compiled, or loaded from the cache."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,12 @@ print(json.dumps({"history": result.history, "programs": programs, "loop_compila
 SHARED_PROGRAMS = ("jit(_init_state)", "jit(_train_then_evaluate)")  # the initialization and the loop
 
 
-def start_training(config: dict, cache_root: Path, go: Optional[Path] = None) -> subprocess.Popen:
-    """A process that trains `config`; with `go`, it imports everything, writes `go.ready.<pid>`
-    and waits for `go` to exist before it trains."""
-    env = {"TILTSWEEP_COMPILE_CACHE": str(cache_root), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+def start_training(config: dict, cache_root: Path, go: Optional[Path] = None, xla_flags: Optional[str] = None) -> subprocess.Popen:
+    """A process that trains `config` under `xla_flags` (default: this process's XLA_FLAGS, so a
+    suite run with a restricted instruction set runs these with it too); with `go`, it imports
+    everything, writes `go.ready.<pid>` and waits for `go` to exist before it trains."""
+    env = {"TILTSWEEP_COMPILE_CACHE": str(cache_root), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin",
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags}
     return subprocess.Popen([sys.executable, "-c", TRAIN, json.dumps(config), *([str(go)] if go else [])], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -3,12 +3,15 @@
 Each node is `ray start --block` in its own process, so every process of the node (GCS, raylet,
 dashboard, workers) descends from one process this helper owns; nodes are stopped by killing
 exactly those processes, by their ids. Nodes get their own ports and temp directory, and the
-cluster uses token authentication (Ray's default for `ray start`) with RAY_AUTH_MODE=token.
+cluster uses token authentication (Ray's default for `ray start`) with RAY_AUTH_MODE=token and a
+token of its own in RAY_AUTH_TOKEN (in `env`, for the processes that join it): a fresh machine has
+no ~/.ray/auth_token, and the user's is not the tests' to use.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -53,7 +56,7 @@ class Node:
 class LocalCluster:
     def __init__(self, head_cpus: int = 1, dashboard: bool = False):
         self.temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's socket paths have a length limit
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"

@@ -4,8 +4,12 @@ spiral MLP that is ~2 s less per worker on one CPU core; re-runs, resumed sweeps
 later sweep of the same shapes start training at once.
 
 - Where: `$TILTSWEEP_COMPILE_CACHE`, else `$XDG_CACHE_HOME/tiltsweep/xla` (`~/.cache/...`), in
-  a folder per CPU (a hash of its model and instruction-set flags), so that cluster nodes
-  sharing a home directory but not a CPU never load each other's machine code.
+  a folder per CPU and XLA_FLAGS (a hash of the CPU's model and instruction-set flags, and of the
+  XLA flags the process runs with), so that cluster nodes sharing a home directory but not a CPU
+  never load each other's machine code, and a process restricted to another instruction set
+  (`XLA_FLAGS=--xla_cpu_max_isa=AVX2`) or other XLA options never loads, nor waits for, a program
+  built under different ones. (JAX's own cache key hashes XLA_FLAGS too; the folder makes it hold
+  for the claims of trainers.compile_share as well.)
   `TILTSWEEP_COMPILE_CACHE=off` turns the cache off.
 - At most 1 GiB, least recently used entries go first. The cap also makes JAX lock the cache,
   so that two workers storing the same program do not read each other's half-written file.
@@ -54,14 +58,20 @@ def cpu_fingerprint() -> str:
     return fingerprint(cpuinfo, f"{platform.machine()} {platform.processor()}")
 
 
+def xla_flags_fingerprint(xla_flags: str) -> str:
+    """A short hash of an XLA_FLAGS value, the same whatever the order of its flags."""
+    return hashlib.sha256(" ".join(sorted(xla_flags.split())).encode()).hexdigest()[:8]
+
+
 def cache_directory(environ: Mapping[str, str] = os.environ) -> Optional[Path]:
-    """This machine's cache folder, or None when TILTSWEEP_COMPILE_CACHE turns it off."""
+    """This machine's cache folder for the XLA_FLAGS of `environ`, or None when
+    TILTSWEEP_COMPILE_CACHE turns it off. Call it after the process has set its XLA_FLAGS."""
     root = environ.get("TILTSWEEP_COMPILE_CACHE", "").strip()
     if root.lower() in OFF:
         return None
     if not root:
         root = str(Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tiltsweep" / "xla")
-    return Path(root).expanduser() / f"cpu-{cpu_fingerprint()}"
+    return Path(root).expanduser() / f"cpu-{cpu_fingerprint()}-xla-{xla_flags_fingerprint(environ.get('XLA_FLAGS', ''))}"
 
 
 def enable_compile_cache(directory: Optional[Path]) -> None:
