@@ -36,6 +36,14 @@ def write_grid(directory: Path, name="ray-sweep", amplitudes="[1, 10]", epochs=2
     return path
 
 
+def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = None) -> dict:
+    """An environment in which the matching points (default: all) of a driver's sweep hold at
+    epoch 1500 (after their checkpoint at 1000, with write_grid's settings) until `release`
+    exists, once per point: a test makes its moment happen instead of racing the sweep for it."""
+    fault = {"where": where or {}, "epoch": 1500, "action": "hold", "until": str(release)}
+    return {**(env or os.environ), "TILTSWEEP_FAULTS": json.dumps([fault])}
+
+
 def status_json(results_dir: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", "sweep.cli", "status", str(results_dir), "--json"],
                          capture_output=True, text=True, check=True).stdout

@@ -15,7 +15,7 @@ from sweep.cli import main
 from sweep.grid import load_grid
 from sweep.groups import plan_groups
 from sweep.results import ResultsDir
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, records, status_json, write_grid
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, write_grid
 
 pytestmark = pytest.mark.slow
 POINTS = 6
@@ -28,13 +28,11 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
         cluster.wait_for_cpus(3)
         out = tmp_path / "shared"
         grid = write_grid(tmp_path, name="two-nodes", epochs=2000)
-        # Every point holds at epoch 1500, after its checkpoint at 1000, until `release` exists:
-        # the test does not race the sweep for a trial caught between two checkpoints, on a
-        # machine of any speed. A retried point does not hold again (times: 1).
+        # Every point holds after its checkpoint at 1000 until `release` exists: the test does
+        # not race the sweep for a trial between two checkpoints, on a machine of any speed.
         release = tmp_path / "release"
-        hold = [{"epoch": 1500, "action": "hold", "until": str(release)}]
         driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"],
-                        env={**cluster.env, "TILTSWEEP_FAULTS": json.dumps(hold)})
+                        env=holding(release, env=cluster.env))
         directory = out / "two-nodes"
         results = ResultsDir(directory)
         try:
@@ -67,18 +65,22 @@ def snapshot_after_kill(directory):
 
 @pytest.mark.parametrize("moment", ["before the first result", "mid-way", "while writing results"])
 def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment, tally):
-    grid = write_grid(tmp_path, name="killed", epochs=30000)
+    grid = write_grid(tmp_path, name="killed", epochs=2000)
     out = tmp_path / "results"
     directory = out / "killed"
-    env = os.environ.copy()
-    if moment == "while writing results":
+    release = tmp_path / "release"  # never made: the killed driver's held points stay held
+    if moment == "before the first result":  # every point holds after its first checkpoint
+        env = holding(release)
+    elif moment == "mid-way":  # one point holds after its first checkpoint, the others finish
+        env = holding(release, where={"amplitude": 1, "seed": 1})
+    else:
         # The driver kills itself just before renaming its 3rd summary.parquet into place: the
         # first is written when the run starts, the next two when points finish.
-        env["TILTSWEEP_FAILPOINTS"] = "replace:summary.parquet@3"
+        env = {**os.environ, "TILTSWEEP_FAILPOINTS": "replace:summary.parquet@3"}
     driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env)
     try:
         if moment == "before the first result":
-            driver.wait_until(lambda: checkpoint_epochs(directory) and not records(directory), what="a checkpoint before any result")
+            driver.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint")
             driver.kill()
         elif moment == "mid-way":
             driver.wait_until(lambda: records(directory) and checkpoint_epochs(directory, exclude=records(directory)), what="a result and a checkpoint")
@@ -92,39 +94,46 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
     state = status_json(directory)
     assert state["completed"] == len(finished) and state["partial"] == len(partial)
     assert state["completed"] + state["partial"] + state["pending"] == POINTS
+    if moment == "before the first result":
+        assert not finished and partial
+    if moment == "mid-way":
+        assert finished and partial
     if moment == "while writing results":
         assert list(directory.glob(".summary.parquet.*.tmp"))  # the write it was killed in
         assert len(finished) >= 2  # two records were written before their filing was cut short
 
     assert main(["resume", str(directory), "--no-plot"]) == 0
-    assert_each_point_once(directory, POINTS, evaluations=61)
+    assert_each_point_once(directory, POINTS, evaluations=5)
     final = records(directory)
     for trial_id, record in finished.items():
         assert final[trial_id]["finished_at"] == record["finished_at"]  # not run again
     for trial_id, epoch in partial.items():
         assert final[trial_id]["resumed_from_epoch"] == epoch > 0  # continued, not restarted
-    assert not list(directory.rglob(".*.tmp"))
+    assert not list(directory.glob("**/.*.tmp"))
     tally(test=f"driver SIGKILLed {moment}", faults=1, points=POINTS, rows_lost=POINTS - len(final))
 
 
 def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tally):
-    grid = write_grid(tmp_path, name="worker-killed", epochs=30000)
+    grid = write_grid(tmp_path, name="worker-killed", epochs=2000)
     out = tmp_path / "results"
     directory = out / "worker-killed"
-    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"])
+    release = tmp_path / "release"
+    trial_id = next(p.trial_id for p in load_grid(grid).points if p.axes == {"loss.amplitude": 10.0, "seed": 0})
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(release, where={"trial_id": trial_id}))
     try:
         results = ResultsDir(directory)
-        driver.wait_until(lambda: checkpoint_epochs(directory, exclude=records(directory)), what="a checkpoint")
-        trial_id = next(iter(checkpoint_epochs(directory, exclude=records(directory))))
+        driver.wait_until(lambda: trial_id in checkpoint_epochs(directory), what="the held point's checkpoint")
         worker = results.attempt(trial_id)["pid"]
         assert worker in {p.pid for p in driver.tree.remember()}  # a Ray worker of this sweep
-        os.kill(worker, 9)  # the worker process training that point
+        os.kill(worker, 9)  # the worker process training that point, held after its checkpoint
+        release.touch()
         assert driver.wait(timeout=300) == 0, driver.output()
     finally:
+        release.touch()
         driver.kill() if driver.process.poll() is None else None
-    assert_each_point_once(directory, POINTS, evaluations=61)
+    assert_each_point_once(directory, POINTS, evaluations=5)
     final = records(directory)
-    assert final[trial_id]["attempts"] == 2 and final[trial_id]["resumed_from_epoch"] > 0
+    assert final[trial_id]["attempts"] == 2 and final[trial_id]["resumed_from_epoch"] == 1000
     assert all(r["attempts"] == 1 for t, r in final.items() if t != trial_id)
     tally(test="worker process SIGKILLed from outside", faults=1, points=POINTS, rows_lost=0)
 
@@ -212,10 +221,10 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
 
 
 def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, tally):
-    grid = write_grid(tmp_path, name="locked", epochs=30000)
+    grid = write_grid(tmp_path, name="locked", epochs=2000)
     out = tmp_path / "results"
     directory = out / "locked"
-    first = Driver(["run", str(grid), "--out", str(out), "--no-plot"])
+    first = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(tmp_path / "never"))  # runs until killed
     try:
         first.wait_until(lambda: (directory / ".lock").exists(), what="the lock")
         capsys.readouterr()
@@ -228,7 +237,7 @@ def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, t
     assert json.loads((directory / ".lock").read_text())["pid"] == first.process.pid
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert not (directory / ".lock").exists() and list(directory.glob(".lock.stale-*"))
-    assert_each_point_once(directory, POINTS, evaluations=61)
+    assert_each_point_once(directory, POINTS, evaluations=5)
     tally(test="two runs at once, then the first SIGKILLed", faults=2, points=POINTS, rows_lost=0)
 
 
