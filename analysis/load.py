@@ -15,10 +15,10 @@ from typing import Optional
 import pandas as pd
 import yaml
 
-from sweep.grid import SHORT_NAMES, GridError, axis_column, load_grid
-from sweep.ledger import read_summary
-from sweep.results import ResultsDir
-from sweep.store import read_curves
+from tiltsweep.sweep.grid import SHORT_NAMES, GridError, axis_column, load_grid
+from tiltsweep.sweep.ledger import read_summary
+from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.store import read_curves
 
 
 @dataclass

@@ -2,7 +2,7 @@
 a matplotlib Figure to restyle or save; each `*_table` function returns the reduced DataFrame
 that its figure draws.
 
-    from analysis import plots
+    from tiltsweep.analysis import plots
     figure = plots.phase_diagram("results/quickstart")                  # val_accuracy over (T, A)
     figure = plots.phase_diagram("results/spiral-width", x="model.width", y="amplitude")
     figure = plots.phase_diagram("results/quickstart", gain=True)       # minus the A = 1 row
@@ -21,9 +21,9 @@ from typing import Optional, Union
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import figures
-from analysis.load import Results, load_results, num_classes
-from analysis.reduce import SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds
+from tiltsweep.analysis import figures
+from tiltsweep.analysis.load import Results, load_results, num_classes
+from tiltsweep.analysis.reduce import SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds
 
 
 class PlotError(ValueError):

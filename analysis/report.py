@@ -24,10 +24,10 @@ from typing import Optional
 
 import pandas as pd
 
-from analysis import figures, plots
-from analysis.load import Results, load_results
-from analysis.plots import PlotError, metric_label
-from sweep.atomic import atomic_write
+from tiltsweep.analysis import figures, plots
+from tiltsweep.analysis.load import Results, load_results
+from tiltsweep.analysis.plots import PlotError, metric_label
+from tiltsweep.sweep.atomic import atomic_write
 
 FORMATS = ("png", "pdf", "svg")
 

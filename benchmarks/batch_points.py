@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import interleaved, median, save, timed  # noqa: E402
-from trainers import train_group  # noqa: E402
+from tiltsweep.trainers import train_group  # noqa: E402
 
 STEPS = 10_000
 GROUPS = (1, 2, 4, 8)

@@ -41,7 +41,7 @@ def measure(points: int) -> dict:
         grid.write_text(GRID.replace("SEEDS", str(list(range(points // 100)))))
         started = time.perf_counter()
         log = open(Path(scratch) / "driver.log", "w+")
-        driver = subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", str(grid), "--out", scratch, "--no-plot"],
+        driver = subprocess.Popen([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"],
                                   stdout=log, stderr=subprocess.STDOUT, text=True)
         process = psutil.Process(driver.pid)
         peak_driver = peak_others = 0

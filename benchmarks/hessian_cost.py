@@ -17,8 +17,8 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import interleaved, median, save, timed  # noqa: E402
-from trainers.config import TrialConfig  # noqa: E402
-from trainers.train import prepare  # noqa: E402
+from tiltsweep.trainers.config import TrialConfig  # noqa: E402
+from tiltsweep.trainers.train import prepare  # noqa: E402
 
 STEPS = 1000
 

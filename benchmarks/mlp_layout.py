@@ -31,8 +31,8 @@ def step_loop(feature_major: bool, shape, dtype: str):
     import jax
     import jax.numpy as jnp
 
-    from trainers.loss import class_weights, dynamical_loss
-    from trainers.models import MLP
+    from tiltsweep.trainers.loss import class_weights, dynamical_loss
+    from tiltsweep.trainers.models import MLP
 
     points, inputs, width, depth, classes = shape
     x = jax.random.normal(jax.random.PRNGKey(1), (points, inputs), dtype)

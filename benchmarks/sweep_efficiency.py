@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import median, save  # noqa: E402
-from sweep.grid import load_grid  # noqa: E402
-from sweep.results import ResultsDir  # noqa: E402
-from sweep.runner import results_dir_for, run_sweep  # noqa: E402
+from tiltsweep.sweep.grid import load_grid  # noqa: E402
+from tiltsweep.sweep.results import ResultsDir  # noqa: E402
+from tiltsweep.sweep.runner import results_dir_for, run_sweep  # noqa: E402
 
 WORKERS = 2
 

@@ -43,9 +43,9 @@ def straightforward(dtype: str, feature_major: bool = False):
     import jax
     import jax.numpy as jnp
 
-    from trainers.data import spiral_points
-    from trainers.loss import class_weights, dynamical_loss
-    from trainers.models import MLP
+    from tiltsweep.trainers.data import spiral_points
+    from tiltsweep.trainers.loss import class_weights, dynamical_loss
+    from tiltsweep.trainers.models import MLP
 
     x, y = spiral_points(100, 3, 4.0, 0.2, 0)
     x = jnp.asarray(x, dtype)
@@ -86,7 +86,7 @@ def measure(dtype: str, repeats: int) -> dict:
 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from trainers import train
+    from tiltsweep.trainers import train
 
     baseline, baseline_with_our_model = straightforward(dtype), straightforward(dtype, feature_major=True)
     baseline(5), baseline_with_our_model(5)  # compile

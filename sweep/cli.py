@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from sweep.errors import Refused
+from tiltsweep.sweep.errors import Refused
 
 EXIT_OK, EXIT_INTERNAL, EXIT_REFUSED, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -129,7 +129,7 @@ def formats_of(args) -> list[str]:
 
 
 def fault_plan() -> list:
-    from sweep.faults import ENVIRONMENT_VARIABLE, plan_from_environment
+    from tiltsweep.sweep.faults import ENVIRONMENT_VARIABLE, plan_from_environment
 
     try:
         return plan_from_environment()
@@ -141,8 +141,8 @@ def check_plot_options(spec, args) -> None:
     """Refuse plot options that could only fail after the sweep has run."""
     if args.no_plot:
         return
-    from analysis.report import PlotError, check_formats
-    from sweep.ledger import PLOTTABLE_COLUMNS
+    from tiltsweep.analysis.report import PlotError, check_formats
+    from tiltsweep.sweep.ledger import PLOTTABLE_COLUMNS
 
     try:
         check_formats(formats_of(args))
@@ -157,7 +157,7 @@ def check_plot_options(spec, args) -> None:
 
 
 def execute(spec, results, args) -> int:
-    from sweep.runner import format_outcome, run_sweep
+    from tiltsweep.sweep.runner import format_outcome, run_sweep
 
     check_plot_options(spec, args)
     outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, faults=fault_plan())
@@ -168,7 +168,7 @@ def execute(spec, results, args) -> int:
 
 
 def draw(directory: Path, args) -> list[Path]:
-    from analysis.report import PlotError, build_report
+    from tiltsweep.analysis.report import PlotError, build_report
 
     try:
         paths = build_report(directory, args.metric, args.x, args.y, formats_of(args), args.epoch)
@@ -186,8 +186,8 @@ def command_plot(args) -> int:
 
 
 def command_run(args) -> int:
-    from sweep.grid import load_grid
-    from sweep.runner import results_dir_for
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.runner import results_dir_for
 
     spec = load_grid(args.grid)
     return execute(spec, results_dir_for(spec, args.out), args)
@@ -195,8 +195,8 @@ def command_run(args) -> int:
 
 def open_results(directory: Path):
     """(GridSpec, ResultsDir) of an existing results directory."""
-    from sweep.grid import load_grid
-    from sweep.results import ResultsDir
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.results import ResultsDir
 
     results = ResultsDir(directory)
     if not results.root.is_dir():
@@ -212,7 +212,7 @@ def command_resume(args) -> int:
 
 
 def command_status(args) -> int:
-    from sweep.status import format_status, sweep_status
+    from tiltsweep.sweep.status import format_status, sweep_status
 
     spec, results = open_results(args.directory)
     status = sweep_status(spec, results)
@@ -223,13 +223,13 @@ def command_status(args) -> int:
 def command_submit(args) -> int:
     import yaml
 
-    from sweep.grid import load_grid
+    from tiltsweep.sweep.grid import load_grid
 
     spec = load_grid(args.grid, check_data=False)  # the data lives on the cluster, not here
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
     if written and not Path(str(written)).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
-    from sweep import executor
+    from tiltsweep.sweep import executor
 
     job_id = executor.submit_job(args.address, args.grid, args.out, [])
     print(f"submitted {spec.name} ({len(spec.points)} points) as Ray job {job_id}")
@@ -240,7 +240,7 @@ def command_submit(args) -> int:
 
 
 def command_lr_range(args) -> int:
-    from sweep.lr_range import run_range_test
+    from tiltsweep.sweep.lr_range import run_range_test
 
     frame, suggestion, table, figure = run_range_test(args.grid, args.out, args.min_lr, args.max_lr, args.epochs, args.eval_every)
     print(f"range test over {frame['learning_rate'].iloc[0]:.3g} .. {frame['learning_rate'].iloc[-1]:.3g}: "
@@ -250,7 +250,7 @@ def command_lr_range(args) -> int:
 
 
 def command_interpolate(args) -> int:
-    from sweep.interpolation import interpolate_states
+    from tiltsweep.sweep.interpolation import interpolate_states
 
     open_results(args.directory)
     frame, table, figure = interpolate_states(args.directory, args.a, args.b)

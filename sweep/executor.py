@@ -17,6 +17,8 @@ sweeps to a cluster as Ray jobs.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
 import re
@@ -39,19 +41,16 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-import analysis  # noqa: E402
-import sweep  # noqa: E402
-import trainers  # noqa: E402
-from sweep.errors import Refused  # noqa: E402
-from sweep.grid import GridPoint, GridSpec  # noqa: E402
-from sweep.chains import chain_id, plan_chains  # noqa: E402
-from sweep.groups import plan_groups  # noqa: E402
-from sweep.filer import Filer  # noqa: E402
-from sweep.ledger import Ledger, is_final  # noqa: E402
-from sweep.progress import Progress  # noqa: E402
-from sweep.results import ResultsDir  # noqa: E402
-from sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
-from trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
+from tiltsweep.sweep.errors import Refused  # noqa: E402
+from tiltsweep.sweep.grid import GridPoint, GridSpec  # noqa: E402
+from tiltsweep.sweep.chains import chain_id, plan_chains  # noqa: E402
+from tiltsweep.sweep.groups import plan_groups  # noqa: E402
+from tiltsweep.sweep.filer import Filer  # noqa: E402
+from tiltsweep.sweep.ledger import Ledger, is_final  # noqa: E402
+from tiltsweep.sweep.progress import Progress  # noqa: E402
+from tiltsweep.sweep.results import ResultsDir  # noqa: E402
+from tiltsweep.sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
+from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
 
 
 def clear_ipython_only_where_imported() -> None:
@@ -77,7 +76,25 @@ def clear_ipython_only_where_imported() -> None:
 clear_ipython_only_where_imported()
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
-PACKAGE_DIRS = [str(Path(package.__file__).parent) for package in (trainers, sweep, analysis)]  # shipped to clusters
+PARTS = ("trainers", "sweep", "analysis")
+
+
+@functools.lru_cache(maxsize=1)  # one copy per process
+def shipped_package() -> str:
+    """The folder shipped to a cluster's workers as the `tiltsweep` package (Ray's py_modules
+    names a module after its folder). An installed tiltsweep is one folder; an editable install
+    maps its parts from the repository's top-level folders, so they are copied into one."""
+    import tiltsweep
+
+    installed = Path(tiltsweep.__file__).parent
+    if all((installed / part / "__init__.py").exists() for part in PARTS):
+        return str(installed)
+    staging = Path(tempfile.mkdtemp(prefix="tiltsweep-ship-")) / "tiltsweep"
+    shutil.copytree(installed, staging, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in PARTS:
+        source = Path(importlib.import_module(f"tiltsweep.{part}").__file__).parent
+        shutil.copytree(source, staging / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return str(staging)
 
 
 class ClusterUnreachable(Refused):
@@ -113,7 +130,7 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
     try:
         if address:
             shipped = os.environ.get(CODE_SHIPPED) == "1"  # inside a submitted job: the job carries it
-            ray.init(address=address, runtime_env=None if shipped else {"py_modules": PACKAGE_DIRS}, **quiet)
+            ray.init(address=address, runtime_env=None if shipped else {"py_modules": [shipped_package()]}, **quiet)
         else:
             ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
     except (ConnectionError, RuntimeError) as error:
@@ -314,9 +331,9 @@ def submit_job(address: str, grid_path: Path, out: str, extra_args: list[str]) -
         raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {first_line_of_error(str(error))}") from None
     staging = Path(tempfile.mkdtemp(prefix="tiltsweep-submit-"))
     (staging / grid_path.name).write_bytes(grid_path.read_bytes())
-    entrypoint = " ".join(["python", "-m", "sweep.cli", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])
+    entrypoint = " ".join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])
     return client.submit_job(
         entrypoint=entrypoint,
-        runtime_env={"working_dir": str(staging), "py_modules": PACKAGE_DIRS, "env_vars": {CODE_SHIPPED: "1"}},
+        runtime_env={"working_dir": str(staging), "py_modules": [shipped_package()], "env_vars": {CODE_SHIPPED: "1"}},
         metadata={"tool": "tiltsweep", "grid": grid_path.name},
     )

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from sweep.grid import SHORT_NAMES
+from tiltsweep.sweep.grid import SHORT_NAMES
 
 ENVIRONMENT_VARIABLE = "TILTSWEEP_FAULTS"
 

@@ -17,8 +17,8 @@ import queue
 import threading
 from typing import Iterable, Optional
 
-from sweep.ledger import Ledger
-from sweep.progress import Progress
+from tiltsweep.sweep.ledger import Ledger
+from tiltsweep.sweep.progress import Progress
 
 CLOSE = None
 

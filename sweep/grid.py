@@ -27,10 +27,10 @@ from typing import Any, Optional
 import yaml
 from pydantic import Field, ValidationError
 
-from sweep.errors import Refused
-from sweep.identity import trial_id
-from trainers.config import PositiveFloat, Section, TrialConfig
-from trainers.data import DatasetError, check_data
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.identity import trial_id
+from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig
+from tiltsweep.trainers.data import DatasetError, check_data
 
 SHORT_NAMES = {"amplitude": "loss.amplitude", "period": "loss.period", "seed": "seed"}
 CONFIG_SECTIONS = ("data", "model", "optimizer", "schedule", "training", "loss")

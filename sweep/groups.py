@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sweep.grid import GridPoint
-from trainers.train import batch_signature
+from tiltsweep.sweep.grid import GridPoint
+from tiltsweep.trainers.train import batch_signature
 
 
 def plan_groups(points: list[GridPoint]) -> list[list[GridPoint]]:

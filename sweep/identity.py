@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from trainers.config import TrialConfig
+from tiltsweep.trainers.config import TrialConfig
 
 NOT_IDENTITY = {
     ("training", "checkpoint_every"), ("training", "batch_points"), ("training", "keep_final_state"), ("training", "keep_checkpoints"),

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweep.atomic import atomic_write
-from sweep.errors import Refused
-from sweep.results import CorruptFile, ResultsDir, checkpoint_name
-from sweep.store import write_table
+from tiltsweep.sweep.atomic import atomic_write
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.results import CorruptFile, ResultsDir, checkpoint_name
+from tiltsweep.sweep.store import write_table
 
 
 @dataclass
@@ -35,7 +35,7 @@ def parse_endpoint(text: str) -> Endpoint:
 
 def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
     """(the trial's config, the state dict) of an endpoint, or Refused saying what is missing."""
-    from trainers import Checkpoint
+    from tiltsweep.trainers import Checkpoint
 
     try:
         record = results.read_record(endpoint.trial_id)
@@ -55,8 +55,8 @@ def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
 
 
 def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataFrame, Path, Path]:
-    from trainers import TrialConfig
-    from trainers.interpolate import interpolate
+    from tiltsweep.trainers import TrialConfig
+    from tiltsweep.trainers.interpolate import interpolate
 
     results = ResultsDir(directory)
     first, second = parse_endpoint(a), parse_endpoint(b)
@@ -70,7 +70,7 @@ def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataF
     name = f"{a}__{b}".replace("@", "-at-")
     table = results.root / "interpolations" / f"{name}.parquet"
     write_table(frame, table)
-    from analysis import figures
+    from tiltsweep.analysis import figures
 
     figure = results.figures_dir / f"interpolation_{name}.png"
     atomic_write(figure, figures.save(figures.interpolation(frame, f"{results.root.name}: from {a} (alpha = 0) to {b} (alpha = 1)"), "png"))

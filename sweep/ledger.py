@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from sweep.atomic import remove_stale_asides
-from sweep.results import CorruptFile, ResultsDir
-from sweep.store import CorruptTable, check_readable, curve_path, read_table, write_curve, write_table
+from tiltsweep.sweep.atomic import remove_stale_asides
+from tiltsweep.sweep.results import CorruptFile, ResultsDir
+from tiltsweep.sweep.store import CorruptTable, check_readable, curve_path, read_table, write_curve, write_table
 
 FINAL_METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run

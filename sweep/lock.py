@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from sweep.errors import Refused
+from tiltsweep.sweep.errors import Refused
 
 
 class LockHeld(Refused):

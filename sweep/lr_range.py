@@ -14,10 +14,10 @@ from typing import Optional
 
 import pandas as pd
 
-from sweep.atomic import atomic_write
-from sweep.errors import Refused
-from sweep.grid import load_grid
-from sweep.store import write_table
+from tiltsweep.sweep.atomic import atomic_write
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.store import write_table
 
 COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 
@@ -25,7 +25,7 @@ COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "va
 def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int], eval_every: Optional[int]):
     from pydantic import ValidationError
 
-    from trainers import TrialConfig
+    from tiltsweep.trainers import TrialConfig
 
     raw = base.model_dump(mode="json")
     raw["schedule"] = {"name": "range_test", "min_lr": min_lr, "max_lr": max_lr}
@@ -43,9 +43,9 @@ def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int],
 
 def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: Optional[int] = None, eval_every: Optional[int] = None):
     """(frame, suggestion, parquet path, figure path)."""
-    from analysis import figures
-    from analysis.reduce import suggest_learning_rates
-    from trainers import train
+    from tiltsweep.analysis import figures
+    from tiltsweep.analysis.reduce import suggest_learning_rates
+    from tiltsweep.trainers import train
 
     if not 0 < min_lr < max_lr:
         raise Refused(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import msgpack
 
-from sweep.atomic import atomic_write
+from tiltsweep.sweep.atomic import atomic_write
 
 CHECKPOINTS_KEPT = 2
 RECORD_KEYS = {"trial_id", "status", "config", "history"}

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
 
-from sweep.errors import Refused
-from sweep.grid import GridSpec
-from sweep.ledger import FINAL_STATUSES, Ledger
-from sweep.lock import LockHeld, RunLock, describe, owner_alive
-from sweep.progress import Progress, clock
-from sweep.provenance import code_version
-from sweep.results import ResultsDir
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.grid import GridSpec
+from tiltsweep.sweep.ledger import FINAL_STATUSES, Ledger
+from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
+from tiltsweep.sweep.progress import Progress, clock
+from tiltsweep.sweep.provenance import code_version
+from tiltsweep.sweep.results import ResultsDir
 
 
 class RunRefused(Refused):
@@ -66,7 +66,7 @@ def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
     dashboard: bool = False, stream: Optional[TextIO] = None, faults: Optional[list] = None,
 ) -> RunOutcome:
-    from sweep import executor  # Ray loads only for runs
+    from tiltsweep.sweep import executor  # Ray loads only for runs
 
     if address:
         executor.probe_address(address)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sweep.grid import GridSpec, axis_column
-from sweep.results import CorruptFile, ResultsDir
-from sweep.store import CorruptTable, check_readable, curve_files
+from tiltsweep.sweep.grid import GridSpec, axis_column
+from tiltsweep.sweep.results import CorruptFile, ResultsDir
+from tiltsweep.sweep.store import CorruptTable, check_readable, curve_files
 
 CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweep.atomic import atomic_write
+from tiltsweep.sweep.atomic import atomic_write
 
 
 class CorruptTable(ValueError):

@@ -20,11 +20,11 @@ from typing import Callable
 
 import jax
 
-from sweep.faults import faults_for
-from sweep.grid import GridPoint, GridSpec
-from sweep.groups import group_id
-from sweep.ledger import is_final
-from sweep.results import CorruptFile, ResultsDir, checkpoint_name
+from tiltsweep.sweep.faults import faults_for
+from tiltsweep.sweep.grid import GridPoint, GridSpec
+from tiltsweep.sweep.groups import group_id
+from tiltsweep.sweep.ledger import is_final
+from tiltsweep.sweep.results import CorruptFile, ResultsDir, checkpoint_name
 
 
 def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
@@ -58,7 +58,7 @@ def permanent_errors() -> tuple:
     """Errors that depend only on a point's inputs (its config, its data)."""
     from pydantic import ValidationError
 
-    from trainers.data import DatasetError
+    from tiltsweep.trainers.data import DatasetError
 
     return (ValidationError, DatasetError)
 
@@ -102,7 +102,7 @@ def has_final_record(results: ResultsDir, trial_id: str) -> bool:
 def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
     """Train every member of a group; members that resume from the same epoch train together.
     Returns the members' statuses."""
-    from trainers import Checkpoint, TrialConfig, train_group, training_loop_compilations
+    from tiltsweep.trainers import Checkpoint, TrialConfig, train_group, training_loop_compilations
 
     results = ResultsDir(payload["results_dir"])
     members = payload["members"]
@@ -187,7 +187,7 @@ def final_state_bytes(result) -> bytes:
     """A finished point's final train state, in the checkpoint format."""
     import flax.serialization
 
-    from trainers import Checkpoint
+    from tiltsweep.trainers import Checkpoint
 
     return Checkpoint(result.epochs, flax.serialization.to_state_dict(result.state), [], result.wall_seconds).to_bytes()
 

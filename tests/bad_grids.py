@@ -66,7 +66,7 @@ def markdown_table() -> str:
         for number, (title, text, _) in enumerate(CASES, 1):
             with open(os.path.join(scratch, "bad.yaml"), "w") as handle:
                 handle.write(text)
-            run = subprocess.run([sys.executable, "-m", "sweep.cli", "run", "bad.yaml"], cwd=scratch, capture_output=True, text=True)
+            run = subprocess.run([sys.executable, "-m", "tiltsweep", "run", "bad.yaml"], cwd=scratch, capture_output=True, text=True)
             message = run.stderr.strip().replace("|", "\\|")
             rows.append(f"| {number} | {title} | {run.returncode} | `{message}` |")
     return "\n".join(rows)

@@ -51,7 +51,7 @@ def session_compile_cache(tmp_path_factory):
     (for runs under a restricted instruction set: every program compiled for it)."""
     import os
 
-    from trainers.compile_cache import OFF
+    from tiltsweep.trainers.compile_cache import OFF
 
     if os.environ.get("TILTSWEEP_COMPILE_CACHE", "").strip().lower() not in OFF:
         os.environ["TILTSWEEP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))

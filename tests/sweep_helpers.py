@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from process_tree import ProcessTree
-from sweep.results import ResultsDir
+from tiltsweep.sweep.results import ResultsDir
 
 GRID = """\
 name: {name}
@@ -45,7 +45,7 @@ def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = N
 
 
 def status_json(results_dir: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "sweep.cli", "status", str(results_dir), "--json"],
+    out = subprocess.run([sys.executable, "-m", "tiltsweep", "status", str(results_dir), "--json"],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -66,7 +66,7 @@ class Driver:
     that after a SIGKILL those can be stopped by id."""
 
     def __init__(self, args: list[str], env: Optional[dict] = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], env=env or os.environ.copy(),
+        self.process = subprocess.Popen([sys.executable, "-m", "tiltsweep", *args], env=env or os.environ.copy(),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.tree = ProcessTree(self.process.pid)
 

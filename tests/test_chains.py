@@ -3,12 +3,12 @@ chain (real training, no Ray; the Ray side is in test_reliability.py)."""
 
 import pytest
 
-from sweep.chains import LONGEST, SHARE, chain_id, plan_chains
-from sweep.faults import InjectedFault
-from sweep.grid import load_grid
-from sweep.groups import plan_groups
-from sweep.runner import results_dir_for
-from sweep.worker import payload_for, run_chain
+from tiltsweep.sweep.chains import LONGEST, SHARE, chain_id, plan_chains
+from tiltsweep.sweep.faults import InjectedFault
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.groups import plan_groups
+from tiltsweep.sweep.runner import results_dir_for
+from tiltsweep.sweep.worker import payload_for, run_chain
 from sweep_helpers import write_grid
 
 

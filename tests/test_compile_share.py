@@ -12,7 +12,7 @@ import pytest
 
 from conftest import spiral_config
 from fresh_process import SHARED_PROGRAMS, how_built, outcome, start_training
-from trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, Claims, build_in_turn
+from tiltsweep.trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, Claims, build_in_turn
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ import re
 import pandas as pd
 import pytest
 
-from analysis import plots
-from sweep.cli import main
-from sweep.results import ResultsDir
+from tiltsweep.analysis import plots
+from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.results import ResultsDir
 
 pytestmark = pytest.mark.slow
 

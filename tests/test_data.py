@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import write_cifar10_dir
-from trainers.augment import flip_and_crop
-from trainers.config import Cifar10Data, DigitsData, SpiralData
-from trainers.data import DatasetError, load_dataset
+from tiltsweep.trainers.augment import flip_and_crop
+from tiltsweep.trainers.config import Cifar10Data, DigitsData, SpiralData
+from tiltsweep.trainers.data import DatasetError, load_dataset
 
 
 def test_spiral_shapes_and_a_fresh_validation_draw():

@@ -3,14 +3,16 @@ table, and the marked cells are exactly where points failed, diverged or are mis
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import plots
-from analysis.report import build_report
-from sweep.cli import main
-from sweep.results import ResultsDir
+from tiltsweep.analysis import plots
+from tiltsweep.analysis.report import build_report
+from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.results import ResultsDir
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +77,21 @@ def test_report_writes_every_figure_and_an_index(results_dir):
         if path.suffix == ".png":
             assert f"src='{path.name}'" in index
     assert "Trials that did not complete" in index and "InjectedFault" in index
+
+
+def test_reading_results_loads_no_jax(results_dir):
+    """`tiltsweep status`, `tiltsweep plot` and the notebook API only read files."""
+    code = (
+        "import sys\n"
+        "from tiltsweep.sweep.cli import main\n"
+        f"main(['status', {str(results_dir)!r}])\n"
+        f"main(['plot', {str(results_dir)!r}, '--format', 'png'])\n"
+        "from tiltsweep.analysis import plots\n"
+        f"plots.phase_diagram({str(results_dir)!r}, x={LR!r}, y='amplitude')\n"
+        "print('JAX LOADED' if 'jax' in sys.modules else 'no jax')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "no jax", done.stdout + done.stderr
 
 
 def test_heatmap_numbers_equal_the_reduced_table(results_dir):

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from bad_grids import CASES, GOOD
-from sweep.cli import main
-from sweep.grid import GridError, load_grid
-from trainers.config import TrialConfig
+from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.grid import GridError, load_grid
+from tiltsweep.trainers.config import TrialConfig
 
 GRIDS = Path(__file__).resolve().parent.parent / "grids"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from trainers.hessian import hessian_top_eigenvalues
-from trainers.loss import class_weights, dynamical_loss
-from trainers.models import MLP
+from tiltsweep.trainers.hessian import hessian_top_eigenvalues
+from tiltsweep.trainers.loss import class_weights, dynamical_loss
+from tiltsweep.trainers.models import MLP
 
 
 @pytest.fixture
@@ -48,9 +48,9 @@ def test_full_order_is_exact_and_the_start_vector_does_not_matter(x64):
 
 
 def test_training_records_the_top_eigenvalues_every_hessian_every_steps():
-    from trainers.train import prepare
-    from trainers.config import TrialConfig
-    from trainers import train
+    from tiltsweep.trainers.train import prepare
+    from tiltsweep.trainers.config import TrialConfig
+    from tiltsweep.trainers import train
 
     config = {
         "data": {"name": "spiral", "points_per_class": 30, "classes": 3},

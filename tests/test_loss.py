@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from trainers.loss import class_weights, dynamical_loss, emphasized_class
+from tiltsweep.trainers.loss import class_weights, dynamical_loss, emphasized_class
 
 C = 3
 

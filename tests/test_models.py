@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainers.config import MLPModel, Myrtle5Model, WideResNetModel
-from trainers.models import MLP, build_model
+from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+from tiltsweep.trainers.models import MLP, build_model
 
 
 def logits_shape(cfg, input_shape, classes=3):

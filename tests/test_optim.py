@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from conftest import spiral_config
-from trainers.config import TrialConfig
-from trainers.optim import OptimizerKind, hyperparameters, learning_rate_at, update_direction
+from tiltsweep.trainers.config import TrialConfig
+from tiltsweep.trainers.optim import OptimizerKind, hyperparameters, learning_rate_at, update_direction
 
 
 def trial(optimizer=None, schedule=None, epochs=700):

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.reduce import curve_bands, gain_over_baseline, metric_at_epoch, reduce_seeds
+from tiltsweep.analysis.reduce import curve_bands, gain_over_baseline, metric_at_epoch, reduce_seeds
 
 AXES = {"amplitude": [1, 10], "period": [100, 200], "seed": [0, 1, 2]}
 
@@ -89,7 +89,7 @@ def test_curve_bands_average_completed_seeds_per_epoch():
 
 
 def test_instability_threshold_is_the_mean_top_eigenvalue_at_starts_and_ends():
-    from analysis.reduce import instability_threshold
+    from tiltsweep.analysis.reduce import instability_threshold
 
     steps = [0, 25, 50, 75, 100, 125, 150, 175, 200]
     top = [1.00, 1.02, 1.05, 1.30, 1.60, 1.62, 1.64, 1.20, 1.21]  # jumps at 75, 100 and at 175
@@ -103,7 +103,7 @@ def test_instability_threshold_is_the_mean_top_eigenvalue_at_starts_and_ends():
 
 
 def test_suggested_rates_mark_the_take_off_and_the_peak_of_accuracy():
-    from analysis.reduce import suggest_learning_rates
+    from tiltsweep.analysis.reduce import suggest_learning_rates
 
     rates = [0.001 * i for i in range(1, 101)]
     accuracy = [0.1] * 20 + [0.1 + 0.02 * i for i in range(40)] + [0.88] * 10 + [0.5] * 30  # rises at 21, reaches 0.88 at 60
@@ -117,7 +117,7 @@ def test_suggested_rates_mark_the_take_off_and_the_peak_of_accuracy():
 def test_grid_axes_of_a_grid_file_read_without_validation():
     """The fallback for a grid.yaml this version no longer accepts: short names become columns,
     and sub-grids' axes are merged, each value once."""
-    from analysis.load import grid_axes
+    from tiltsweep.analysis.load import grid_axes
 
     assert grid_axes("grid: {amplitude: [1, 10], loss.period: [5], model.widht: [3]}") == {
         "amplitude": [1, 10], "period": [5], "model.widht": [3]}

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from ray_cluster import LocalCluster
-from sweep.chains import plan_chains
-from sweep.cli import main
-from sweep.grid import load_grid
-from sweep.groups import plan_groups
-from sweep.results import ResultsDir
+from tiltsweep.sweep.chains import plan_chains
+from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.groups import plan_groups
+from tiltsweep.sweep.results import ResultsDir
 from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, write_grid
 
 pytestmark = pytest.mark.slow

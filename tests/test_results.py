@@ -10,13 +10,13 @@ import time
 import pandas as pd
 import pytest
 
-from sweep.atomic import atomic_write
-from sweep.filer import Filer
-from sweep.ledger import Ledger, read_summary
-from sweep.lock import LockHeld, RunLock
-from sweep.progress import Progress
-from sweep.results import ResultsDir
-from sweep.store import read_curves, write_curve
+from tiltsweep.sweep.atomic import atomic_write
+from tiltsweep.sweep.filer import Filer
+from tiltsweep.sweep.ledger import Ledger, read_summary
+from tiltsweep.sweep.lock import LockHeld, RunLock
+from tiltsweep.sweep.progress import Progress
+from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.store import read_curves, write_curve
 
 AXES = {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import spiral_config
-from trainers import train
+from tiltsweep.trainers import train
 
 STEPS = 40_000
 SEEDS = range(12)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep.cli import main
+from tiltsweep.sweep.cli import main
 from sweep_helpers import records, write_grid
 
 pytestmark = pytest.mark.slow
@@ -133,8 +133,8 @@ def test_a_deterministic_error_is_recorded_at_once_not_retried(tmp_path, cifar_d
     import io
     import shutil
 
-    from sweep.grid import load_grid
-    from sweep.runner import results_dir_for, run_sweep
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.runner import results_dir_for, run_sweep
 
     grid = tmp_path / "gone.yaml"
     grid.write_text(f"""\
@@ -156,8 +156,8 @@ resources: {{cpu: 1, retries: 3}}
 
 
 def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
-    from sweep.executor import trials_at_once
-    from sweep.grid import load_grid
+    from tiltsweep.sweep.executor import trials_at_once
+    from tiltsweep.sweep.grid import load_grid
 
     cpu_only = load_grid(write_grid(tmp_path))  # cpu: 1
     assert trials_at_once(cpu_only, {"CPU": 2.0, "GPU": 0.0}) == 2
@@ -172,7 +172,7 @@ def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
 def test_a_trial_without_accelerators_stays_on_the_cpu_although_jax_is_imported():
     import jax
 
-    from sweep.worker import configure_accelerator
+    from tiltsweep.sweep.worker import configure_accelerator
 
     before = jax.config.jax_platforms
     environ = {}
@@ -193,7 +193,7 @@ def test_a_worker_does_not_import_ipython_for_tune(tmp_path):
     import ray
     from ray import tune
 
-    import sweep.executor as executor
+    import tiltsweep.sweep.executor as executor
 
     def probe(config):
         assert executor  # the worker imports sweep.executor to unpickle this, as with the sweep's trainable

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import spiral_config
-from trainers import Checkpoint, compilation_counts, train, train_group
+from tiltsweep.trainers import Checkpoint, compilation_counts, train, train_group
 
 
 def train_with_interruption(config, stop_after_checkpoint: int):

@@ -1,8 +1,24 @@
-"""The training core: one grid point in, metrics out. No Ray, no Parquet, no sweeps."""
+"""The training core: one grid point in, metrics out. No Ray, no Parquet, no sweeps.
 
-from trainers.checkpoint import Checkpoint
-from trainers.compiles import compilation_counts, training_loop_compilations
-from trainers.config import TrialConfig
-from trainers.train import TrainResult, batch_signature, train, train_group
+Its names are imported when first used (PEP 562), so that importing a JAX-free part of it
+(`tiltsweep.trainers.config`, `.data`), as reading results does, loads no JAX."""
 
-__all__ = ["Checkpoint", "TrainResult", "TrialConfig", "batch_signature", "compilation_counts", "train", "train_group", "training_loop_compilations"]
+import importlib
+
+_HOMES = {
+    "Checkpoint": "checkpoint",
+    "compilation_counts": "compiles",
+    "training_loop_compilations": "compiles",
+    "TrialConfig": "config",
+    "TrainResult": "train",
+    "batch_signature": "train",
+    "train": "train",
+    "train_group": "train",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from trainers.config import Cifar10Data, DigitsData, SpiralData
+from tiltsweep.trainers.config import Cifar10Data, DigitsData, SpiralData
 
 
 class DatasetError(ValueError):

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trainers.augment import flip_and_crop
-from trainers.hessian import hessian_top_eigenvalues
-from trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
-from trainers.config import MLPModel
-from trainers.models import MLP, build_model
-from trainers.optim import OptimizerKind, learning_rate_at, update_direction
+from tiltsweep.trainers.augment import flip_and_crop
+from tiltsweep.trainers.hessian import hessian_top_eigenvalues
+from tiltsweep.trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
+from tiltsweep.trainers.config import MLPModel
+from tiltsweep.trainers.models import MLP, build_model
+from tiltsweep.trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
 INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM, HESSIAN_STREAM = 0, 1, 2, 3
 

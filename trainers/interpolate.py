@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import jax
 
-from trainers.config import TrialConfig
-from trainers.train import prepare
+from tiltsweep.trainers.config import TrialConfig
+from tiltsweep.trainers.train import prepare
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 

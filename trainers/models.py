@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
 
 
 class FeatureMajorDense(nn.Module):

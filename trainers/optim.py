@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from trainers.config import TrialConfig
+from tiltsweep.trainers.config import TrialConfig
 
 
 @dataclass(frozen=True)

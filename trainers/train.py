@@ -32,12 +32,12 @@ import flax.serialization
 import jax
 import numpy as np
 
-from trainers.checkpoint import Checkpoint
-from trainers.compile_share import build_in_turn
-from trainers.config import TrialConfig
-from trainers.data import Dataset, load_dataset
-from trainers.engine import Engine, Spec, TrainState, device_data, engine_for
-from trainers.optim import OptimizerKind, hyperparameters
+from tiltsweep.trainers.checkpoint import Checkpoint
+from tiltsweep.trainers.compile_share import build_in_turn
+from tiltsweep.trainers.config import TrialConfig
+from tiltsweep.trainers.data import Dataset, load_dataset
+from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for
+from tiltsweep.trainers.optim import OptimizerKind, hyperparameters
 
 
 @dataclass
