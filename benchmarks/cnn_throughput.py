@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks.common import save  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers.config import TrialConfig  # noqa: E402
-from tiltsweep.trainers.train import prepare  # noqa: E402
+from tiltsweep.trainers.training import prepare  # noqa: E402
 
 MODELS = {
     "myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 4),

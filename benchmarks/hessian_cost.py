@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import interleaved, median, save, timed  # noqa: E402
 from tiltsweep.trainers.config import TrialConfig  # noqa: E402
-from tiltsweep.trainers.train import prepare  # noqa: E402
+from tiltsweep.trainers.training import prepare  # noqa: E402
 
 STEPS = 1000
 

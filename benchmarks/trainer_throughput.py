@@ -5,7 +5,7 @@ learning rate 1, the triangular dynamical loss (A = 30, T = 1000).
 - straightforward: the published notebook's way, one jitted step per Python iteration, then the
   loss, the accuracy, the weighted loss and the class weights recorded after every step, on the
   plain Flax MLP; also on tiltsweep's feature-major MLP, to show what the layout alone gives it;
-- tiltsweep: trainers.train, evaluating every `eval_every` steps.
+- tiltsweep: trainers.training, evaluating every `eval_every` steps.
 All run interleaved in one process (9 rounds), after a warm-up that compiles everything; float32
 and float64 each run in their own process (JAX's 64-bit mode is process-wide).
 

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every point of a grid file not yet completed",
                               description="Run every point of GRID.yaml that has no completed or diverged result in OUT/<name>/.")
     run.add_argument("grid", metavar="GRID.yaml", type=Path, help="the grid file")
+    run.add_argument("--smoke", action="store_true", help="run the grid file's smoke section instead: a seconds-long variant of the sweep (results in OUT/<name>-smoke/)")
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where results directories go (default: ./results)")
     add_sweep_options(run)
     run.set_defaults(handler=command_run)
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
                                  description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
     submit.add_argument("grid", metavar="GRID.yaml", type=Path)
+    submit.add_argument("--smoke", action="store_true", help="submit the grid file's smoke variant")
     submit.add_argument("--address", required=True, metavar="URL", help="the cluster's job server, e.g. http://HEAD:8265")
     submit.add_argument("--out", default="~/tiltsweep-results", metavar="DIR",
                         help="results directory on the cluster, on storage every node sees (default: ~/tiltsweep-results on the cluster)")
@@ -128,15 +130,6 @@ def formats_of(args) -> list[str]:
     return [f.strip() for f in args.format.split(",") if f.strip()]
 
 
-def fault_plan() -> list:
-    from tiltsweep.sweep.faults import ENVIRONMENT_VARIABLE, plan_from_environment
-
-    try:
-        return plan_from_environment()
-    except ValueError as error:
-        raise Refused(f"{ENVIRONMENT_VARIABLE}: not valid JSON ({error})") from None
-
-
 def check_plot_options(spec, args) -> None:
     """Refuse plot options that could only fail after the sweep has run."""
     if args.no_plot:
@@ -160,7 +153,7 @@ def execute(spec, results, args) -> int:
     from tiltsweep.sweep.runner import format_outcome, run_sweep
 
     check_plot_options(spec, args)
-    outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, faults=fault_plan())
+    outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard)
     print(format_outcome(outcome), flush=True)
     if not args.no_plot and sum(outcome.counts.values()):
         draw(results.root, args)
@@ -189,7 +182,7 @@ def command_run(args) -> int:
     from tiltsweep.sweep.grid import load_grid
     from tiltsweep.sweep.runner import results_dir_for
 
-    spec = load_grid(args.grid)
+    spec = load_grid(args.grid, smoke=args.smoke)
     return execute(spec, results_dir_for(spec, args.out), args)
 
 
@@ -225,13 +218,13 @@ def command_submit(args) -> int:
 
     from tiltsweep.sweep.grid import load_grid
 
-    spec = load_grid(args.grid, check_data=False)  # the data lives on the cluster, not here
+    spec = load_grid(args.grid, check_data=False, smoke=args.smoke)  # the data lives on the cluster, not here
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
     if written and not Path(str(written)).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
     from tiltsweep.sweep import executor
 
-    job_id = executor.submit_job(args.address, args.grid, args.out, [])
+    job_id = executor.submit_job(args.address, args.grid, args.out, ["--smoke"] if args.smoke else [])
     print(f"submitted {spec.name} ({len(spec.points)} points) as Ray job {job_id}")
     print(f"follow it:  ray job logs --follow --address {args.address} {job_id}")
     print(f"status:     ray job status --address {args.address} {job_id}")

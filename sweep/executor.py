@@ -274,10 +274,10 @@ def pending_trials_limit(slots: int):
 
 def run_points(
     spec: GridSpec, results: ResultsDir, points: list[GridPoint], ledger: Ledger, progress: Progress,
-    code_version: str, faults: list, verbose: bool = False,
+    code_version: str, verbose: bool = False,
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
-    groups = [payload_for(members, spec, results, code_version, faults) for members in plan_groups(points)]
+    groups = [payload_for(members, spec, results, code_version) for members in plan_groups(points)]
     slots = trials_at_once(spec, ray.cluster_resources())
     chains = {chain_id([g["group_id"] for g in chain]): chain for chain in plan_chains(groups, slots, spec.resources.retries)}
     scratch = results.root / ".tune"

@@ -1,4 +1,6 @@
-"""Deliberate faults, for tests of recovery. Off unless TILTSWEEP_FAULTS is set in the driver.
+"""Deliberate faults, for tests of recovery: the one hook, run in the worker at every evaluation
+of a point. Off unless TILTSWEEP_FAULTS is set where the workers start (the shell of a local
+`tiltsweep run`, whose Ray's workers inherit it; that of `ray start` on a cluster's node).
 
 TILTSWEEP_FAULTS is a JSON list of faults:
     [{"where": {"amplitude": 10, "seed": 1}, "epoch": 200, "action": "raise", "times": 1}]
@@ -9,7 +11,8 @@ TILTSWEEP_FAULTS is a JSON list of faults:
   file named by "until" exists: a test makes the moment it needs happen, then releases it);
 - times: how many attempts of each matching trial it hits (default 1); counted with marker
   files in <results>/.faults, so it holds across retries in new processes.
-The driver ships the plan inside each trial's payload, so workers on other nodes see it too.
+Faults of the driver itself (a SIGKILL between a write and its rename) are the tests' own
+(tests/kill_before_rename.py): no production module checks for one.
 """
 
 from __future__ import annotations
@@ -81,9 +84,9 @@ class Faults:
         raise ValueError(f"unknown fault action {action!r}")
 
 
-def faults_for(payload: dict) -> Optional[Faults]:
-    """The faults aimed at one point; `payload` has the plan, the results dir, trial_id and axes."""
-    plan = payload.get("faults") or []
+def faults_for(results_dir: str, trial_id: str, axes: dict) -> Optional[Faults]:
+    """The faults this process's TILTSWEEP_FAULTS aims at one point (None: none)."""
+    plan = plan_from_environment()
     if not plan:
         return None
-    return Faults(plan, payload["trial_id"], payload["axes"], Path(payload["results_dir"]) / ".faults")
+    return Faults(plan, trial_id, axes, Path(results_dir) / ".faults")

@@ -34,7 +34,7 @@ from tiltsweep.trainers.data import DatasetError, check_data
 
 SHORT_NAMES = {"amplitude": "loss.amplitude", "period": "loss.period", "seed": "seed"}
 CONFIG_SECTIONS = ("data", "model", "optimizer", "schedule", "training", "loss")
-TOP_LEVEL_KEYS = ("name", *CONFIG_SECTIONS, "seed", "grid", "resources")
+TOP_LEVEL_KEYS = ("name", *CONFIG_SECTIONS, "seed", "grid", "resources", "smoke")
 TAGGED_SECTIONS = ("data", "model", "schedule")  # pydantic puts the `name` tag into error paths
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -92,12 +92,18 @@ def axis_column(path: str) -> str:
     return next((short for short, full in SHORT_NAMES.items() if full == path), path)
 
 
-def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True) -> GridSpec:
+def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, smoke: bool = False) -> GridSpec:
     """Parse and validate a grid file. Relative data paths resolve against `base_dir`
     (default: the grid file's folder). `check_data` also refuses missing data directories and
-    batches larger than the training set."""
+    batches larger than the training set. `smoke` applies the file's `smoke` section (see
+    `with_smoke_override`); without it, that section is ignored."""
     source = Path(path)
     document = read_yaml_mapping(source)
+    text = source.read_text()
+    override = document.pop("smoke", None)
+    if smoke:
+        document = with_smoke_override(source, document, override)
+        text = f"# {source.name} with its smoke section applied\n" + yaml.safe_dump(document, sort_keys=False)
     unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
     if unknown:
         raise GridError(source, unknown[0], f"unknown section{suggest(unknown[0], TOP_LEVEL_KEYS)}; "
@@ -126,7 +132,28 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True) ->
     points = list(points.values())
     if check_data:
         check_datasets(source, points)
-    return GridSpec(name, source, source.read_text(), axes, resources, tuple(points), tuple(subgrids))
+    return GridSpec(name, source, text, axes, resources, tuple(points), tuple(subgrids))
+
+
+def with_smoke_override(source: Path, document: dict, override) -> dict:
+    """A grid file shrunk to a smoke run by its own `smoke` section (big_vision's `runlocal`):
+    each section given there is merged into the file's setting by setting, except `grid`, which
+    it replaces whole; the name gains `-smoke` (a results directory of its own)."""
+    if override is None:
+        raise GridError(source, "smoke", "no such section: --smoke needs one (the settings that shrink this sweep to a smoke run)")
+    if not isinstance(override, dict):
+        raise GridError(source, "smoke", f"must be a mapping of sections, got {type(override).__name__} {override!r}")
+    merged = copy.deepcopy(document)
+    for section, settings in override.items():
+        if section in ("smoke", "name") or section not in TOP_LEVEL_KEYS:
+            raise GridError(source, f"smoke.{section}", f"cannot be overridden{suggest(section, TOP_LEVEL_KEYS)}")
+        if isinstance(settings, dict) and isinstance(merged.get(section), dict) and section != "grid":
+            merged[section] = {**merged[section], **settings}
+        else:
+            merged[section] = settings
+    if isinstance(merged.get("name"), str):
+        merged["name"] += "-smoke"
+    return merged
 
 
 def read_yaml_mapping(source: Path) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from tiltsweep.sweep.grid import GridPoint
-from tiltsweep.trainers.train import batch_signature
+from tiltsweep.trainers.training import batch_signature
 
 
 def plan_groups(points: list[GridPoint]) -> list[list[GridPoint]]:

@@ -64,7 +64,7 @@ def refuse_if_locked(results: ResultsDir) -> None:
 
 def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
-    dashboard: bool = False, stream: Optional[TextIO] = None, faults: Optional[list] = None,
+    dashboard: bool = False, stream: Optional[TextIO] = None,
 ) -> RunOutcome:
     from tiltsweep.sweep import executor  # Ray loads only for runs
 
@@ -92,7 +92,7 @@ def run_sweep(
             if todo:
                 progress = Progress(spec.name, len(spec.points), done, stream)
                 version = code_version()
-                executor.run_points(spec, results, todo, ledger, progress, version, faults or [], verbose)
+                executor.run_points(spec, results, todo, ledger, progress, version, verbose)
                 progress.close()
             ledger.sync()
         finally:

@@ -4,7 +4,7 @@
     run_group(payload, report)   # one group of points, trained together
 
 payload: {group_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
-code_version, faults, resources}. Each member resumes from its newest checkpoint that verifies
+code_version, resources}. Each member resumes from its newest checkpoint that verifies
 (unreadable ones are quarantined), checkpoints into the results directory every
 `training.checkpoint_every` epochs, and on finishing gets its record (trials/<id>.msgpack), after
 which its checkpoints go. Exceptions propagate (run_chain's after its other groups trained): the
@@ -27,14 +27,13 @@ from tiltsweep.sweep.ledger import is_final
 from tiltsweep.sweep.results import CorruptFile, ResultsDir, checkpoint_name
 
 
-def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str, faults: list) -> dict:
+def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str) -> dict:
     """What a worker gets to train one group of points (plain data, shipped by Ray)."""
     return {
         "group_id": group_id(members),
         "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in members],
         "results_dir": str(results.root),
         "code_version": code_version,
-        "faults": faults,
         "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
     }
 
@@ -106,7 +105,7 @@ def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
 
     results = ResultsDir(payload["results_dir"])
     members = payload["members"]
-    faults = [faults_for({**payload, **member}) for member in members]
+    faults = [faults_for(payload["results_dir"], member["trial_id"], member["axes"]) for member in members]
     attempts = {m["trial_id"]: results.begin_attempt(m["trial_id"]) for m in members}
     by_epoch: dict[int, list[tuple[int, object]]] = {}
     for index, m in enumerate(members):

@@ -58,17 +58,55 @@ def session_compile_cache(tmp_path_factory):
     yield
 
 
+class Tally:
+    """What the reliability tests did and what their results directories show, for README.md's
+    table (tests/reliability_report.py). Every figure but the test's own actions is counted from
+    the directory, never typed:
+    - faults: `injected` (what the test itself did: a SIGKILL, a damaged file), plus the worker
+      faults that fired (the marker files in <results>/.faults) and the points that diverged;
+    - points: the points of the grid saved in the directory;
+    - rows lost: those points without a row in summary.parquet;
+    - rows duplicated: rows of summary.parquet, and of curves.parquet by (trial_id, step), beyond
+      the first of each;
+    - resumed: the points whose final attempt continued from a checkpoint."""
+
+    def __init__(self):
+        self.entries: list[dict] = []
+
+    def sweep(self, test: str, directory: Path, injected: int = 0) -> dict:
+        import pandas as pd
+
+        from tiltsweep.sweep.grid import load_grid
+
+        expected = {point.trial_id for point in load_grid(directory / "grid.yaml").points}
+        summary = pd.read_parquet(directory / "summary.parquet")
+        curves = pd.read_parquet(directory / "curves.parquet")
+        fired = len(list((directory / ".faults").iterdir())) if (directory / ".faults").exists() else 0
+        entry = {
+            "test": test,
+            "faults": injected + fired + int((summary["status"] == "diverged").sum()),
+            "points": len(expected),
+            "rows_lost": len(expected - set(summary["trial_id"])),
+            "rows_duplicated": int(summary["trial_id"].duplicated().sum() + curves.duplicated(["trial_id", "step"]).sum()),
+            "resumed": int((summary["resumed_from_epoch"] > 0).sum()),
+        }
+        self.entries.append(entry)
+        return entry
+
+    def refusal(self, test: str) -> None:
+        """A bad input refused before anything ran: one fault, no points."""
+        self.entries.append({"test": test, "faults": 1, "points": 0, "rows_lost": 0, "rows_duplicated": 0, "resumed": 0})
+
+
 @pytest.fixture(scope="session")
 def tally():
-    """Reliability tests report what they did: tally(test=..., faults=n, points=n, rows_lost=n).
-    With TILTSWEEP_TALLY=path set, the session writes the entries there as JSON
-    (benchmarks/reliability.py uses it for README.md)."""
+    """The session's Tally; with TILTSWEEP_TALLY=path set, its entries are written there as JSON."""
     import json
     import os
 
-    entries = []
-    yield lambda **entry: entries.append(entry)
+    recorder = Tally()
+    yield recorder
     path = os.environ.get("TILTSWEEP_TALLY")
     if path:
         with open(path, "w") as handle:
-            json.dump(entries, handle, indent=1)
+            json.dump(recorder.entries, handle, indent=1)

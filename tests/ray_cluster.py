@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from process_tree import ProcessTree
 
@@ -54,9 +55,10 @@ class Node:
 
 
 class LocalCluster:
-    def __init__(self, head_cpus: int = 1, dashboard: bool = False):
+    def __init__(self, head_cpus: int = 1, dashboard: bool = False, env: Optional[dict] = None):
+        """`env`: variables the nodes, and so their workers, start with (e.g. TILTSWEEP_FAULTS)."""
         self.temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's socket paths have a length limit
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"

@@ -21,19 +21,19 @@ def main() -> int:
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_reliability.py"),
                               str(HERE / "test_grid.py"), "-k", "reliab or bad"], env=env, cwd=HERE.parent)
         entries = json.loads(tally_path.read_text()) if tally_path.exists() else []
-    rows = defaultdict(lambda: [0, 0, 0, 0])
+    counted = ("faults", "points", "rows_lost", "rows_duplicated", "resumed")  # counted by conftest.Tally
+    rows = defaultdict(lambda: [0] * (1 + len(counted)))
     for entry in entries:
         row = rows[entry["test"]]
         row[0] += 1
-        row[1] += entry["faults"]
-        row[2] += entry["points"]
-        row[3] += entry["rows_lost"]
-    print("| fault | tests | faults injected | points checked | rows lost |")
-    print("|---|---|---|---|---|")
-    for name, (tests, faults, points, lost) in rows.items():
-        print(f"| {name} | {tests} | {faults} | {points} | {lost} |")
-    totals = [sum(row[i] for row in rows.values()) for i in range(4)]
-    print(f"| **all** | {totals[0]} | {totals[1]} | {totals[2]} | **{totals[3]}** |")
+        for index, name in enumerate(counted, start=1):
+            row[index] += entry[name]
+    print("| fault | tests | faults injected | points checked | rows lost | rows duplicated | resumed from checkpoints |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(map(str, row)) + " |")
+    totals = [sum(row[i] for row in rows.values()) for i in range(1 + len(counted))]
+    print("| **all** | " + " | ".join(f"**{total}**" if index in (3, 4) else str(total) for index, total in enumerate(totals)) + " |")
     print(f"\npytest exit code: {run.returncode}")
     return run.returncode
 

@@ -41,7 +41,7 @@ def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = N
     epoch 1500 (after their checkpoint at 1000, with write_grid's settings) until `release`
     exists, once per point: a test makes its moment happen instead of racing the sweep for it."""
     fault = {"where": where or {}, "epoch": 1500, "action": "hold", "until": str(release)}
-    return {**(env or os.environ), "TILTSWEEP_FAULTS": json.dumps([fault])}
+    return {**(os.environ if env is None else env), "TILTSWEEP_FAULTS": json.dumps([fault])}
 
 
 def status_json(results_dir: Path) -> dict:
@@ -65,8 +65,10 @@ class Driver:
     """`tiltsweep ARGS` in its own process; remembers every process it (and Ray) starts, so
     that after a SIGKILL those can be stopped by id."""
 
-    def __init__(self, args: list[str], env: Optional[dict] = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "tiltsweep", *args], env=env or os.environ.copy(),
+    def __init__(self, args: list[str], env: Optional[dict] = None, command: Optional[list[str]] = None):
+        """`command` (default: the tiltsweep command) is followed by `args`."""
+        command = command or [sys.executable, "-m", "tiltsweep"]
+        self.process = subprocess.Popen([*command, *args], env=env or os.environ.copy(),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.tree = ProcessTree(self.process.pid)
 

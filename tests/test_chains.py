@@ -1,6 +1,8 @@
 """Chains: how many groups of points one Tune trial trains in a row, and how a worker trains a
 chain (real training, no Ray; the Ray side is in test_reliability.py)."""
 
+import json
+
 import pytest
 
 from tiltsweep.sweep.chains import LONGEST, SHARE, chain_id, plan_chains
@@ -36,13 +38,13 @@ def test_a_chain_of_one_group_has_its_id():
 
 
 @pytest.mark.slow
-def test_a_chain_skips_finished_points_trains_fresh_ones_first_and_raises_after_the_others(tmp_path):
+def test_a_chain_skips_finished_points_trains_fresh_ones_first_and_raises_after_the_others(tmp_path, monkeypatch):
     spec = load_grid(write_grid(tmp_path, epochs=1000))
     results = results_dir_for(spec, tmp_path / "results")
     points = list(spec.points)[:4]
     done, tried, faulty, fresh = (point.trial_id for point in points)
-    faults = [{"where": {"trial_id": faulty}, "epoch": 500, "action": "raise"}]
-    chain = [payload_for(members, spec, results, "test", faults) for members in plan_groups(points)]
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"trial_id": faulty}, "epoch": 500, "action": "raise"}]))
+    chain = [payload_for(members, spec, results, "test") for members in plan_groups(points)]
     run_chain(chain[:1], report=lambda result: None)  # `done` finished in an earlier attempt
     results.begin_attempt(tried)  # `tried` started in an earlier attempt (its worker died)
 

@@ -26,7 +26,7 @@ def job_cluster():
 def test_submit_runs_the_sweep_as_a_ray_job(job_cluster, tmp_path):
     out = tmp_path / "shared-results"
     submitted = subprocess.run(
-        [sys.executable, "-m", "tiltsweep", "submit", str(GRIDS / "smoke" / "quickstart.yaml"),
+        [sys.executable, "-m", "tiltsweep", "submit", str(GRIDS / "quickstart.yaml"), "--smoke",
          "--address", job_cluster.dashboard_url, "--out", str(out)],
         env=job_cluster.env, capture_output=True, text=True, timeout=120,
     )

@@ -1,9 +1,11 @@
 """Grid files: expansion, trial identity, and refusals that name the file and the field."""
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bad_grids import CASES, GOOD
 from tiltsweep.sweep.cli import main
@@ -51,6 +53,32 @@ def test_shipped_grid_files_are_valid(path):
     spec = load_grid(path, check_data=False)  # the CIFAR-10 grids point at a directory users provide
     assert spec.points
     assert_configs_survive_a_round_trip(spec)
+    if "smoke" in yaml.safe_load(path.read_text()):
+        smoke = load_grid(path, check_data=False, smoke=True)
+        assert smoke.name == f"{spec.name}-smoke" and 0 < len(smoke.points) <= 8
+        assert_configs_survive_a_round_trip(smoke)
+        saved = write(Path(tempfile.mkdtemp()), smoke.text)  # what the results directory keeps
+        assert [p.config for p in load_grid(saved, check_data=False, base_dir=path.parent).points] == [p.config for p in smoke.points]
+
+
+def test_the_smoke_section_merges_settings_and_replaces_the_grid(tmp_path):
+    text = GOOD + "smoke:\n  training: {epochs: 10}\n  grid: {amplitude: [1]}\n"
+    spec, smoke = load_grid(write(tmp_path, text)), load_grid(write(tmp_path, text), smoke=True)
+    assert smoke.axes == {"loss.amplitude": [1.0]} and len(spec.points) > 1
+    config = smoke.points[0].config
+    assert config.training.epochs == 10 and config.training.eval_every == spec.points[0].config.training.eval_every
+    assert "smoke" not in yaml.safe_load(smoke.text)
+
+
+@pytest.mark.parametrize("smoke, expected", [
+    ("", "smoke: no such section: --smoke needs one"),
+    ("smoke: 3\n", "smoke: must be a mapping of sections, got int 3"),
+    ("smoke: {trainig: {epochs: 1}}\n", "smoke.trainig: cannot be overridden (did you mean 'training'?)"),
+    ("smoke: {training: {epochz: 1}}\n", "training.epochz: unknown setting (did you mean 'epochs'?)"),
+])
+def test_a_bad_smoke_section_is_refused_naming_it(tmp_path, smoke, expected):
+    with pytest.raises(GridError, match=re.escape(expected)):
+        load_grid(write(tmp_path, GOOD + smoke), smoke=True)
 
 
 def assert_configs_survive_a_round_trip(spec):
@@ -70,7 +98,7 @@ def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsy
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and str(grid) in message and expected in message
     assert not out.exists()  # nothing written
-    tally(test="bad grid file", faults=1, points=0, rows_lost=0)
+    tally.refusal("bad grid file")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +129,7 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, t
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
     assert not (tmp_path / "results").exists()
-    tally(test="bad command line", faults=1, points=0, rows_lost=0)
+    tally.refusal("bad command line")
 
 
 SUBGRIDS = GOOD.replace("""grid:

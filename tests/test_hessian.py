@@ -48,7 +48,7 @@ def test_full_order_is_exact_and_the_start_vector_does_not_matter(x64):
 
 
 def test_training_records_the_top_eigenvalues_every_hessian_every_steps():
-    from tiltsweep.trainers.train import prepare
+    from tiltsweep.trainers.training import prepare
     from tiltsweep.trainers.config import TrialConfig
     from tiltsweep.trainers import train
 

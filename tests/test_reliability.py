@@ -5,6 +5,8 @@ Every test stops the processes it started, by their ids."""
 import json
 import os
 import re
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,20 +21,20 @@ from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, hol
 
 pytestmark = pytest.mark.slow
 POINTS = 6
+KILL_BEFORE_RENAME = Path(__file__).resolve().parent / "kill_before_rename.py"
 
 
 def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
-    cluster = LocalCluster(head_cpus=1)
+    # Every point holds after its checkpoint at 1000 until `release` exists: the test does not
+    # race the sweep for a trial between two checkpoints, on a machine of any speed.
+    release = tmp_path / "release"
+    cluster = LocalCluster(head_cpus=1, env=holding(release, env={}))
     try:
         second = cluster.add_node(cpus=2)
         cluster.wait_for_cpus(3)
         out = tmp_path / "shared"
         grid = write_grid(tmp_path, name="two-nodes", epochs=2000)
-        # Every point holds after its checkpoint at 1000 until `release` exists: the test does
-        # not race the sweep for a trial between two checkpoints, on a machine of any speed.
-        release = tmp_path / "release"
-        driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"],
-                        env=holding(release, env=cluster.env))
+        driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"], env=cluster.env)
         directory = out / "two-nodes"
         results = ResultsDir(directory)
         try:
@@ -54,7 +56,7 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
     assert_each_point_once(directory, POINTS, evaluations=5)
     final = records(directory)
     assert final[lost]["attempts"] >= 2 and final[lost]["resumed_from_epoch"] == 1000  # continued on the head node
-    tally(test="two-node cluster, second node killed", faults=1, points=POINTS, rows_lost=POINTS - len(final))
+    tally.sweep("two-node cluster, second node killed", directory, injected=1)
 
 
 def snapshot_after_kill(directory):
@@ -69,24 +71,26 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
     out = tmp_path / "results"
     directory = out / "killed"
     release = tmp_path / "release"  # never made: the killed driver's held points stay held
+    command = None
     if moment == "before the first result":  # every point holds after its first checkpoint
         env = holding(release)
     elif moment == "mid-way":  # one point holds after its first checkpoint, the others finish
-        env = holding(release, where={"amplitude": 1, "seed": 1})
+        held = next(p.trial_id for p in load_grid(grid).points if p.axes == {"loss.amplitude": 1.0, "seed": 1})
+        env = holding(release, where={"trial_id": held})
     else:
         # The driver kills itself just before renaming its 3rd summary.parquet into place: the
         # first is written when the run starts, the next two when points finish.
-        env = {**os.environ, "TILTSWEEP_FAILPOINTS": "replace:summary.parquet@3"}
-    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env)
+        env, command = os.environ.copy(), [sys.executable, str(KILL_BEFORE_RENAME), "summary.parquet", "3"]
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env, command=command)
     try:
         if moment == "before the first result":
             driver.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint")
             driver.kill()
         elif moment == "mid-way":
-            driver.wait_until(lambda: records(directory) and checkpoint_epochs(directory, exclude=records(directory)), what="a result and a checkpoint")
+            driver.wait_until(lambda: records(directory) and held in checkpoint_epochs(directory), what="a result and the held point's checkpoint")
             driver.kill()
         else:
-            assert driver.wait(timeout=240) == -9  # SIGKILL, by its own failpoint
+            assert driver.wait(timeout=240) == -9  # SIGKILL, by its own hand
     finally:
         driver.kill() if driver.process.poll() is None else driver.cleanup()
 
@@ -110,7 +114,7 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
     for trial_id, epoch in partial.items():
         assert final[trial_id]["resumed_from_epoch"] == epoch > 0  # continued, not restarted
     assert not list(directory.glob("**/.*.tmp"))
-    tally(test=f"driver SIGKILLed {moment}", faults=1, points=POINTS, rows_lost=POINTS - len(final))
+    tally.sweep(f"driver SIGKILLed {moment}", directory, injected=1)
 
 
 def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tally):
@@ -135,7 +139,7 @@ def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tal
     final = records(directory)
     assert final[trial_id]["attempts"] == 2 and final[trial_id]["resumed_from_epoch"] == 1000
     assert all(r["attempts"] == 1 for t, r in final.items() if t != trial_id)
-    tally(test="worker process SIGKILLed from outside", faults=1, points=POINTS, rows_lost=0)
+    tally.sweep("worker process SIGKILLed from outside", directory, injected=1)
 
 
 def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, monkeypatch, capsys, tally):
@@ -151,7 +155,7 @@ def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, mo
     capsys.readouterr()
     main(["status", str(directory)])
     assert re.search(r"failed +1\n +\w{16}  amplitude=10.0, seed=2: The actor is dead because its worker process has died", capsys.readouterr().out)
-    tally(test="worker SIGKILLs itself on every attempt (retries: 1)", faults=2, points=POINTS, rows_lost=0)
+    tally.sweep("worker SIGKILLs itself on every attempt (retries: 1)", directory)
 
 
 def test_a_point_that_kills_its_worker_keeps_no_point_of_its_chain_from_training(tmp_path, monkeypatch, capsys, tally):
@@ -171,7 +175,7 @@ def test_a_point_that_kills_its_worker_keeps_no_point_of_its_chain_from_training
     assert (final[mate]["status"], final[mate]["attempts"], final[mate]["resumed_from_epoch"]) == ("completed", 1, 0)
     assert len(final) == POINTS and all(r["status"] == "completed" for t, r in final.items() if t != killer)
     assert len(list((out / "ray-sweep" / ".faults").iterdir())) == 2  # the first attempt and one retry
-    tally(test="a point SIGKILLs its worker in a chain of two (retries: 1)", faults=2, points=POINTS, rows_lost=0)
+    tally.sweep("a point SIGKILLs its worker in a chain of two (retries: 1)", out / "ray-sweep")
 
 
 def corrupt(path, how: str) -> bytes:
@@ -217,7 +221,7 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
     assert after[bad_record]["finished_at"] != before[bad_record]["finished_at"]  # re-run
     assert after[bad_checkpoint]["resumed_from_epoch"] == 0  # started over: its only checkpoint was bad
     assert status_json(directory)["unreadable"] == []
-    tally(test="corrupt summary, curve, record and checkpoint", faults=4, points=POINTS, rows_lost=0)
+    tally.sweep("corrupt summary, curve, record and checkpoint", directory, injected=len(damaged))
 
 
 def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, tally):
@@ -238,7 +242,7 @@ def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, t
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert not (directory / ".lock").exists() and list(directory.glob(".lock.stale-*"))
     assert_each_point_once(directory, POINTS, evaluations=5)
-    tally(test="two runs at once, then the first SIGKILLed", faults=2, points=POINTS, rows_lost=0)
+    tally.sweep("two runs at once, then the first SIGKILLed", directory, injected=2)
 
 
 def test_diverged_points_are_recorded_and_not_retried(tmp_path, capsys, tally):
@@ -257,4 +261,4 @@ def test_diverged_points_are_recorded_and_not_retried(tmp_path, capsys, tally):
     capsys.readouterr()
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert "12 already done, 0 to run" in capsys.readouterr().out
-    tally(test="divergence (learning rate 4, squared error)", faults=6, points=12, rows_lost=0)
+    tally.sweep("divergence (learning rate 4, squared error)", directory)

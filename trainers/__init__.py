@@ -10,10 +10,10 @@ _HOMES = {
     "compilation_counts": "compiles",
     "training_loop_compilations": "compiles",
     "TrialConfig": "config",
-    "TrainResult": "train",
-    "batch_signature": "train",
-    "train": "train",
-    "train_group": "train",
+    "TrainResult": "training",
+    "batch_signature": "training",
+    "train": "training",
+    "train_group": "training",
 }
 __all__ = sorted(_HOMES)
 

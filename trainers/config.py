@@ -240,7 +240,7 @@ class TrainingConfig(Section):
 
 
 class TrialConfig(Section):
-    """One grid point, fully resolved: what `trainers.train` trains."""
+    """One grid point, fully resolved: what `trainers.training` trains."""
 
     data: DataConfig
     model: ModelConfig

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 
 from tiltsweep.trainers.config import TrialConfig
-from tiltsweep.trainers.train import prepare
+from tiltsweep.trainers.training import prepare
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
