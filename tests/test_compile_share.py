@@ -1,18 +1,17 @@
 """Workers of one machine split the compiling of a shape's programs (trainers.compile_share):
-real processes, real claim files, real XLA compilations."""
+real processes, real OS locks, real XLA compilations."""
 
-import json
-import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from conftest import spiral_config
 from fresh_process import SHARED_PROGRAMS, how_built, outcome, start_training
-from tiltsweep.trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, Claims, build_in_turn
+from filelock import FileLock
+
+from tiltsweep.trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, build_in_turn, claim_path
 
 
 @pytest.mark.slow
@@ -48,69 +47,76 @@ def test_without_a_cache_every_program_is_built_once_per_process(tmp_path):
     assert calls == keys
 
 
-def a_dead_pid() -> int:
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
-    return finished.pid
-
-
-def hold_claim(claims: Claims, key: str, pid: int) -> None:
-    claims.path(key, "claim").write_text(json.dumps({"host": claims.me["host"], "pid": pid}))
-
-
-def test_a_claim_of_a_dead_process_is_taken_over(tmp_path):
-    key, calls = f"{tmp_path}/program", []
-    claims = Claims(tmp_path / "claims")
-    hold_claim(claims, key, a_dead_pid())
-    assert build_in_turn([recorder(calls, key)], str(tmp_path)) == {key: CLAIMED}
-    assert calls == [key] and claims.is_done(key) and not claims.path(key, "claim").exists()
+HOLD = """
+import os, sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.005)
+if sys.argv[3]:
+    open(sys.argv[3], "w").close()
+lock.release()
+"""
 
 
 @pytest.fixture
-def live_process():
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield sleeper.pid
-    sleeper.kill()
-    sleeper.wait()
+def holder(tmp_path):
+    """holder(key, done=False): another process that takes `key`'s lock and holds it until
+    `tmp_path/release` exists (then marks the program done, if asked, and releases it)."""
+    started = []
+
+    def hold(key: str, done: bool = False) -> subprocess.Popen:
+        claims = tmp_path / "claims"
+        claims.mkdir(exist_ok=True)
+        marker = str(claim_path(claims, key, "done")) if done else ""
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(claim_path(claims, key, "lock")), str(tmp_path / "release"), marker],
+                                   stdout=subprocess.PIPE, text=True)
+        started.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in started:
+        process.kill()
+        process.wait()
 
 
-def test_a_program_claimed_by_a_live_process_is_built_after_the_others_once_it_is_done(tmp_path, live_process):
+def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path, holder):
+    key, calls = f"{tmp_path}/program", []
+    killed = holder(key)
+    killed.kill()  # mid-compile: the OS releases its lock, whatever process gets its id next
+    killed.wait()
+    assert build_in_turn([recorder(calls, key)], str(tmp_path)) == {key: CLAIMED}
+    assert calls == [key] and claim_path(tmp_path / "claims", key, "done").exists()
+
+
+def test_a_program_another_process_builds_is_built_after_the_others_once_it_is_done(tmp_path, holder):
     busy, free, calls = f"{tmp_path}/busy", f"{tmp_path}/free", []
-    claims = Claims(tmp_path / "claims")
-    hold_claim(claims, busy, live_process)
+    holder(busy, done=True)
 
-    def the_other_process_finishes():
-        while free not in calls:
-            time.sleep(0.005)
-        time.sleep(0.1)
-        claims.path(busy, "done").touch()
-        claims.path(busy, "claim").unlink()
+    def free_then_release():
+        calls.append(free)
+        (tmp_path / "release").touch()  # the other process finishes while this one waits
 
-    threading.Thread(target=the_other_process_finishes, daemon=True).start()
-    how = build_in_turn([recorder(calls, busy), recorder(calls, free)], str(tmp_path))
+    how = build_in_turn([recorder(calls, busy), (free, free_then_release)], str(tmp_path))
     assert how == {free: CLAIMED, busy: WAITED}
     assert calls == [free, busy]
 
 
-def test_a_worker_waits_no_longer_than_its_limit(tmp_path, live_process):
+def test_a_worker_waits_no_longer_than_its_limit(tmp_path, holder):
     key, calls = f"{tmp_path}/stuck", []
-    hold_claim(Claims(tmp_path / "claims"), key, live_process)
+    holder(key)
     assert build_in_turn([recorder(calls, key)], str(tmp_path), wait_limit=0.2) == {key: ALONE}
     assert calls == [key]
 
 
-def test_a_claim_from_another_host_is_not_waited_for(tmp_path):
-    key, calls = f"{tmp_path}/elsewhere", []
-    claims = Claims(tmp_path / "claims")
-    claims.path(key, "claim").write_text(json.dumps({"host": "another-node", "pid": os.getpid()}))
-    assert build_in_turn([recorder(calls, key)], str(tmp_path), wait_limit=600) == {key: ALONE}
-    assert claims.path(key, "claim").exists()  # still the other host's
-
-
-def test_a_program_done_before_is_loaded_and_a_failed_build_releases_its_claim(tmp_path):
+def test_a_program_done_before_is_loaded_and_a_failed_build_releases_its_lock(tmp_path):
     done, failing, calls = f"{tmp_path}/done", f"{tmp_path}/failing", []
-    claims = Claims(tmp_path / "claims")
-    claims.path(done, "done").touch()
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    claim_path(claims, done, "done").touch()
     assert build_in_turn([recorder(calls, done)], str(tmp_path)) == {done: READY}
 
     def fails():
@@ -118,4 +124,6 @@ def test_a_program_done_before_is_loaded_and_a_failed_build_releases_its_claim(t
 
     with pytest.raises(RuntimeError, match="out of memory"):
         build_in_turn([(failing, fails)], str(tmp_path))
-    assert not claims.path(failing, "claim").exists() and not claims.is_done(failing)
+    assert not claim_path(claims, failing, "done").exists()
+    with FileLock(claim_path(claims, failing, "lock")).acquire(timeout=0):  # released
+        pass
