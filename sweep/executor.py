@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -33,47 +32,20 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter stays silent at verbose=0
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-# Tune's own per-trial result files (CSV, JSON, TensorBoard): tiltsweep keeps results in its records.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+import ray
+from ray import tune
 
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.grid import GridPoint, GridSpec
+from tiltsweep.sweep.chains import chain_id, plan_chains
+from tiltsweep.sweep.groups import plan_groups
+from tiltsweep.sweep.filer import Filer
+from tiltsweep.sweep.ledger import Ledger, is_final
+from tiltsweep.sweep.progress import Progress
+from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.worker import configure_accelerator, failure_record, payload_for, run_chain
+from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
 
-from tiltsweep.sweep.errors import Refused  # noqa: E402
-from tiltsweep.sweep.grid import GridPoint, GridSpec  # noqa: E402
-from tiltsweep.sweep.chains import chain_id, plan_chains  # noqa: E402
-from tiltsweep.sweep.groups import plan_groups  # noqa: E402
-from tiltsweep.sweep.filer import Filer  # noqa: E402
-from tiltsweep.sweep.ledger import Ledger, is_final  # noqa: E402
-from tiltsweep.sweep.progress import Progress  # noqa: E402
-from tiltsweep.sweep.results import ResultsDir  # noqa: E402
-from tiltsweep.sweep.worker import configure_accelerator, failure_record, payload_for, run_chain  # noqa: E402
-from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache  # noqa: E402
-
-
-def clear_ipython_only_where_imported() -> None:
-    """Tune's Trainable clears IPython's shell in every actor it starts, importing IPython to
-    do so: ~0.3 s of every worker's start where IPython is installed (any Jupyter user's
-    environment). A process that never imported IPython has no shell to clear, so there Tune's
-    call does nothing. Runs in the driver and, as workers import this module before Tune builds
-    the trainable, in every worker."""
-    from ray.tune.trainable import trainable as tune_trainable
-
-    clear = getattr(tune_trainable, "disable_ipython", None)
-    if clear is None or getattr(clear, "only_where_imported", False):
-        return
-
-    def clear_if_imported() -> None:
-        if "IPython" in sys.modules:
-            clear()
-
-    clear_if_imported.only_where_imported = True
-    tune_trainable.disable_ipython = clear_if_imported
-
-
-clear_ipython_only_where_imported()
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
 PARTS = ("trainers", "sweep", "analysis")
@@ -256,20 +228,25 @@ def trials_at_once(spec: GridSpec, available: dict) -> int:
 
 
 @contextmanager
-def pending_trials_limit(slots: int):
-    """Tune creates up to 200 trials ahead of the running ones, placement groups and all, to
-    drive an autoscaler. On an existing cluster that only delays the first trials (~0.8 s for 96
-    points on 2 CPUs); twice the trials that run at once keeps every slot refilled. A
-    TUNE_MAX_PENDING_TRIALS_PG set by the user wins."""
-    name = "TUNE_MAX_PENDING_TRIALS_PG"
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = str(2 * slots)
+def tune_settings(slots: int):
+    """Tune's documented environment switches, set for the sweep's duration (a value the user
+    set wins), in the driver, which reads them:
+    - TUNE_MAX_PENDING_TRIALS_PG: Tune creates up to 200 trials ahead of the running ones,
+      placement groups and all, to drive an autoscaler. On an existing cluster that only delays
+      the first trials (~0.8 s for 96 points on 2 CPUs); twice the trials that run at once keeps
+      every slot refilled.
+    - TUNE_DISABLE_AUTO_CALLBACK_LOGGERS: no per-trial CSV, JSON and TensorBoard files; the
+      results live in tiltsweep's records;
+    - RAY_AIR_NEW_OUTPUT=0: Tune's classic reporter, which is silent at verbose=0 (the new one
+      prints its configuration box even then), so the console keeps to tiltsweep's progress line."""
+    settings = {"TUNE_MAX_PENDING_TRIALS_PG": str(2 * slots), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+    ours = {name: value for name, value in settings.items() if name not in os.environ}
+    os.environ.update(ours)
     try:
         yield
     finally:
-        del os.environ[name]
+        for name in ours:
+            os.environ.pop(name, None)
 
 
 def run_points(
@@ -285,7 +262,7 @@ def run_points(
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress)
     try:
-        with pending_trials_limit(slots):
+        with tune_settings(slots):
             callback = DriverCallback(ledger, filer, progress, code_version, chains)
             sweep_tuner(spec, chains, tune_dir, callback, verbose).fit()
     finally:

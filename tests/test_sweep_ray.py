@@ -186,22 +186,3 @@ def test_a_trial_without_accelerators_stays_on_the_cpu_although_jax_is_imported(
     environ = {}
     configure_accelerator(cpu=4, gpu=0.5, tpu=0, environ=environ)
     assert environ == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.475"}
-
-
-@pytest.mark.skipif(importlib.util.find_spec("IPython") is None, reason="IPython is not installed: Tune has nothing to import")
-def test_a_worker_does_not_import_ipython_for_tune(tmp_path):
-    import ray
-    from ray import tune
-
-    import tiltsweep.sweep.executor as executor
-
-    def probe(config):
-        assert executor  # the worker imports sweep.executor to unpickle this, as with the sweep's trainable
-        tune.report({"ipython_imported": "IPython" in sys.modules})
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        result = tune.Tuner(probe, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    finally:
-        ray.shutdown()
-    assert result[0].metrics["ipython_imported"] is False
