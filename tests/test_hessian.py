@@ -30,6 +30,7 @@ def small_problem():
     return loss, params
 
 
+@pytest.mark.slow
 def test_lanczos_matches_the_exact_hessian_to_1e_4(x64):
     loss, params = small_problem()
     flat, unravel = ravel_pytree(params)
@@ -47,6 +48,7 @@ def test_full_order_is_exact_and_the_start_vector_does_not_matter(x64):
     np.testing.assert_allclose(a, b, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_training_records_the_top_eigenvalues_every_hessian_every_steps():
     from tiltsweep.trainers.training import prepare
     from tiltsweep.trainers.config import TrialConfig

@@ -50,6 +50,7 @@ def test_myrtle5_on_cifar_images():
     assert len([k for k in variables["params"] if k.startswith("Conv")]) == 4
 
 
+@pytest.mark.slow
 def test_small_wide_resnet_runs_and_has_batch_norm_state():
     model = build_model(WideResNetModel(name="wide_resnet", depth=10, widen_factor=1), 10)
     x = jnp.ones((2, 32, 32, 3))

@@ -49,6 +49,7 @@ def test_resumed_run_equals_uninterrupted_run(config):
     assert_same_history(resumed, uninterrupted)
 
 
+@pytest.mark.slow
 def test_resume_with_batch_norm_augmentation_and_adam(cifar_dir):
     config = {
         "data": {"name": "cifar10", "path": str(cifar_dir), "classes": [0, 1, 2], "train_size": 48, "augment": True},
