@@ -1,6 +1,7 @@
 """Run the reliability tests and print README.md's table of what they injected and checked.
 
-    python tests/reliability_report.py
+    python tests/reliability_report.py                # runs them
+    python tests/reliability_report.py TALLY.json     # the tally of a run made with TILTSWEEP_TALLY=TALLY.json
 """
 
 import json
@@ -15,12 +16,21 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
+    if len(sys.argv) > 1:
+        print_table(json.loads(Path(sys.argv[1]).read_text()))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         tally_path = Path(scratch) / "tally.json"
         env = {**os.environ, "TILTSWEEP_TALLY": str(tally_path)}
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_reliability.py"),
                               str(HERE / "test_grid.py"), "-k", "reliab or bad"], env=env, cwd=HERE.parent)
         entries = json.loads(tally_path.read_text()) if tally_path.exists() else []
+    print_table(entries)
+    print(f"\npytest exit code: {run.returncode}")
+    return run.returncode
+
+
+def print_table(entries: list[dict]) -> None:
     counted = ("faults", "points", "rows_lost", "rows_duplicated", "resumed")  # counted by conftest.Tally
     rows = defaultdict(lambda: [0] * (1 + len(counted)))
     for entry in entries:
@@ -34,8 +44,6 @@ def main() -> int:
         print(f"| {name} | " + " | ".join(map(str, row)) + " |")
     totals = [sum(row[i] for row in rows.values()) for i in range(1 + len(counted))]
     print("| **all** | " + " | ".join(f"**{total}**" if index in (3, 4) else str(total) for index, total in enumerate(totals)) + " |")
-    print(f"\npytest exit code: {run.returncode}")
-    return run.returncode
 
 
 if __name__ == "__main__":
