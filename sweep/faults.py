@@ -10,7 +10,8 @@ TILTSWEEP_FAULTS is a JSON list of faults:
   "kill" (the worker process sends itself SIGKILL) or "hold" (the trial waits there until the
   file named by "until" exists: a test makes the moment it needs happen, then releases it);
 - times: how many attempts of each matching trial it hits (default 1); counted with marker
-  files in <results>/.faults, so it holds across retries in new processes.
+  files in <results>/.faults (`<action>-<index>-<trial>-<firing>`), so it holds across retries
+  in new processes.
 Faults of the driver itself (a SIGKILL between a write and its rename) are the tests' own
 (tests/kill_before_rename.py): no production module checks for one.
 """
@@ -55,15 +56,16 @@ class Faults:
 
     def at_epoch(self, epoch: int) -> None:
         for index, fault in self.pending:
-            if epoch >= fault.get("epoch", 0) and self.claim(index, fault.get("times", 1)):
+            if epoch >= fault.get("epoch", 0) and self.claim(f"{fault['action']}-{index}", fault.get("times", 1)):
                 self.fire(fault, epoch)
 
-    def claim(self, index: int, times: int) -> bool:
-        """Take one of the fault's `times` firings for this trial; False when all are used."""
+    def claim(self, name: str, times: int) -> bool:
+        """Take one of the fault's `times` firings for this trial (a marker file named after the
+        fault's action and place in the plan, the trial and the firing); False when all are used."""
         self.marker_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(times):
             try:
-                os.close(os.open(self.marker_dir / f"{index}-{self.trial_id}-{attempt}", os.O_CREAT | os.O_EXCL))
+                os.close(os.open(self.marker_dir / f"{name}-{self.trial_id}-{attempt}", os.O_CREAT | os.O_EXCL))
                 return True
             except FileExistsError:
                 continue

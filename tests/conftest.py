@@ -63,7 +63,8 @@ class Tally:
     table (tests/reliability_report.py). Every figure but the test's own actions is counted from
     the directory, never typed:
     - faults: `injected` (what the test itself did: a SIGKILL, a damaged file), plus the worker
-      faults that fired (the marker files in <results>/.faults) and the points that diverged;
+      faults that fired (the marker files in <results>/.faults, holds left out) and the points
+      that diverged;
     - points: the points of the grid saved in the directory;
     - rows lost: those points without a row in summary.parquet;
     - rows duplicated: rows of summary.parquet, and of curves.parquet by (trial_id, step), beyond
@@ -81,7 +82,8 @@ class Tally:
         expected = {point.trial_id for point in load_grid(directory / "grid.yaml").points}
         summary = pd.read_parquet(directory / "summary.parquet")
         curves = pd.read_parquet(directory / "curves.parquet")
-        fired = len(list((directory / ".faults").iterdir())) if (directory / ".faults").exists() else 0
+        markers = (directory / ".faults").iterdir() if (directory / ".faults").exists() else []
+        fired = sum(not marker.name.startswith("hold-") for marker in markers)  # a hold only times the test
         entry = {
             "test": test,
             "faults": injected + fired + int((summary["status"] == "diverged").sum()),

@@ -1,8 +1,6 @@
 """Sweeps on a real local Ray: results on disk, extension, retries of failing points."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
