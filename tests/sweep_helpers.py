@@ -44,6 +44,13 @@ def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = N
     return {**(os.environ if env is None else env), "TILTSWEEP_FAULTS": json.dumps([fault])}
 
 
+def trial_id_at(grid: Path, **axes) -> str:
+    """The trial id of the grid file's point at these axis values (by their paths)."""
+    from tiltsweep.sweep.grid import load_grid
+
+    return next(point.trial_id for point in load_grid(grid).points if point.axes == axes)
+
+
 def status_json(results_dir: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", "tiltsweep", "status", str(results_dir), "--json"],
                          capture_output=True, text=True, check=True).stdout

@@ -17,7 +17,7 @@ from tiltsweep.sweep.cli import main
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.groups import plan_groups
 from tiltsweep.sweep.results import ResultsDir
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, write_grid
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, trial_id_at, write_grid
 
 pytestmark = pytest.mark.slow
 POINTS = 6
@@ -49,7 +49,6 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
             release.touch()
             assert driver.wait(timeout=400) == 0, driver.output()
         finally:
-            release.touch()
             driver.kill() if driver.process.poll() is None else None
     finally:
         cluster.shutdown()
@@ -75,7 +74,7 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
     if moment == "before the first result":  # every point holds after its first checkpoint
         env = holding(release)
     elif moment == "mid-way":  # one point holds after its first checkpoint, the others finish
-        held = next(p.trial_id for p in load_grid(grid).points if p.axes == {"loss.amplitude": 1.0, "seed": 1})
+        held = trial_id_at(grid, **{"loss.amplitude": 1.0, "seed": 1})
         env = holding(release, where={"trial_id": held})
     else:
         # The driver kills itself just before renaming its 3rd summary.parquet into place: the
@@ -113,7 +112,7 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
         assert final[trial_id]["finished_at"] == record["finished_at"]  # not run again
     for trial_id, epoch in partial.items():
         assert final[trial_id]["resumed_from_epoch"] == epoch > 0  # continued, not restarted
-    assert not list(directory.glob("**/.*.tmp"))
+    assert not list(directory.rglob(".*.tmp"))
     tally.sweep(f"driver SIGKILLed {moment}", directory, injected=1)
 
 
@@ -122,7 +121,7 @@ def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tal
     out = tmp_path / "results"
     directory = out / "worker-killed"
     release = tmp_path / "release"
-    trial_id = next(p.trial_id for p in load_grid(grid).points if p.axes == {"loss.amplitude": 10.0, "seed": 0})
+    trial_id = trial_id_at(grid, **{"loss.amplitude": 10.0, "seed": 0})
     driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(release, where={"trial_id": trial_id}))
     try:
         results = ResultsDir(directory)
@@ -133,7 +132,6 @@ def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tal
         release.touch()
         assert driver.wait(timeout=300) == 0, driver.output()
     finally:
-        release.touch()
         driver.kill() if driver.process.poll() is None else None
     assert_each_point_once(directory, POINTS, evaluations=5)
     final = records(directory)
