@@ -99,12 +99,12 @@ def phase_diagram(
 def subgrid_axes(sub) -> tuple[Optional[str], Optional[str], dict]:
     """(x, y, axes to reduce over) of a sub-grid: its axes with several values besides seed; x is
     the one named like a period, y the other."""
-    varied = [a for a, values in sub.axes.items() if a != SEED and len(values) > 1]
+    varied = [a for a, values in sub["axes"].items() if a != SEED and len(values) > 1]
     if len(varied) != 2:
         return None, None, {}
     x = next((a for a in varied if "period" in a), varied[0])
     y = next(a for a in varied if a != x)
-    return x, y, {a: sub.axes[a] for a in (x, y, SEED) if a in sub.axes}
+    return x, y, {a: sub["axes"][a] for a in (x, y, SEED) if a in sub["axes"]}
 
 
 def side_by_side_tables(source: Source, metric: str = "val_accuracy", epoch: Optional[int] = None) -> list[tuple[str, pd.DataFrame, str, str]]:
@@ -115,7 +115,7 @@ def side_by_side_tables(source: Source, metric: str = "val_accuracy", epoch: Opt
     for index, sub in enumerate(results.subgrids):
         x, y, axes = subgrid_axes(sub)
         if x:
-            table = reduce_seeds(summary[summary["trial_id"].isin(sub.trial_ids)], metric, axes)
+            table = reduce_seeds(summary[summary["trial_id"].isin(sub["trial_ids"])], metric, axes)
             panels.append((f"sub-grid {index + 1}: {y} against {x}", table, x, y))
     if not panels:
         raise PlotError(f"{results.name}: no sub-grid with two swept axes to draw")

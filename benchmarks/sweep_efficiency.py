@@ -57,8 +57,8 @@ def measure(grid: Path, out: Path, cache: Path) -> dict:
     spec = load_grid(grid)
     outcome = run_sweep(spec, results_dir_for(spec, out), stream=io.StringIO())
     results = ResultsDir(out / spec.name)
-    records = [results.read_record(t) for t in results.record_ids()]
-    training = sum(r["wall_seconds"] / r.get("group_size", 1) for r in records)
+    records = [record.model_dump() for _, record in results.records(on_corrupt=print).values()]
+    training = sum(r["wall_seconds"] / r["trained_with"] for r in records)
     wall = outcome.seconds - outcome.ray_startup_seconds - outcome.ray_shutdown_seconds
     compiles: dict[str, int] = {}
     for record in records:

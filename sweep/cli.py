@@ -172,7 +172,7 @@ def draw(directory: Path, args) -> list[Path]:
 
 
 def command_plot(args) -> int:
-    spec, results = open_results(args.directory)
+    results = existing_results(args.directory)
     for path in draw(results.root, args)[:-1]:
         print(f"  {path}")
     return EXIT_OK
@@ -186,9 +186,8 @@ def command_run(args) -> int:
     return execute(spec, results_dir_for(spec, args.out), args)
 
 
-def open_results(directory: Path):
-    """(GridSpec, ResultsDir) of an existing results directory."""
-    from tiltsweep.sweep.grid import load_grid
+def existing_results(directory: Path):
+    """The ResultsDir of an existing results directory, or Refused."""
     from tiltsweep.sweep.results import ResultsDir
 
     results = ResultsDir(directory)
@@ -196,6 +195,14 @@ def open_results(directory: Path):
         raise Refused(f"{directory}: no such results directory")
     if not results.exists():
         raise Refused(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
+    return results
+
+
+def open_results(directory: Path):
+    """(GridSpec, ResultsDir) of an existing results directory, its grid.yaml parsed to run it."""
+    from tiltsweep.sweep.grid import load_grid
+
+    results = existing_results(directory)
     return load_grid(results.grid_file, base_dir=results.grid_base_dir()), results
 
 
@@ -205,11 +212,10 @@ def command_resume(args) -> int:
 
 
 def command_status(args) -> int:
-    from tiltsweep.sweep.status import format_status, sweep_status
+    from tiltsweep.sweep.ledger import format_status, sweep_status
 
-    spec, results = open_results(args.directory)
-    status = sweep_status(spec, results)
-    print(json.dumps(status.as_json()) if args.json else format_status(status, spec, args.directory))
+    status = sweep_status(existing_results(args.directory))
+    print(json.dumps(status.as_json()) if args.json else format_status(status, args.directory))
     return EXIT_OK
 
 
@@ -245,7 +251,7 @@ def command_lr_range(args) -> int:
 def command_interpolate(args) -> int:
     from tiltsweep.sweep.interpolation import interpolate_states
 
-    open_results(args.directory)
+    existing_results(args.directory)
     frame, table, figure = interpolate_states(args.directory, args.a, args.b)
     ends = frame.set_index("alpha")["train_loss"]
     higher_end, highest = max(ends.loc[0.0], ends.loc[1.0]), frame.loc[frame["alpha"].between(0, 1), "train_loss"].max()

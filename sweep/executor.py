@@ -4,15 +4,15 @@ sweeps to a cluster as Ray jobs.
 - Without an address Ray starts on this machine (no dashboard unless asked; then on 127.0.0.1
   only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
   workers, and the results directory must be on storage every node sees.
-- Points train in groups (sweep.groups: one point unless `training.batch_points` asks for more),
-  and a Tune trial, asking for the grid file's resources (cpu, gpu, TPU), trains a chain of
-  groups one after another (sweep.chains). Actors are reused, so a worker process compiles once
-  per model shape and trains many points; with the persistent compilation cache
-  (trainers.compile_cache) it loads what earlier workers on the machine compiled.
+- A Tune trial, asking for the grid file's resources (cpu, gpu, TPU), trains one pack of points
+  (sweep.packs). Actors are reused, so a worker process compiles once per model shape and trains
+  many points; with the persistent compilation cache (trainers.compile_cache) it loads what
+  earlier workers on the machine compiled.
 - A worker reports every point it starts and finishes; the driver files each finished one.
 - A trial that raises or whose worker dies is retried `resources.retries` times (its unfinished
-  points resuming from their checkpoints); after that the driver writes `failed` records, with
-  the error, for its points that started and did not finish.
+  points resuming from their checkpoints). A point whose training raised has a `failed` record
+  with the error from its worker; after the last retry the driver writes one for each point that
+  started and has no record (its worker died).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import functools
 import importlib
 import logging
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -37,13 +36,11 @@ from ray import tune
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import GridPoint, GridSpec
-from tiltsweep.sweep.chains import chain_id, plan_chains
-from tiltsweep.sweep.groups import plan_groups
-from tiltsweep.sweep.filer import Filer
-from tiltsweep.sweep.ledger import Ledger, is_final
+from tiltsweep.sweep.ledger import Filer, Ledger
+from tiltsweep.sweep.packs import Pack, accelerated, plan_packs
 from tiltsweep.sweep.progress import Progress
-from tiltsweep.sweep.results import ResultsDir
-from tiltsweep.sweep.worker import configure_accelerator, failure_record, payload_for, run_chain
+from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord
+from tiltsweep.sweep.worker import configure_accelerator, run_pack
 from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
 
 
@@ -121,12 +118,24 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         seconds.shutdown = time.perf_counter() - stopping
 
 
-def trainable(tune_config: dict, chains: dict[str, list[dict]]) -> None:
-    """What a Tune trial runs: a chain of groups of grid points, `chains[tune_config["chain"]]`."""
-    groups = chains[tune_config["chain"]]
-    configure_accelerator(**groups[0]["resources"])
+def trainable(tune_config: dict, packs: dict[str, dict]) -> None:
+    """What a Tune trial runs: one pack of grid points, `packs[tune_config["pack"]]`."""
+    pack = packs[tune_config["pack"]]
+    configure_accelerator(**pack["resources"])
     enable_compile_cache(cache_directory())
-    run_chain(groups, report=tune.report)
+    run_pack(pack, report=tune.report)
+
+
+def payload_for(pack: Pack, spec: GridSpec, results: ResultsDir, code_version: str) -> dict:
+    """What a worker gets to train one pack (plain data, shipped by Ray; sweep.worker)."""
+    return {
+        "pack_id": pack.pack_id,
+        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in pack.points],
+        "results_dir": str(results.root),
+        "code_version": code_version,
+        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
+        "on_accelerator": accelerated(spec),
+    }
 
 
 def error_text(trial) -> str:
@@ -140,26 +149,14 @@ def error_text(trial) -> str:
     return trial.get_error() or ""
 
 
-EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Fault|Exit)\b.*")
-
-
-def first_line_of_error(trace: Optional[str]) -> str:
-    """The last exception of a traceback in one line (with pydantic's detail lines), or the
-    last meaningful line; at most 500 characters."""
-    lines = [line.strip() for line in (trace or "").splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith(("File ", "^", "~", "For further information"))]
-    for index in range(len(lines) - 1, -1, -1):
-        if EXCEPTION_LINE.match(lines[index]):
-            detail = [line for line in lines[index + 1 : index + 3] if not EXCEPTION_LINE.match(line)]
-            return " ".join([lines[index], *detail])[:500]
-    return lines[-1][:500] if lines else "the trial failed (no error text)"
+WORKER_DIED = "the worker training it died (it exited, was killed or ran out of memory) on every attempt"
 
 
 class DriverCallback(tune.Callback):
     """Hands every finished point to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, chains: dict[str, list[dict]]):
-        self.ledger, self.filer, self.progress, self.code_version, self.chains = ledger, filer, progress, code_version, chains
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: dict[str, dict]):
+        self.ledger, self.filer, self.progress, self.code_version, self.packs = ledger, filer, progress, code_version, packs
         self.filed: set[str] = set()
 
     def __getstate__(self):
@@ -168,48 +165,49 @@ class DriverCallback(tune.Callback):
         return {}
 
     @staticmethod
-    def chain_id(trial) -> str:
-        return trial.config["chain"]
+    def pack_id(trial) -> str:
+        return trial.config["pack"]
 
-    def members(self, trial) -> list[dict]:
-        return [member for group in self.chains[self.chain_id(trial)] for member in group["members"]]
-
-    def file(self, trial_ids) -> None:
+    def file(self, pack_id: str, trial_ids) -> None:
         """To the filer, once per point."""
         new = [trial_id for trial_id in trial_ids if trial_id not in self.filed]
         self.filed.update(new)
         if new:
-            self.filer.file(new)
+            self.filer.file(pack_id, new)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         for trial_id in result.get("running", []):  # first, so the line drawn for the finished shows it
             self.progress.trial_started(trial_id)
-        self.file(result.get("finished", []))
+        self.file(self.pack_id(trial), result.get("finished", []))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.progress.trial_retried(self.chain_id(trial))
+        self.progress.trial_retried(self.pack_id(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.file(member["trial_id"] for member in self.members(trial))
+        pack = self.packs[self.pack_id(trial)]
+        self.file(pack["pack_id"], [member["trial_id"] for member in pack["members"]])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        """Every point that started and has no result gets a `failed` record with the error (the
-        next run retries it); points the chain never started stay to do."""
-        trace = error_text(trial)
-        started = []
-        for member in self.members(trial):
-            trial_id = member["trial_id"]
-            if trial_id in self.filed or not self.ledger.results.attempt(trial_id):
-                continue
-            if not self.has_result(trial_id):
-                record = failure_record(member, first_line_of_error(trace), self.code_version)
-                record["traceback"] = trace
-                self.ledger.results.write_record(record)
-            started.append(trial_id)
-        self.file(started)
-
-    def has_result(self, trial_id: str) -> bool:
-        return is_final(self.ledger.read(trial_id))  # a corrupt record is quarantined: not final
+        """Every point that started and has no record gets a `failed` one (the next run retries
+        it); points the pack never started stay to do."""
+        pack = self.packs[self.pack_id(trial)]
+        results = self.ledger.results
+        try:
+            book = results.read_pack(pack["pack_id"])
+        except CorruptFile as error:
+            self.ledger.quarantine_file(error)
+            book = PackRecords(pack["pack_id"])
+        started = [m for m in pack["members"] if m["trial_id"] in book.attempts and m["trial_id"] not in self.filed]
+        unrecorded = [m for m in started if m["trial_id"] not in book.records]
+        if unrecorded:
+            trace = error_text(trial)
+            for member in unrecorded:
+                book.records[member["trial_id"]] = TrialRecord(
+                    trial_id=member["trial_id"], status="failed", config=member["config"], attempts=book.attempts[member["trial_id"]],
+                    code_version=self.code_version, error=WORKER_DIED, traceback=trace, written=time.time(),
+                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            results.write_pack(book)
+        self.file(pack["pack_id"], [m["trial_id"] for m in started])
 
 
 def trial_resources(spec: GridSpec) -> dict:
@@ -254,17 +252,17 @@ def run_points(
     code_version: str, verbose: bool = False,
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
-    groups = [payload_for(members, spec, results, code_version) for members in plan_groups(points)]
     slots = trials_at_once(spec, ray.cluster_resources())
-    chains = {chain_id([g["group_id"] for g in chain]): chain for chain in plan_chains(groups, slots, spec.resources.retries)}
+    packs = {pack.pack_id: payload_for(pack, spec, results, code_version)
+             for pack in plan_packs(points, slots, spec.resources.retries, accelerated(spec))}
     scratch = results.root / ".tune"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
-    filer = Filer(ledger, progress)
+    filer = Filer(ledger, progress.trial_finished)
     try:
         with tune_settings(slots):
-            callback = DriverCallback(ledger, filer, progress, code_version, chains)
-            sweep_tuner(spec, chains, tune_dir, callback, verbose).fit()
+            callback = DriverCallback(ledger, filer, progress, code_version, packs)
+            sweep_tuner(spec, packs, tune_dir, callback, verbose).fit()
     finally:
         try:
             filer.close()
@@ -272,16 +270,16 @@ def run_points(
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
 
 
-def sweep_tuner(spec: GridSpec, chains: dict[str, list[dict]], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
+def sweep_tuner(spec: GridSpec, packs: dict[str, dict], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
     return tune.Tuner(
-        # A trial's config is its chain id alone: Tune copies the whole search space once per
+        # A trial's config is its pack id alone: Tune copies the whole search space once per
         # trial it generates (quadratic in the points), and keeps and saves every trial's config.
-        tune.with_resources(tune.with_parameters(trainable, chains=chains), trial_resources(spec)),
-        param_space={"chain": tune.grid_search(list(chains))},
+        tune.with_resources(tune.with_parameters(trainable, packs=packs), trial_resources(spec)),
+        param_space={"pack": tune.grid_search(list(packs))},
         tune_config=tune.TuneConfig(
             reuse_actors=True,
-            trial_name_creator=DriverCallback.chain_id,
-            trial_dirname_creator=DriverCallback.chain_id,
+            trial_name_creator=DriverCallback.pack_id,
+            trial_dirname_creator=DriverCallback.pack_id,
         ),
         run_config=tune.RunConfig(
             name="sweep",
@@ -305,7 +303,7 @@ def submit_job(address: str, grid_path: Path, out: str, extra_args: list[str]) -
     try:
         client = JobSubmissionClient(address)
     except Exception as error:  # the client raises bare ConnectionErrors and RuntimeErrors
-        raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {first_line_of_error(str(error))}") from None
+        raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {' '.join(str(error).split())[:300]}") from None
     staging = Path(tempfile.mkdtemp(prefix="tiltsweep-submit-"))
     (staging / grid_path.name).write_bytes(grid_path.read_bytes())
     entrypoint = " ".join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])

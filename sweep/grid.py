@@ -29,6 +29,7 @@ from pydantic import Field, ValidationError
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.identity import trial_id
+from tiltsweep.sweep.results import SweepDescription
 from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig
 from tiltsweep.trainers.data import DatasetError, check_data
 
@@ -86,6 +87,15 @@ class GridSpec:
 
     def point(self, trial_id: str) -> GridPoint:
         return next(p for p in self.points if p.trial_id == trial_id)
+
+    def description(self) -> SweepDescription:
+        """What the results directory records of this sweep (sweep.json), by column name."""
+        by_column = lambda axes: {axis_column(path): values for path, values in axes.items()}
+        return SweepDescription(
+            self.name, by_column(self.axes),
+            [{"axes": by_column(sub.axes), "trial_ids": list(sub.trial_ids)} for sub in self.subgrids],
+            {point.trial_id: by_column(point.axes) for point in self.points},
+        )
 
 
 def axis_column(path: str) -> str:

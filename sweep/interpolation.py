@@ -15,8 +15,7 @@ import pandas as pd
 
 from tiltsweep.sweep.atomic import atomic_write
 from tiltsweep.sweep.errors import Refused
-from tiltsweep.sweep.results import CorruptFile, ResultsDir, checkpoint_name
-from tiltsweep.sweep.store import write_table
+from tiltsweep.sweep.results import ResultsDir, checkpoint_name, write_table
 
 
 @dataclass
@@ -37,21 +36,19 @@ def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
     """(the trial's config, the state dict) of an endpoint, or Refused saying what is missing."""
     from tiltsweep.trainers import Checkpoint
 
-    try:
-        record = results.read_record(endpoint.trial_id)
-    except FileNotFoundError:
-        raise Refused(f"{results.root}: no finished trial {endpoint.trial_id!r}") from None
-    except CorruptFile as error:
-        raise Refused(str(error)) from None
-    path = results.state_path(endpoint.trial_id, endpoint.state)
-    if not path.exists():
-        kept = ", ".join(results.state_names(endpoint.trial_id)) or "none"
+    recorded = results.records(on_corrupt=lambda error: None).get(endpoint.trial_id)
+    if recorded is None:
+        raise Refused(f"{results.root}: no finished trial {endpoint.trial_id!r}")
+    pack_id, record = recorded
+    payload = results.read_state(pack_id, endpoint.trial_id, endpoint.state)
+    if payload is None:
+        kept = ", ".join(sorted(name for trial, name in results.kept_states(pack_id) if trial == endpoint.trial_id)) or "none"
         raise Refused(f"{endpoint.text}: no kept state {endpoint.state} (kept: {kept}; "
                       "final states need training.keep_final_state, epochs need training.keep_checkpoints)")
     try:
-        return record["config"], Checkpoint.from_bytes(results.read_checkpoint(path)).state
-    except (CorruptFile, ValueError) as error:
-        raise Refused(f"{path}: {error}") from None
+        return record.config, Checkpoint.from_bytes(payload).state
+    except ValueError as error:
+        raise Refused(f"{results.states_path(pack_id)}: {endpoint.text}: {error}") from None
 
 
 def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataFrame, Path, Path]:

@@ -1,40 +1,49 @@
-"""Filing trial records into summary.parquet and curves.parquet (the driver's job).
+"""What the records of a results directory add up to: the tables the driver files them into,
+and where every point of the sweep stands.
 
-summary.parquet has one row per trial record: `trial_id`, `status`, one column per swept axis
+summary.parquet has one row per recorded point: `trial_id`, `status`, one column per swept axis
 (named by its path, or `amplitude`, `period`, `seed`; typed as the config types it), the final
 `train_accuracy`, `val_accuracy`, `train_loss`, `val_loss`, `best_val_accuracy`, `steps`,
 `epochs`, `wall_seconds`, `resumed_from_epoch`, `attempts`, `code_version`, `error`, `finished_at`
-and the full `config` as JSON.
-The rows are a function of the records, so the table can always be rebuilt from them: an
-unreadable summary or curve file is moved to quarantine and written again.
+and the full `config` as JSON. curves.parquet/<pack>.parquet holds the curves of the points whose
+record is in that pack. Both are a function of the records, so they can always be rebuilt: an
+unreadable table is moved to quarantine and written again.
+
+    ledger = Ledger(results, axes)   # the driver's, under the run lock
+    ledger.sync()                    # rebuild both tables from the records
+    filer = Filer(ledger, progress)  # files finished points on a thread of its own
+    status = sweep_status(results)   # anyone's, any time: reads files only
+
+Status categories: completed / diverged / failed (the point's record says so); partial (no
+record yet, but a checkpoint: interrupted, or running now); pending (nothing yet). Points recorded
+but no longer in the sweep are counted apart (`outside_grid`); unreadable files are reported.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, Optional
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tiltsweep.sweep.atomic import remove_stale_asides
-from tiltsweep.sweep.results import CorruptFile, ResultsDir
-from tiltsweep.sweep.store import CorruptTable, check_readable, curve_path, read_table, write_curve, write_table
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.results import (
+    CorruptFile, CorruptTable, ResultsDir, SweepDescription, TrialRecord, check_readable, write_table,
+)
 
 FINAL_METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
-FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
 SUMMARY_COLUMNS = (
     "trial_id", "status", *FINAL_METRICS, "best_val_accuracy", "steps", "epochs", "wall_seconds",
     "resumed_from_epoch", "attempts", "code_version", "error", "finished_at", "config",
 )
-
-
 PLOTTABLE_COLUMNS = (*FINAL_METRICS, "best_val_accuracy", "steps", "wall_seconds")
-
-
-def is_final(record: Optional[dict]) -> bool:
-    """A record that ends its point for good (no record: the point is still to do)."""
-    return record is not None and record["status"] in FINAL_STATUSES
+CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
 
 
 def config_value(config: dict, path: str) -> Any:
@@ -44,40 +53,45 @@ def config_value(config: dict, path: str) -> Any:
     return json.dumps(node) if isinstance(node, (list, dict)) else node
 
 
-def summary_row(record: dict, axes: dict[str, str]) -> dict:
-    final = record["history"][-1] if record["history"] else {}
-    history_val = [row["val_accuracy"] for row in record["history"] if math.isfinite(row.get("val_accuracy", math.nan))]
-    row = {"trial_id": record["trial_id"], "status": record["status"]}
-    row.update({column: config_value(record["config"], path) for column, path in axes.items()})
+def summary_row(record: TrialRecord, axes: dict[str, str]) -> dict:
+    """One row of summary.parquet; axes: column name -> config path of every swept axis."""
+    final = record.history[-1] if record.history else {}
+    history_val = [row["val_accuracy"] for row in record.history if math.isfinite(row.get("val_accuracy", math.nan))]
+    row = {"trial_id": record.trial_id, "status": record.status}
+    row.update({column: config_value(record.config, path) for column, path in axes.items()})
     row.update({name: float(final.get(name, math.nan)) for name in FINAL_METRICS})
     row["best_val_accuracy"] = max(history_val) if history_val else math.nan
-    for name in ("steps", "epochs", "resumed_from_epoch", "attempts"):
-        row[name] = int(record.get(name) or 0)
-    row["wall_seconds"] = float(record.get("wall_seconds") or 0.0)
-    for name in ("code_version", "error", "finished_at"):
-        row[name] = str(record.get(name) or "")
-    row["config"] = json.dumps(record["config"], sort_keys=True)
+    row.update(steps=record.steps, epochs=record.epochs, wall_seconds=record.wall_seconds,
+               resumed_from_epoch=record.resumed_from_epoch, attempts=record.attempts,
+               code_version=record.code_version, error=record.error, finished_at=record.finished_at)
+    row["config"] = json.dumps(record.config, sort_keys=True)
     return row
 
 
 class Ledger:
-    """The driver's view of the records; files each finished trial into the tables."""
+    """The driver's view of the records; files finished points into the tables."""
 
     def __init__(self, results: ResultsDir, axes: dict[str, str], on_problem: Callable[[str], None] = lambda message: None):
         """axes: summary column name -> config path of every swept axis."""
         self.results, self.axes, self.on_problem = results, dict(axes), on_problem
         self.rows: dict[str, dict] = {}
+        self.holder: dict[str, str] = {}  # trial id -> the pack whose record of it counts
+        self.ranks: dict[str, tuple] = {}  # trial id -> that record's precedence
 
     def sync(self) -> None:
         """Rebuild both tables from the records, quarantining whatever cannot be read. Runs while
-        no trial writes (before and after a run), so half-written aside files are stale."""
+        no point is trained (before and after a run), so half-written aside files are stale."""
         remove_stale_asides(self.results.root)
-        self.rows = {}
-        for trial_id in self.results.record_ids():
-            record = self.read(trial_id)
-            if record is not None:
-                self.rows[trial_id] = summary_row(record, self.axes)
-                self.ensure_curve(record)
+        self.rows, self.holder, self.ranks = {}, {}, {}
+        by_pack: dict[str, list[TrialRecord]] = {}
+        for trial_id, (pack_id, record) in self.results.records(on_corrupt=self.quarantine_file).items():
+            self.take(pack_id, record)
+            by_pack.setdefault(pack_id, []).append(record)
+        for path in self.results.curve_files():
+            if path.stem not in by_pack:
+                path.unlink()  # its pack's records are gone (quarantined): its points run again
+        for pack_id, records in by_pack.items():
+            self.ensure_curves(pack_id, records)
         if self.results.summary_path.exists():
             try:
                 check_readable(self.results.summary_path)
@@ -85,53 +99,201 @@ class Ledger:
                 self.quarantine(error.path, str(error))
         self.write_summary()
 
-    def read(self, trial_id: str) -> Optional[dict]:
-        try:
-            return self.results.read_record(trial_id)
-        except FileNotFoundError:
-            return None
-        except CorruptFile as error:
-            self.quarantine(error.path, error.reason)
-            return None
+    def quarantine_file(self, error: CorruptFile) -> None:
+        self.quarantine(error.path, error.reason)
 
     def quarantine(self, path, reason: str) -> None:
         moved = self.results.quarantine(path, reason)
         self.on_problem(f"moved unreadable {path} to {moved} ({reason})")
 
-    def ensure_curve(self, record: dict) -> None:
-        path = curve_path(self.results.curves_dir, record["trial_id"])
+    def take(self, pack_id: str, record: TrialRecord) -> bool:
+        """Count `record` if it ranks above the point's record so far."""
+        if record.trial_id in self.ranks and record.precedence() <= self.ranks[record.trial_id]:
+            return False
+        self.rows[record.trial_id] = summary_row(record, self.axes)
+        self.holder[record.trial_id], self.ranks[record.trial_id] = pack_id, record.precedence()
+        return True
+
+    def ensure_curves(self, pack_id: str, records: list[TrialRecord]) -> None:
+        """Leave the pack's curve file if it is readable and holds exactly these points' curves."""
+        path = self.results.curve_path(pack_id)
+        wanted = {record.trial_id for record in records if record.history}
         if path.exists():
             try:
                 check_readable(path)
-                return
+                if set(pq.read_table(path, columns=["trial_id"]).column("trial_id").to_pylist()) == wanted:
+                    return
             except CorruptTable as error:
                 self.quarantine(path, str(error))
-        if record["history"]:
-            write_curve(self.results.curves_dir, record["trial_id"], record["history"])
+        self.results.write_curves(pack_id, records)
 
-    def file(self, trial_id: str) -> Optional[dict]:
-        """File one newly written record: its curve, and its row for the next `write_summary`
-        (one rewrite of summary.parquet serves many records). Returns the record."""
-        record = self.read(trial_id)
-        if record is None:
-            return None
-        if record["history"]:
-            write_curve(self.results.curves_dir, trial_id, record["history"])
-        self.rows[trial_id] = summary_row(record, self.axes)
-        return record
+    def file(self, pack_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
+        """File newly written records of one pack: its curve file, and their rows for the next
+        `write_summary` (one rewrite of summary.parquet serves many). Returns their statuses."""
+        try:
+            pack = self.results.read_pack(pack_id)
+        except CorruptFile as error:
+            self.quarantine_file(error)
+            return {}
+        moved_from = set()
+        for trial_id in trial_ids:
+            record = pack.records.get(trial_id)
+            previous = self.holder.get(trial_id)
+            if record is not None and self.take(pack_id, record) and previous not in (None, pack_id):
+                moved_from.add(previous)
+        self.results.write_curves(pack_id, self.held(pack_id, pack.records.values()))
+        for other in moved_from:  # a point retried in this pack: its curve leaves the other pack's file
+            self.results.write_curves(other, self.held(other, self.results.read_pack(other).records.values()))
+        return {trial_id: pack.records[trial_id].status for trial_id in trial_ids if trial_id in pack.records}
+
+    def held(self, pack_id: str, records: Iterable[TrialRecord]) -> list[TrialRecord]:
+        return [record for record in records if self.holder.get(record.trial_id) == pack_id]
 
     def status_of(self, trial_id: str) -> Optional[str]:
         row = self.rows.get(trial_id)
         return row["status"] if row else None
 
     def write_summary(self) -> None:
-        rows = list(self.rows.values())
         columns = ["trial_id", "status", *self.axes, *SUMMARY_COLUMNS[2:]]
-        write_table(pd.DataFrame(rows, columns=columns), self.results.summary_path)
+        write_table(pd.DataFrame(list(self.rows.values()), columns=columns), self.results.summary_path)
 
 
-def read_summary(results: ResultsDir) -> pd.DataFrame:
-    """summary.parquet as written (empty, with its columns, before the first trial is filed)."""
-    if not results.summary_path.exists():
-        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    return read_table(results.summary_path)
+class Filer:
+    """Files finished points on a thread of its own, off Tune's loop. Tune runs its callbacks on
+    the thread that also starts the next trial, so a worker would otherwise wait for every filing
+    (a curve file and a summary.parquet rewrite) before its next pack. The workers write each
+    point's record before reporting it, so filing it a moment later loses nothing. Points that
+    finish while the filer is busy are filed together, with one summary rewrite for the batch.
+
+        filer.file(pack_id, [trial ids])   # returns at once
+        filer.close()                      # files what is left; re-raises the first filing error
+    """
+
+    def __init__(self, ledger: Ledger, on_filed: Callable[[str, str], None]):
+        """on_filed(trial_id, status) after each point is filed."""
+        self.ledger, self.on_filed = ledger, on_filed
+        self.pending: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="tiltsweep-filer", daemon=True)
+        self.thread.start()
+
+    def file(self, pack_id: str, trial_ids: Iterable[str]) -> None:
+        self.pending.put((pack_id, list(trial_ids)))
+
+    def close(self) -> None:
+        self.pending.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            batch = [self.pending.get()]
+            while not self.pending.empty():  # what finished while the last batch was filed
+                batch.append(self.pending.get())
+            closing = None in batch
+            if self.error is None and any(batch):
+                try:
+                    self._file([item for item in batch if item is not None])
+                except BaseException as error:  # kept for close(); the records stay the truth
+                    self.error = error
+
+    def _file(self, batch: list[tuple[str, list[str]]]) -> None:
+        for pack_id, trial_ids in batch:
+            statuses = self.ledger.file(pack_id, trial_ids)
+            for trial_id in trial_ids:
+                self.on_filed(trial_id, statuses.get(trial_id, "failed"))
+        self.ledger.write_summary()
+
+
+# --- where points stand ---------------------------------------------------------------------------
+
+
+class OutdatedResults(Refused):
+    """A results directory written by tiltsweep 0.1, before sweep.json described its sweep."""
+
+
+def description_of(results: ResultsDir) -> SweepDescription:
+    description = results.description()
+    if description is None:
+        raise OutdatedResults(f"{results.root}: written by an older tiltsweep (sweep.json does not describe the sweep); "
+                              f"`tiltsweep resume {results.root}` brings it up to date")
+    return description
+
+
+@dataclass
+class SweepStatus:
+    name: str
+    total: int
+    trials: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CATEGORIES})
+    outside_grid: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    points: dict[str, dict] = field(default_factory=dict, repr=False)  # trial id -> its axis values
+
+    def counts(self) -> dict[str, int]:
+        return {category: len(self.trials[category]) for category in CATEGORIES}
+
+    def as_json(self) -> dict:
+        return {
+            **self.counts(), "total": self.total, "name": self.name, "outside_grid": len(self.outside_grid),
+            "unreadable": self.unreadable, "trials": self.trials, "errors": self.errors,
+        }
+
+
+def sweep_status(results: ResultsDir) -> SweepStatus:
+    description = description_of(results)
+    status = SweepStatus(description.name, len(description.points), points=description.points)
+    recorded = {trial_id: record for trial_id, (_, record) in results.records(on_corrupt=lambda e: status.unreadable.append(str(e))).items()}
+    status.errors = {trial_id: record.error for trial_id, record in recorded.items() if record.status == "failed"}
+    status.unreadable.extend(unreadable_tables(results))
+    checkpointed = set(results.checkpointed_ids())
+    for trial_id in checkpointed - set(recorded):
+        try:
+            for path in results.checkpoint_files(trial_id)[:1]:
+                results.read_checkpoint(path)
+        except CorruptFile as error:
+            status.unreadable.append(str(error))
+        except FileNotFoundError:
+            pass
+    for trial_id in description.points:
+        record = recorded.get(trial_id)
+        category = record.status if record else ("partial" if trial_id in checkpointed else "pending")
+        status.trials[category].append(trial_id)
+    status.outside_grid = sorted(set(recorded) - set(description.points))
+    return status
+
+
+def unreadable_tables(results: ResultsDir) -> list[str]:
+    problems = []
+    tables = ([results.summary_path] if results.summary_path.exists() else []) + results.curve_files()
+    for path in tables:
+        try:
+            check_readable(path)
+        except CorruptTable as error:
+            problems.append(str(error))
+    return problems
+
+
+def shorten(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_status(status: SweepStatus, root, listed: int = 8) -> str:
+    lines = [f"{status.name} ({root}): {status.total} points"]
+    for category in CATEGORIES:
+        ids = status.trials[category]
+        lines.append(f"  {category:<10}{len(ids):>6}")
+        if category != "completed":
+            for trial_id in ids[:listed]:
+                axes = ", ".join(f"{column}={value}" for column, value in status.points[trial_id].items())
+                error = f": {shorten(status.errors[trial_id])}" if trial_id in status.errors else ""
+                lines.append(f"              {trial_id}  {axes}{error}")
+            if len(ids) > listed:
+                lines.append(f"              ... and {len(ids) - listed} more")
+    if status.outside_grid:
+        lines.append(f"  {len(status.outside_grid)} recorded points are not in the current grid (kept, not counted)")
+    for problem in status.unreadable:
+        lines.append(f"  unreadable: {problem} (the next run moves it to quarantine/ and rebuilds it or re-runs its point)")
+    return "\n".join(lines)

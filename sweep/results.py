@@ -1,19 +1,25 @@
-"""The results directory of one sweep, the source of truth:
+"""The results directory of one sweep, the source of truth, and the one module that reads and
+writes its files (Parquet included):
 
-    <root>/grid.yaml                 the grid as submitted
-    <root>/sweep.json                where it came from (for `tiltsweep resume`)
-    <root>/trials/<id>.msgpack       the record of a finished trial: status, final metrics, curve,
-                                     config, provenance; written once by whoever finishes it
-    <root>/summary.parquet           one row per record, rebuilt from the records (sweep.ledger)
-    <root>/curves.parquet/<id>.parquet   one curve per record
-    <root>/checkpoints/<id>/epoch-<n>.ckpt   the latest train states of an unfinished trial
-    <root>/states/<id>/final.ckpt    a finished trial's final state (and epoch-<n>.ckpt with
-                                     training.keep_checkpoints), for `tiltsweep interpolate`
-    <root>/quarantine/               unreadable files, moved aside (never deleted), with log.jsonl
-    <root>/figures/                  what `tiltsweep plot` draws
+    <root>/grid.yaml                  the grid as submitted
+    <root>/sweep.json                 what the sweep is: its name, axes, sub-grids and points (each
+                                      point's trial id and axis values), and the grid file's origin
+    <root>/records/<pack>.msgpack     the trial records of one pack (sweep.packs), rewritten by its
+                                      worker as each of its points starts and finishes
+    <root>/summary.parquet            one row per point, rebuilt from the records (sweep.ledger)
+    <root>/curves.parquet/<pack>.parquet   the curves of the points recorded in that pack
+    <root>/checkpoints/<id>/epoch-<n>.ckpt  the latest train states of an unfinished point
+    <root>/states/<pack>.states       the final states its points keep (and epoch-<n> states with
+                                      training.keep_checkpoints), for `tiltsweep interpolate`
+    <root>/quarantine/                unreadable files, moved aside (never deleted), with log.jsonl
+    <root>/figures/                   what `tiltsweep plot` draws
 
-Every file is written atomically. A checkpoint file is sha256(payload) followed by the payload,
-so a truncated or overwritten checkpoint is detected before it is used.
+Every file is written atomically (sweep.atomic). A checkpoint file is sha256(payload) followed
+by the payload, so a truncated or overwritten checkpoint is detected before it is used.
+
+A point may have records in more than one pack file (it failed in one run and was retried in
+a pack of the next). Its record is the one that ends it (completed or diverged) if any, else its
+latest: `TrialRecord.precedence`.
 """
 
 from __future__ import annotations
@@ -22,17 +28,91 @@ import hashlib
 import json
 import os
 import shutil
-import socket
+import struct
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Literal, Optional
 
 import msgpack
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tiltsweep.sweep.atomic import atomic_write
 
 CHECKPOINTS_KEPT = 2
-RECORD_KEYS = {"trial_id", "status", "config", "history"}
+FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
+
+
+class TrialRecord(BaseModel):
+    """What one point's training left: written by the worker that trained it (or, for a point
+    whose every attempt crashed, by the driver), read by the ledger and by analysis."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    trial_id: str
+    status: Literal["completed", "diverged", "failed"]
+    config: dict
+    history: list[dict] = []  # one row per evaluation: step, epoch, metrics
+    steps: int = 0
+    epochs: int = 0
+    wall_seconds: float = 0.0
+    resumed_from_epoch: int = 0
+    attempts: int = 0  # starts of its training in its pack
+    trained_with: int = 1  # points in the vmapped block it trained in (itself included)
+    code_version: str = ""
+    error: str = ""
+    traceback: str = ""
+    finished_at: str = ""  # local time, ISO 8601
+    written: float = 0.0  # time.time() when written: orders one point's records across packs
+    host: str = ""  # host:pid of the worker
+    # XLA compilations of the training loop in that worker process so far: 1 while every point
+    # it trained had the same shapes (workers are reused across trials).
+    worker_compilations: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def precedence(self) -> tuple:
+        return (self.final, self.written)
+
+
+def is_final(record: Optional[TrialRecord]) -> bool:
+    """A record that ends its point for good (no record: the point is still to do)."""
+    return record is not None and record.final
+
+
+@dataclass
+class PackRecords:
+    """The content of records/<pack_id>.msgpack: how often each of the pack's points started
+    training, and the records of those that finished (one per point: a retry replaces it)."""
+
+    pack_id: str
+    attempts: dict[str, int] = field(default_factory=dict)
+    records: dict[str, TrialRecord] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        records = [record.model_dump() for record in self.records.values()]
+        return msgpack.packb({"pack_id": self.pack_id, "attempts": self.attempts, "records": records}, use_bin_type=True)
+
+
+class CorruptFile(ValueError):
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class SweepDescription:
+    """What sweep.json says a sweep is, so that nobody after the run parses its grid file."""
+
+    name: str
+    axes: dict[str, list]  # column -> values, in the grid file's order (over all sub-grids)
+    subgrids: list[dict]  # {"axes": {column: values}, "trial_ids": [...]} per sub-grid
+    points: dict[str, dict[str, Any]]  # trial id -> {column: value}, in grid order
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -44,12 +124,6 @@ def checksummed(payload: bytes) -> bytes:
     return hashlib.sha256(payload).digest() + payload
 
 
-class CorruptFile(ValueError):
-    def __init__(self, path: Path, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: {reason}")
-
-
 class ResultsDir:
     def __init__(self, root):
         self.root = Path(root).expanduser().resolve()
@@ -58,7 +132,7 @@ class ResultsDir:
     sweep_file = property(lambda self: self.root / "sweep.json")
     summary_path = property(lambda self: self.root / "summary.parquet")
     curves_dir = property(lambda self: self.root / "curves.parquet")
-    trials_dir = property(lambda self: self.root / "trials")
+    records_dir = property(lambda self: self.root / "records")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
     quarantine_dir = property(lambda self: self.root / "quarantine")
     figures_dir = property(lambda self: self.root / "figures")
@@ -68,44 +142,70 @@ class ResultsDir:
     def exists(self) -> bool:
         return self.grid_file.is_file()
 
-    # --- the grid -------------------------------------------------------------------------------
+    # --- what the sweep is ------------------------------------------------------------------------
 
-    def save_grid(self, text: str, source: Path) -> None:
+    def save_grid(self, text: str, source: Path, description: SweepDescription) -> None:
         atomic_write(self.grid_file, text.encode())
         origin = {"source": str(Path(source).resolve()), "base_dir": str(Path(source).resolve().parent)}
-        atomic_write(self.sweep_file, json.dumps(origin, indent=2).encode())
+        atomic_write(self.sweep_file, json.dumps({**origin, **description.__dict__}).encode())
+
+    def _sweep_json(self) -> dict:
+        try:
+            return json.loads(self.sweep_file.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def grid_base_dir(self) -> Optional[Path]:
         """The folder relative data paths in grid.yaml were written against."""
-        try:
-            return Path(json.loads(self.sweep_file.read_text())["base_dir"])
-        except (OSError, ValueError, KeyError):
+        base = self._sweep_json().get("base_dir")
+        return Path(base) if base else None
+
+    def description(self) -> Optional[SweepDescription]:
+        """None for a directory written before sweep.json described its sweep."""
+        saved = self._sweep_json()
+        if "points" not in saved:
             return None
+        return SweepDescription(saved["name"], saved["axes"], saved["subgrids"], saved["points"])
 
-    # --- trial records --------------------------------------------------------------------------
+    # --- trial records, one file per pack ----------------------------------------------------------
 
-    def record_path(self, trial_id: str) -> Path:
-        return self.trials_dir / f"{trial_id}.msgpack"
+    def pack_path(self, pack_id: str) -> Path:
+        return self.records_dir / f"{pack_id}.msgpack"
 
-    def write_record(self, record: dict) -> None:
-        atomic_write(self.record_path(record["trial_id"]), msgpack.packb(record, use_bin_type=True))
-
-    def read_record(self, trial_id: str) -> dict:
-        path = self.record_path(trial_id)
-        try:
-            record = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
-        except FileNotFoundError:
-            raise
-        except Exception as error:
-            raise CorruptFile(path, f"not a trial record ({type(error).__name__})") from None
-        if not isinstance(record, dict) or not RECORD_KEYS <= record.keys() or record["trial_id"] != trial_id:
-            raise CorruptFile(path, "not a trial record (fields missing)")
-        return record
-
-    def record_ids(self) -> list[str]:
-        if not self.trials_dir.is_dir():
+    def pack_ids(self) -> list[str]:
+        if not self.records_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.trials_dir.glob("*.msgpack") if not p.name.startswith("."))
+        return sorted(p.stem for p in self.records_dir.glob("*.msgpack") if not p.name.startswith("."))
+
+    def read_pack(self, pack_id: str) -> PackRecords:
+        """The pack's records (none yet if it has no file); CorruptFile if it cannot be read."""
+        path = self.pack_path(pack_id)
+        try:
+            data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+            records = [TrialRecord.model_validate(record) for record in data["records"]]
+            return PackRecords(pack_id, dict(data["attempts"]), {record.trial_id: record for record in records})
+        except FileNotFoundError:
+            return PackRecords(pack_id)
+        except (ValueError, TypeError, KeyError, ValidationError, msgpack.UnpackException) as error:
+            raise CorruptFile(path, f"not a pack of trial records ({type(error).__name__})") from None
+
+    def write_pack(self, pack: PackRecords) -> None:
+        atomic_write(self.pack_path(pack.pack_id), pack.to_bytes())
+
+    def records(self, on_corrupt: Callable[[CorruptFile], None]) -> dict[str, tuple[str, TrialRecord]]:
+        """trial id -> (pack id, record) of every recorded point; an unreadable pack file goes to
+        on_corrupt and counts as no records."""
+        found: dict[str, tuple[str, TrialRecord]] = {}
+        for pack_id in self.pack_ids():
+            try:
+                pack = self.read_pack(pack_id)
+            except CorruptFile as error:
+                on_corrupt(error)
+                continue
+            for trial_id, record in pack.records.items():
+                if trial_id not in found or record.precedence() > found[trial_id][1].precedence():
+                    found[trial_id] = (pack_id, record)
+        return found
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -122,16 +222,66 @@ class ResultsDir:
         for old in self.checkpoint_files(trial_id)[CHECKPOINTS_KEPT:]:
             old.unlink(missing_ok=True)
 
-    def state_path(self, trial_id: str, name: str) -> Path:
-        """A kept state: name is "final" or checkpoint_name(epoch)."""
-        return self.states_dir / trial_id / f"{name}.ckpt"
+    # --- kept states, one file per pack ---------------------------------------------------------
+    # states/<pack>.states holds the train states its points keep (training.keep_final_state,
+    # keep_checkpoints), appended as they are made: entries of a 4-byte header length, a JSON
+    # header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a
+    # worker killed mid-entry leaves a torn last entry, which fails its size or checksum and is
+    # skipped; of one (point, name) the last whole entry counts.
 
-    def save_state(self, trial_id: str, name: str, payload: bytes) -> None:
-        atomic_write(self.state_path(trial_id, name), checksummed(payload))
+    def states_path(self, pack_id: str) -> Path:
+        return self.states_dir / f"{pack_id}.states"
 
-    def state_names(self, trial_id: str) -> list[str]:
-        directory = self.states_dir / trial_id
-        return sorted(p.stem for p in directory.glob("*.ckpt")) if directory.is_dir() else []
+    def save_state(self, pack_id: str, trial_id: str, name: str, payload: bytes) -> None:
+        """name: "final" or checkpoint_name(epoch)."""
+        header = json.dumps({"trial_id": trial_id, "name": name, "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+        path = self.states_path(pack_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as handle:
+            handle.write(struct.pack(">I", len(header)) + header + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def kept_states(self, pack_id: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """(trial id, name) -> (offset, size) of each whole entry in the pack's states file."""
+        return self._scan_states(pack_id)[0]
+
+    def repair_states(self, pack_id: str) -> None:
+        """Cut a torn last entry off, so that entries appended next are read (a retried pack's
+        worker does this before it trains)."""
+        entries, end = self._scan_states(pack_id)
+        path = self.states_path(pack_id)
+        if path.exists() and path.stat().st_size > end:
+            os.truncate(path, end)
+
+    def _scan_states(self, pack_id: str) -> tuple[dict, int]:
+        entries: dict[tuple[str, str], tuple[int, int]] = {}
+        end = 0
+        try:
+            handle = open(self.states_path(pack_id), "rb")
+        except FileNotFoundError:
+            return entries, end
+        with handle:
+            while len(length := handle.read(4)) == 4:
+                try:
+                    header = json.loads(handle.read(struct.unpack(">I", length)[0]))
+                    offset = handle.tell()
+                    payload = handle.read(header["size"])
+                except (ValueError, KeyError, TypeError):
+                    break
+                if len(payload) != header["size"] or hashlib.sha256(payload).hexdigest() != header["sha256"]:
+                    break  # torn by a killed writer
+                entries[(header["trial_id"], header["name"])] = (offset, header["size"])
+                end = handle.tell()
+        return entries, end
+
+    def read_state(self, pack_id: str, trial_id: str, name: str) -> Optional[bytes]:
+        entry = self.kept_states(pack_id).get((trial_id, name))
+        if entry is None:
+            return None
+        with open(self.states_path(pack_id), "rb") as handle:
+            handle.seek(entry[0])
+            return handle.read(entry[1])
 
     def read_checkpoint(self, path: Path) -> bytes:
         data = Path(path).read_bytes()
@@ -151,20 +301,6 @@ class ResultsDir:
             except (CorruptFile, ValueError) as error:
                 self.quarantine(path, str(error))
         return None
-
-    def begin_attempt(self, trial_id: str) -> int:
-        """Count one more start of this trial's training, and say which process runs it
-        (checkpoints/<id>/attempt.json: attempts, host, pid)."""
-        path = self.checkpoints_dir / trial_id / "attempt.json"
-        attempts = self.attempt(trial_id).get("attempts", 0) + 1
-        atomic_write(path, json.dumps({"attempts": attempts, "host": socket.gethostname(), "pid": os.getpid()}).encode())
-        return attempts
-
-    def attempt(self, trial_id: str) -> dict:
-        try:
-            return json.loads((self.checkpoints_dir / trial_id / "attempt.json").read_text())
-        except (OSError, ValueError):
-            return {}
 
     def clear_checkpoints(self, trial_id: str) -> None:
         shutil.rmtree(self.checkpoints_dir / trial_id, ignore_errors=True)
@@ -195,3 +331,79 @@ class ResultsDir:
             return [json.loads(line) for line in (self.quarantine_dir / "log.jsonl").read_text().splitlines() if line.strip()]
         except (OSError, ValueError):
             return []
+
+    # --- Parquet tables ---------------------------------------------------------------------------
+    # summary.parquet is one file, rewritten whole (aside, then renamed), so every row has every
+    # column. curves.parquet/ is a directory of one file per pack; `pandas.read_parquet` reads
+    # either. Files whose names start with `.` (being written) are skipped by readers.
+
+    def curve_path(self, pack_id: str) -> Path:
+        return self.curves_dir / f"{pack_id}.parquet"
+
+    def curve_files(self) -> list[Path]:
+        if not self.curves_dir.is_dir():
+            return []
+        return sorted(p for p in self.curves_dir.glob("*.parquet") if not p.name.startswith("."))
+
+    def write_curves(self, pack_id: str, records: Iterable[TrialRecord]) -> None:
+        """The curves of the given records (a pack's, those it holds the point's record for)."""
+        frames = [pd.DataFrame(record.history).assign(trial_id=record.trial_id) for record in records if record.history]
+        path = self.curve_path(pack_id)
+        if not frames:
+            path.unlink(missing_ok=True)
+            return
+        frame = pd.concat(frames, ignore_index=True)
+        write_table(frame[["trial_id", *[c for c in frame.columns if c != "trial_id"]]], path)
+
+    def read_curves(self, trial_ids: Optional[Iterable[str]] = None, on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
+        """The curves of the given points (all by default), file by file, so points whose metric
+        columns differ still line up; an unreadable file goes to on_corrupt (or raises)."""
+        frames = []
+        for path in self.curve_files():
+            try:
+                frames.append(read_table(path))
+            except CorruptTable as error:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(error)
+        if not frames:
+            return pd.DataFrame(columns=["trial_id", "step", "epoch"])
+        curves = pd.concat(frames, ignore_index=True)
+        return curves if trial_ids is None else curves[curves["trial_id"].isin(set(trial_ids))].reset_index(drop=True)
+
+    def read_summary(self, columns: Iterable[str] = ()) -> pd.DataFrame:
+        """summary.parquet as written (empty, with the given columns, before the first point is filed)."""
+        if not self.summary_path.exists():
+            return pd.DataFrame(columns=list(columns))
+        return read_table(self.summary_path)
+
+
+class CorruptTable(ValueError):
+    """A Parquet file that cannot be read (truncated, garbage)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: unreadable Parquet ({reason})")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` to `path` atomically: readers see the old file or the new one, never half."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    atomic_write(Path(path), sink.getvalue().to_pybytes())
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One Parquet file as a DataFrame; CorruptTable if it cannot be read."""
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
+        raise CorruptTable(path, str(error).splitlines()[0]) from None
+
+
+def check_readable(path: Path) -> None:
+    """Raise CorruptTable unless the file's Parquet footer and schema can be read (cheap)."""
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
+        raise CorruptTable(path, str(error).splitlines()[0]) from None

@@ -20,11 +20,11 @@ from typing import Optional, TextIO
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import GridSpec
-from tiltsweep.sweep.ledger import FINAL_STATUSES, Ledger
+from tiltsweep.sweep.ledger import Ledger
 from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
 from tiltsweep.sweep.progress import Progress, clock
 from tiltsweep.sweep.provenance import code_version
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.results import FINAL_STATUSES, ResultsDir
 
 
 class RunRefused(Refused):
@@ -81,7 +81,7 @@ def run_sweep(
         except LockHeld as error:
             raise RunRefused(str(error)) from None
         try:
-            results.save_grid(spec.text, spec.source)
+            results.save_grid(spec.text, spec.source, spec.description())
             ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
             ledger.sync()
             todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]

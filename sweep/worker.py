@@ -1,14 +1,16 @@
-"""Run grid points inside a worker process. Ray-free: the executor passes `report`.
+"""Train one pack of grid points (sweep.packs) inside a worker process. Ray-free: the executor
+passes `report`.
 
-    run_chain(groups, report)    # a Tune trial: group payloads, one after another (sweep.chains)
-    run_group(payload, report)   # one group of points, trained together
+    run_pack(payload, report)
 
-payload: {group_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
-code_version, resources}. Each member resumes from its newest checkpoint that verifies
-(unreadable ones are quarantined), checkpoints into the results directory every
-`training.checkpoint_every` epochs, and on finishing gets its record (trials/<id>.msgpack), after
-which its checkpoints go. Exceptions propagate (run_chain's after its other groups trained): the
-executor retries the chain, whose unfinished members then resume from their checkpoints.
+payload: {pack_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
+code_version, resources, on_accelerator}. The pack's records live in records/<pack_id>.msgpack
+(sweep.results): before a block trains, its points' starts are counted there; as each point
+finishes, its record is added. Each point resumes from its newest checkpoint that verifies
+(unreadable ones are quarantined), checkpoints every `training.checkpoint_every` epochs, and
+loses its checkpoints once its record is final (completed or diverged). A block that raises
+leaves `failed` records with the error, and the exception is raised after the other blocks have
+trained: the executor retries the pack, whose unfinished points then resume.
 """
 
 from __future__ import annotations
@@ -21,21 +23,8 @@ from typing import Callable
 import jax
 
 from tiltsweep.sweep.faults import faults_for
-from tiltsweep.sweep.grid import GridPoint, GridSpec
-from tiltsweep.sweep.groups import group_id
-from tiltsweep.sweep.ledger import is_final
-from tiltsweep.sweep.results import CorruptFile, ResultsDir, checkpoint_name
-
-
-def payload_for(members: list[GridPoint], spec: GridSpec, results: ResultsDir, code_version: str) -> dict:
-    """What a worker gets to train one group of points (plain data, shipped by Ray)."""
-    return {
-        "group_id": group_id(members),
-        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in members],
-        "results_dir": str(results.root),
-        "code_version": code_version,
-        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
-    }
+from tiltsweep.sweep.packs import block_width
+from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord, checkpoint_name
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -65,119 +54,161 @@ def permanent_errors() -> tuple:
 PERMANENT_ERRORS = permanent_errors()
 
 
-def run_chain(groups: list[dict], report: Callable[[dict], None]) -> None:
-    """Train a chain's groups one after another, reporting at every boundary between them
-    {"running": [trial ids], "finished": [trial ids]}:
-    - groups whose points all have a completed or diverged record are skipped (a retried chain);
-    - groups none of whose points was ever started go first, so a point that kills its worker
-      is retried after the others trained and cannot use up their retries;
-    - an exception in one group is raised after the others have trained (Tune then retries the
-      chain, which retries that group)."""
-    results = ResultsDir(groups[0]["results_dir"])
-    ids = lambda group: [member["trial_id"] for member in group["members"]]
-    todo = [group for group in groups if not all(has_final_record(results, trial_id) for trial_id in ids(group))]
-    todo.sort(key=lambda group: any(results.attempt(trial_id) for trial_id in ids(group)))  # stable
-    finished, errors = [], []
-    for group in todo:
-        report({"running": ids(group), "finished": finished})
+class PackRun:
+    """One attempt at a pack: its record file, kept in memory and rewritten as points start and end."""
+
+    def __init__(self, payload: dict):
+        self.payload = payload
+        self.results = ResultsDir(payload["results_dir"])
+        self.members = {member["trial_id"]: member for member in payload["members"]}
         try:
-            run_group(group, report)
-            finished = ids(group)
-        except Exception as error:  # noqa: BLE001 - re-raised below, after the other groups
+            self.book = self.results.read_pack(payload["pack_id"])
+        except CorruptFile as error:  # moved aside; the points without a record train again
+            self.results.quarantine(error.path, error.reason)
+            self.book = PackRecords(payload["pack_id"])
+        self.results.repair_states(payload["pack_id"])
+
+    def todo(self) -> list[str]:
+        """Points without a final record, those never started before first (order kept)."""
+        left = [t for t in self.members if not (t in self.book.records and self.book.records[t].final)]
+        return sorted(left, key=lambda t: self.book.attempts.get(t, 0) > 0)
+
+    def start(self, trial_ids: list[str]) -> None:
+        for trial_id in trial_ids:
+            self.book.attempts[trial_id] = self.book.attempts.get(trial_id, 0) + 1
+        self.results.write_pack(self.book)
+
+    def finish(self, trial_id: str, **fields) -> None:
+        member = self.members[trial_id]
+        self.book.records[trial_id] = TrialRecord(
+            trial_id=trial_id, config=member["config"], attempts=self.book.attempts.get(trial_id, 0),
+            code_version=self.payload["code_version"], finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            written=time.time(), host=f"{socket.gethostname()}:{os.getpid()}", **fields,
+        )
+        self.results.write_pack(self.book)
+        if self.book.records[trial_id].final:
+            self.results.clear_checkpoints(trial_id)
+
+
+def run_pack(payload: dict, report: Callable[[dict], None]) -> None:
+    """Train a pack's points block by block, reporting at every boundary between blocks
+    {"pack": id, "running": [trial ids], "finished": [trial ids]}; an exception in one block is
+    raised after the others have trained."""
+    from tiltsweep.trainers import TrialConfig
+
+    run = PackRun(payload)
+    configs, finished, errors = {}, [], []
+    for trial_id in run.todo():
+        try:
+            configs[trial_id] = TrialConfig.model_validate(run.members[trial_id]["config"])
+        except PERMANENT_ERRORS as error:
+            run.start([trial_id])
+            run.finish(trial_id, status="failed", error=one_line(error))
+            finished.append(trial_id)
+    for block in blocks(run, configs):
+        report({"pack": payload["pack_id"], "running": block, "finished": finished})
+        run.start(block)
+        try:
+            finished = train_block(run, block, [configs[t] for t in block], report)
+        except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
+            for trial_id in block:  # until a retry of the pack trains them
+                if trial_id not in run.book.records or not run.book.records[trial_id].final:
+                    run.finish(trial_id, status="failed", error=one_line(error))
             errors.append(error)
             finished = []
-    report({"running": [], "finished": finished})
+    report({"pack": payload["pack_id"], "running": [], "finished": finished})
     if errors:
         raise errors[0]
 
 
-def has_final_record(results: ResultsDir, trial_id: str) -> bool:
-    try:
-        return is_final(results.read_record(trial_id))
-    except (FileNotFoundError, CorruptFile):  # the driver quarantines a corrupt one
-        return False
+def one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
 
 
-def run_group(payload: dict, report: Callable[[dict], None]) -> list[str]:
-    """Train every member of a group; members that resume from the same epoch train together.
-    Returns the members' statuses."""
-    from tiltsweep.trainers import Checkpoint, TrialConfig, train_group, training_loop_compilations
+def blocks(run: PackRun, configs: dict) -> list[list[str]]:
+    """Consecutive points of one batch signature and one newest checkpoint epoch, at most
+    `width_of` their first point at a time."""
+    from tiltsweep.trainers.training import batch_signature
 
-    results = ResultsDir(payload["results_dir"])
-    members = payload["members"]
-    faults = [faults_for(payload["results_dir"], member["trial_id"], member["axes"]) for member in members]
-    attempts = {m["trial_id"]: results.begin_attempt(m["trial_id"]) for m in members}
+    def key(trial_id: str) -> tuple:
+        newest = run.results.checkpoint_files(trial_id)[:1]
+        return batch_signature(configs[trial_id]), newest[0].name if newest else ""
+
+    out, keys, widths = [], [], []
+    for trial_id in configs:
+        this = key(trial_id)
+        if not out or keys[-1] != this or len(out[-1]) >= widths[-1]:
+            out.append([])
+            keys.append(this)
+            widths.append(width_of(configs[trial_id], run.payload))
+        out[-1].append(trial_id)
+    return out
+
+
+def width_of(config, payload: dict) -> int:
+    """training.batch_points, with `auto` resolved on this worker's device (sweep.packs.block_width)."""
+    asked = config.training.batch_points
+    if asked != "auto" or not payload["on_accelerator"]:
+        return block_width(asked, 0, 0, 1.0)
+    from tiltsweep.trainers.training import point_bytes
+
+    resources = payload["resources"]
+    share = min(1.0, resources["gpu"]) if resources["gpu"] > 0 else 1.0  # a TPU trial has its chips whole
+    device_bytes = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit", 0)
+    return block_width(asked, point_bytes(config), device_bytes, share)
+
+
+def train_block(run: PackRun, block: list[str], configs: list, report: Callable[[dict], None]) -> list[str]:
+    """Train the block's points together (those resuming from one epoch at a time); returns them."""
+    from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
+
+    faults = [faults_for(run.payload["results_dir"], t, run.members[t]["axes"]) for t in block]
     by_epoch: dict[int, list[tuple[int, object]]] = {}
-    for index, m in enumerate(members):
-        resumed = results.latest_checkpoint(m["trial_id"], decode=Checkpoint.from_bytes)
+    for index, trial_id in enumerate(block):
+        resumed = run.results.latest_checkpoint(trial_id, decode=Checkpoint.from_bytes)
         by_epoch.setdefault(resumed[0] if resumed else 0, []).append((index, resumed[1] if resumed else None))
-
-    statuses = {}
-    last_report = [time.monotonic()]
-    for epoch, subgroup in sorted(by_epoch.items()):
-        indices = [index for index, _ in subgroup]
+    for epoch, part in sorted(by_epoch.items()):
+        indices = [index for index, _ in part]
+        ids, cfgs = [block[i] for i in indices], [configs[i] for i in indices]
         try:
-            configs = [TrialConfig.model_validate(members[index]["config"]) for index in indices]
-            trained = train_group(configs, on_eval=progress_and_faults(indices, faults, report, last_report),
-                                  checkpoints=[ckpt for _, ckpt in subgroup],
-                                  on_checkpoint=checkpoint_keeper(results, [members[i]["trial_id"] for i in indices], configs))
-        except PERMANENT_ERRORS as error:
-            # The same inputs fail the same way on every attempt: record them, do not retry.
-            message = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
-            for index in indices:
-                results.write_record({**failure_record(members[index], message, payload["code_version"]), "attempts": attempts[members[index]["trial_id"]]})
-                statuses[members[index]["trial_id"]] = "failed"
+            trained = train_group(cfgs, on_eval=progress_and_faults([faults[i] for i in indices], run.payload["pack_id"], report),
+                                  checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run.results, run.payload["pack_id"], ids, cfgs))
+        except PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
+            for trial_id in ids:
+                run.finish(trial_id, status="failed", error=one_line(error))
             continue
-        for index, config, result in zip(indices, configs, trained):
-            trial_id = members[index]["trial_id"]
+        for trial_id, config, result in zip(ids, cfgs, trained):
             if config.training.keep_final_state and result.state is not None:
-                results.save_state(trial_id, "final", final_state_bytes(result))
-            results.write_record({
-                "trial_id": trial_id,
-                "status": result.status,
-                "config": members[index]["config"],
-                "history": result.history,
-                "steps": result.steps,
-                "epochs": result.epochs,
-                "wall_seconds": result.wall_seconds,
-                "resumed_from_epoch": epoch,
-                "attempts": attempts[trial_id],
-                "group_size": len(indices),
-                "code_version": payload["code_version"],
-                "error": result.message,
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "host": f"{socket.gethostname()}:{os.getpid()}",
-                # XLA compilations of the training loop in this worker process so far: 1 while every
-                # group it ran had the same shapes (workers are reused across trials).
-                "worker_compilations": training_loop_compilations(),
-            })
-            results.clear_checkpoints(trial_id)
-            statuses[trial_id] = result.status
-    return [statuses[m["trial_id"]] for m in members]
+                run.results.save_state(run.payload["pack_id"], trial_id, "final", final_state_bytes(result))
+            run.finish(trial_id, status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
+                       wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
+                       error=result.message, worker_compilations=training_loop_compilations())
+    return block
 
 
-def progress_and_faults(indices: list[int], faults: list, report: Callable[[dict], None], last_report: list[float]):
-    """on_eval for a subgroup: a report to Tune every 30 s at most (results live in the records;
-    Tune keeps and writes out every report it gets) and the injected faults of its members."""
+def progress_and_faults(faults: list, pack_id: str, report: Callable[[dict], None]):
+    """on_eval for a block: the injected faults of its points, and a report to Tune every 30 s at
+    most (results live in the records; Tune keeps and writes out every report it gets)."""
+    last = [time.monotonic()]
 
     def on_eval(i: int, row: dict) -> None:
-        if time.monotonic() - last_report[0] >= 30:
-            report({"epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
-            last_report[0] = time.monotonic()
-        if faults[indices[i]]:
-            faults[indices[i]].at_epoch(row["epoch"])
+        if time.monotonic() - last[0] >= 30:
+            report({"pack": pack_id, "epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
+            last[0] = time.monotonic()
+        if faults[i]:
+            faults[i].at_epoch(row["epoch"])
 
     return on_eval
 
 
-def checkpoint_keeper(results: ResultsDir, trial_ids: list[str], configs: list):
-    """on_checkpoint for a subgroup: into checkpoints/, and into states/ with keep_checkpoints."""
+def checkpoint_keeper(results: ResultsDir, pack_id: str, trial_ids: list[str], configs: list):
+    """on_checkpoint for a block: into checkpoints/, and into states/ with keep_checkpoints."""
 
     def on_checkpoint(i: int, ckpt) -> None:
         data = ckpt.to_bytes()
         results.save_checkpoint(trial_ids[i], ckpt.epoch, data)
         if configs[i].training.keep_checkpoints:
-            results.save_state(trial_ids[i], checkpoint_name(ckpt.epoch), data)
+            results.save_state(pack_id, trial_ids[i], checkpoint_name(ckpt.epoch), data)
 
     return on_checkpoint
 
@@ -189,16 +220,3 @@ def final_state_bytes(result) -> bytes:
     from tiltsweep.trainers import Checkpoint
 
     return Checkpoint(result.epochs, flax.serialization.to_state_dict(result.state), [], result.wall_seconds).to_bytes()
-
-
-def failure_record(member: dict, error: str, code_version: str) -> dict:
-    """The record the driver writes for a point whose every attempt crashed."""
-    return {
-        "trial_id": member["trial_id"],
-        "status": "failed",
-        "config": member["config"],
-        "history": [],
-        "code_version": code_version,
-        "error": error,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }

@@ -57,9 +57,16 @@ def status_json(results_dir: Path) -> dict:
     return json.loads(out)
 
 
-def records(results_dir: Path) -> dict:
+def records(results_dir: Path) -> dict[str, dict]:
+    """trial id -> its record (the one that counts, sweep.results), as a plain dict."""
+    found = ResultsDir(results_dir).records(on_corrupt=lambda error: None)
+    return {trial_id: record.model_dump() for trial_id, (_, record) in found.items()}
+
+
+def every_record(results_dir: Path) -> list:
+    """Every record in every pack file, superseded ones included."""
     results = ResultsDir(results_dir)
-    return {trial_id: results.read_record(trial_id) for trial_id in results.record_ids()}
+    return [record for pack_id in results.pack_ids() for record in results.read_pack(pack_id).records.values()]
 
 
 def checkpoint_epochs(results_dir: Path, exclude=()) -> dict[str, int]:
@@ -118,9 +125,11 @@ class Driver:
 
 
 def assert_each_point_once(directory: Path, points: int, evaluations: int) -> None:
-    """Every point has exactly one record, one summary row and one full curve."""
+    """Every point has exactly one final record, one summary row and one full curve."""
     final = records(directory)
     assert len(final) == points and {r["status"] for r in final.values()} == {"completed"}
+    finals = [record.trial_id for record in every_record(directory) if record.final]
+    assert sorted(finals) == sorted(final)
     summary = pd.read_parquet(directory / "summary.parquet")
     assert len(summary) == points and summary["trial_id"].is_unique and set(summary["trial_id"]) == set(final)
     curves = pd.read_parquet(directory / "curves.parquet")

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from tiltsweep.analysis import plots
 from tiltsweep.analysis.report import build_report
 from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.results import ResultsDir
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def results_dir(tmp_path_factory):
     directory = root / "results" / "figures"
     extended = root / "extended.yaml"
     extended.write_text(GRID.replace("AMPLITUDES", "[1, 10, 30]"))
-    ResultsDir(directory).save_grid(extended.read_text(), extended)  # as if the extension had not run yet
+    ResultsDir(directory).save_grid(extended.read_text(), extended, load_grid(extended).description())  # as if the extension had not run yet
     return directory
 
 

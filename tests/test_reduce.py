@@ -114,12 +114,19 @@ def test_suggested_rates_mark_the_take_off_and_the_peak_of_accuracy():
     assert flat["base_lr"] == pytest.approx(flat["max_lr"] / 4)
 
 
-def test_grid_axes_of_a_grid_file_read_without_validation():
-    """The fallback for a grid.yaml this version no longer accepts: short names become columns,
-    and sub-grids' axes are merged, each value once."""
-    from tiltsweep.analysis.load import grid_axes
+def test_analysis_reads_the_axes_the_run_wrote_and_never_the_grid_file(tmp_path):
+    """The axes, sub-grids and points come from sweep.json; a grid.yaml that no longer parses
+    (an older version's keys) does not matter to analysis."""
+    from tiltsweep.analysis.load import load_results
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.results import ResultsDir
 
-    assert grid_axes("grid: {amplitude: [1, 10], loss.period: [5], model.widht: [3]}") == {
-        "amplitude": [1, 10], "period": [5], "model.widht": [3]}
-    assert grid_axes("grid:\n  - {amplitude: [1, 10], period: [5]}\n  - {amplitude: [1, 30]}\n") == {
-        "amplitude": [1, 10, 30], "period": [5]}
+    grid = tmp_path / "subgrids.yaml"
+    grid.write_text("name: subgrids\ndata: {name: spiral}\nmodel: {name: mlp}\ntraining: {epochs: 10}\n"
+                    "grid:\n  - {amplitude: [1, 10], period: [5, 7]}\n  - {amplitude: [1, 30], seed: [0, 1]}\n")
+    results = ResultsDir(tmp_path / "results")
+    results.save_grid("name: subgrids\nan_old_key: 3\n", grid, load_grid(grid).description())
+    loaded = load_results(results.root)
+    assert loaded.name == "subgrids" and loaded.axes == {"amplitude": [1, 10, 30], "period": [5, 7], "seed": [0, 1]}
+    assert [sub["axes"] for sub in loaded.subgrids] == [{"amplitude": [1, 10], "period": [5, 7]}, {"amplitude": [1, 30], "seed": [0, 1]}]
+    assert loaded.summary.empty and {"trial_id", "amplitude", "period", "seed", "val_accuracy"} <= set(loaded.summary.columns)

@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 
 from ray_cluster import LocalCluster
-from tiltsweep.sweep.chains import plan_chains
 from tiltsweep.sweep.cli import main
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.groups import plan_groups
+from tiltsweep.sweep.packs import plan_packs
 from tiltsweep.sweep.results import ResultsDir
 from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, trial_id_at, write_grid
 
@@ -152,19 +151,19 @@ def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, mo
     assert len(list((directory / ".faults").iterdir())) == 2  # the first attempt and one retry
     capsys.readouterr()
     main(["status", str(directory)])
-    assert re.search(r"failed +1\n +\w{16}  amplitude=10.0, seed=2: The actor is dead because its worker process has died", capsys.readouterr().out)
+    assert re.search(r"failed +1\n +\w{16}  amplitude=10.0, seed=2: the worker training it died", capsys.readouterr().out)
     tally.sweep("worker SIGKILLs itself on every attempt (retries: 1)", directory)
 
 
-def test_a_point_that_kills_its_worker_keeps_no_point_of_its_chain_from_training(tmp_path, monkeypatch, capsys, tally):
-    """Trials that take every CPU Ray finds run one at a time, so the first trial trains a chain
-    of two points (sweep.chains). The first point kills its worker on every attempt: the retry
+def test_a_point_that_kills_its_worker_keeps_no_point_of_its_pack_from_training(tmp_path, monkeypatch, capsys, tally):
+    """Trials that take every CPU Ray finds run one at a time, so the first trial trains a pack
+    of two points (sweep.packs). The first point kills its worker on every attempt: the retry
     trains the other point first, and only the killer is failed."""
     from ray._private.utils import get_num_cpus  # what a local Ray offers
 
     grid = write_grid(tmp_path, retries=1, cpu=get_num_cpus())
-    first_chain = plan_chains(plan_groups(list(load_grid(grid).points)), slots=1, retries=1)[0]
-    killer, mate = (group[0].trial_id for group in first_chain)
+    first_pack = plan_packs(list(load_grid(grid).points), slots=1, retries=1, on_accelerator=False)[0]
+    killer, mate = (point.trial_id for point in first_pack.points)
     monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"trial_id": killer}, "epoch": 1000, "action": "kill", "times": 5}]))
     out = tmp_path / "results"
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 3
@@ -173,7 +172,7 @@ def test_a_point_that_kills_its_worker_keeps_no_point_of_its_chain_from_training
     assert (final[mate]["status"], final[mate]["attempts"], final[mate]["resumed_from_epoch"]) == ("completed", 1, 0)
     assert len(final) == POINTS and all(r["status"] == "completed" for t, r in final.items() if t != killer)
     assert len(list((out / "ray-sweep" / ".faults").iterdir())) == 2  # the first attempt and one retry
-    tally.sweep("a point SIGKILLs its worker in a chain of two (retries: 1)", out / "ray-sweep")
+    tally.sweep("a point SIGKILLs its worker in a pack of two (retries: 1)", out / "ray-sweep")
 
 
 def corrupt(path, how: str) -> bytes:
@@ -191,13 +190,15 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
     before = records(directory)
     ids = sorted(before)
     bad_record, bad_checkpoint = ids[0], ids[1]
+    pack = {trial_id: pack_id for trial_id, (pack_id, _) in results.records(on_corrupt=print).items()}
+    assert len(set(pack.values())) == POINTS  # one point a pack here (2 slots, 6 points), so one bad file hits one point
     damaged = {
         "summary.parquet": corrupt(results.summary_path, "truncate"),
-        f"curves.parquet/{ids[2]}.parquet": corrupt(results.curves_dir / f"{ids[2]}.parquet", "garbage"),
-        f"trials/{bad_record}.msgpack": corrupt(results.record_path(bad_record), "truncate"),
+        f"curves.parquet/{pack[ids[2]]}.parquet": corrupt(results.curve_path(pack[ids[2]]), "garbage"),
+        f"records/{pack[bad_record]}.msgpack": corrupt(results.pack_path(pack[bad_record]), "truncate"),
     }
     # A point interrupted at epoch 1000 whose checkpoint was then damaged.
-    results.record_path(bad_checkpoint).unlink()
+    results.pack_path(pack[bad_checkpoint]).unlink()
     results.save_checkpoint(bad_checkpoint, 1000, b"a train state")
     checkpoint = results.checkpoint_files(bad_checkpoint)[0]
     damaged[str(checkpoint.relative_to(directory))] = corrupt(checkpoint, "garbage")

@@ -11,27 +11,32 @@ import pandas as pd
 import pytest
 
 from tiltsweep.sweep.atomic import atomic_write
-from tiltsweep.sweep.filer import Filer
-from tiltsweep.sweep.ledger import Ledger, read_summary
+from tiltsweep.sweep.ledger import Filer, Ledger
 from tiltsweep.sweep.lock import LockHeld, RunLock
 from tiltsweep.sweep.progress import Progress
-from tiltsweep.sweep.results import ResultsDir
-from tiltsweep.sweep.store import read_curves, write_curve
+from tiltsweep.sweep.results import ResultsDir, TrialRecord
 
 AXES = {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}
 
 
-def record(trial_id, status="completed", amplitude=10.0, seed=0, history_len=3):
+def record(trial_id, status="completed", amplitude=10.0, seed=0, history_len=3, written=1.0):
     history = [
         {"step": 100 * i, "epoch": 100 * i, "train_accuracy": 0.5 + 0.1 * i, "val_accuracy": 0.4 + 0.1 * i,
          "train_loss": 1.0 - 0.1 * i, "val_loss": 1.1 - 0.1 * i}
         for i in range(history_len)
     ]
-    return {
-        "trial_id": trial_id, "status": status, "history": history, "steps": 100 * (history_len - 1),
-        "epochs": 100 * (history_len - 1), "wall_seconds": 1.5, "code_version": "test",
-        "config": {"loss": {"amplitude": amplitude}, "seed": seed, "model": {"name": "mlp", "width": 20}},
-    }
+    return TrialRecord(
+        trial_id=trial_id, status=status, history=history, steps=100 * (history_len - 1),
+        epochs=100 * (history_len - 1), wall_seconds=1.5, code_version="test", written=written,
+        config={"loss": {"amplitude": amplitude}, "seed": seed, "model": {"name": "mlp", "width": 20}},
+    )
+
+
+def put(results, pack_id, *records):
+    """Add records to a pack's file, as its worker does."""
+    pack = results.read_pack(pack_id)
+    pack.records.update({r.trial_id: r for r in records})
+    results.write_pack(pack)
 
 
 @pytest.fixture
@@ -48,8 +53,7 @@ def test_atomic_write_replaces_and_leaves_nothing_aside(tmp_path):
 
 
 def test_summary_rows_come_from_records(results):
-    results.write_record(record("a", amplitude=1.0, seed=0))
-    results.write_record(record("b", amplitude=10.0, seed=1, status="diverged", history_len=2))
+    put(results, "p1", record("a", amplitude=1.0, seed=0), record("b", amplitude=10.0, seed=1, status="diverged", history_len=2))
     ledger = Ledger(results, AXES)
     ledger.sync()
     summary = pd.read_parquet(results.summary_path).set_index("trial_id")
@@ -65,54 +69,67 @@ def test_summary_rows_come_from_records(results):
 
 def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     ledger = Ledger(results, AXES)
-    results.write_record(record("a", status="failed", history_len=0))
-    ledger.file("a")
+    put(results, "p1", record("a", status="failed", history_len=0, written=1.0), record("b"))
+    ledger.file("p1", ["a", "b"])
     ledger.write_summary()
-    results.write_record(record("a", status="completed"))
-    ledger.file("a")
+    put(results, "p2", record("a", status="completed", written=2.0))  # retried by the next run, in a pack of its own
+    ledger.file("p2", ["a"])
     ledger.write_summary()
-    summary = read_summary(results)
-    assert summary["trial_id"].tolist() == ["a"] and summary["status"].tolist() == ["completed"]
-    assert len(read_curves(results.curves_dir)) == 3
+    summary = results.read_summary()
+    assert sorted(summary["trial_id"]) == ["a", "b"] and summary.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "completed"}
+    curves = pd.read_parquet(results.curves_dir)
+    assert curves.groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+    rebuilt = Ledger(results, AXES)
+    rebuilt.sync()  # the same from the records alone
+    assert rebuilt.rows == ledger.rows and pd.read_parquet(results.curves_dir).groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+
+
+def test_a_final_record_outranks_a_later_failed_one_of_the_same_point(results):
+    put(results, "p1", record("a", status="completed", written=1.0))
+    put(results, "p2", record("a", status="failed", history_len=0, written=2.0))
+    assert results.records(on_corrupt=print)["a"][0] == "p1"
 
 
 def test_unreadable_summary_is_quarantined_and_rebuilt(results):
-    results.write_record(record("a"))
+    put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
     results.summary_path.write_bytes(results.summary_path.read_bytes()[:40])  # truncated
     problems = []
     Ledger(results, AXES, on_problem=problems.append).sync()
-    assert read_summary(results)["trial_id"].tolist() == ["a"]
+    assert results.read_summary()["trial_id"].tolist() == ["a"]
     assert len(problems) == 1 and "summary.parquet" in problems[0]
     moved = results.quarantined()
     assert moved[0]["file"] == "summary.parquet" and (results.root / moved[0]["moved_to"]).exists()
 
 
-def test_unreadable_curve_is_quarantined_and_rewritten_from_its_record(results):
-    results.write_record(record("a"))
+def test_unreadable_curve_is_quarantined_and_rewritten_from_its_records(results):
+    put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
-    (results.curves_dir / "a.parquet").write_bytes(b"garbage")
+    results.curve_path("p1").write_bytes(b"garbage")
     Ledger(results, AXES).sync()
-    assert len(read_curves(results.curves_dir)) == 3
-    assert results.quarantined()[0]["file"] == "curves.parquet/a.parquet"
+    assert len(results.read_curves()) == 3
+    assert results.quarantined()[0]["file"] == "curves.parquet/p1.parquet"
 
 
-def test_unreadable_record_is_quarantined_and_its_row_dropped(results):
-    results.write_record(record("a"))
-    results.write_record(record("b"))
+def test_unreadable_pack_is_quarantined_and_its_rows_and_curves_dropped(results):
+    put(results, "p1", record("a"))
+    put(results, "p2", record("b"), record("c"))
     Ledger(results, AXES).sync()
-    results.record_path("b").write_bytes(results.record_path("b").read_bytes()[:20])
+    results.pack_path("p2").write_bytes(results.pack_path("p2").read_bytes()[:20])
     ledger = Ledger(results, AXES)
     ledger.sync()
-    assert read_summary(results)["trial_id"].tolist() == ["a"]
-    assert ledger.status_of("b") is None  # so the next run trains it again
-    assert results.quarantined()[0]["file"] == "trials/b.msgpack"
+    assert results.read_summary()["trial_id"].tolist() == ["a"]
+    assert ledger.status_of("b") is None and ledger.status_of("c") is None  # so the next run trains them again
+    assert results.read_curves()["trial_id"].unique().tolist() == ["a"]  # their curves went with them
+    assert results.quarantined()[0]["file"] == "records/p2.msgpack"
 
 
-def test_curves_with_different_columns_line_up(tmp_path):
-    write_curve(tmp_path, "a", [{"step": 0, "epoch": 0, "val_accuracy": 0.5}])
-    write_curve(tmp_path, "b", [{"step": 0, "epoch": 0, "val_accuracy": 0.6, "hessian_eig_1": 3.0}])
-    curves = read_curves(tmp_path).set_index("trial_id")
+def test_curves_with_different_columns_line_up(results):
+    first, second = record("a", history_len=1), record("b", history_len=1)
+    second.history[0]["hessian_eig_1"] = 3.0
+    results.write_curves("p1", [first])
+    results.write_curves("p2", [second])
+    curves = results.read_curves().set_index("trial_id")
     assert math.isnan(curves.loc["a", "hessian_eig_1"]) and curves.loc["b", "hessian_eig_1"] == 3.0
 
 
@@ -186,31 +203,43 @@ class CountingLedger(Ledger):
 
 
 def test_filer_files_off_the_calling_thread_with_one_summary_per_batch(results):
-    for trial_id in "abc":
-        results.write_record(record(trial_id, seed=ord(trial_id)))
+    put(results, "p1", *[record(trial_id, seed=ord(trial_id)) for trial_id in "abc"])
     ledger = CountingLedger(results, AXES)
     progress = Progress("demo", total=3, already_done=0, stream=io.StringIO())
-    filer = Filer(ledger, progress)
+    filer = Filer(ledger, progress.trial_finished)
     with progress.lock:  # the filer stops at its first progress update...
-        filer.file(["a"])
+        filer.file("p1", ["a"])
         deadline = time.monotonic() + 10
         while "a" not in ledger.rows and time.monotonic() < deadline:
             time.sleep(0.01)
-        filer.file(["b"])  # ...so these two finish while it is busy
-        filer.file(["c"])
+        filer.file("p1", ["b"])  # ...so these two finish while it is busy
+        filer.file("p1", ["c"])
     filer.close()
     assert ledger.summaries_written == 2  # [a], then [b, c] together
-    assert read_summary(results)["trial_id"].tolist() == ["a", "b", "c"]
-    assert sorted(read_curves(results.curves_dir)["trial_id"].unique()) == ["a", "b", "c"]
+    assert results.read_summary()["trial_id"].tolist() == ["a", "b", "c"]
+    assert sorted(results.read_curves()["trial_id"].unique()) == ["a", "b", "c"]
     assert progress.done == 3
 
 
 def test_filer_close_raises_what_filing_met_and_the_records_stay(results):
-    results.write_record(record("a"))
+    put(results, "p1", record("a"))
     results.curves_dir.parent.mkdir(parents=True, exist_ok=True)
     results.curves_dir.write_text("a file where the curves directory belongs")
-    filer = Filer(Ledger(results, AXES), Progress("demo", total=1, already_done=0, stream=io.StringIO()))
-    filer.file(["a"])
+    filer = Filer(Ledger(results, AXES), Progress("demo", total=1, already_done=0, stream=io.StringIO()).trial_finished)
+    filer.file("p1", ["a"])
     with pytest.raises(OSError):
         filer.close()
-    assert results.read_record("a")["status"] == "completed"
+    assert results.read_pack("p1").records["a"].status == "completed"
+
+
+def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
+    results.save_state("p1", "a", "final", b"state of a")
+    results.save_state("p1", "b", "epoch-000000000010", b"early b")
+    with open(results.states_path("p1"), "ab") as handle:  # a worker killed while appending
+        handle.write(b"\x00\x00\x00\x40{\"trial_id\": \"c\"")
+    assert set(results.kept_states("p1")) == {("a", "final"), ("b", "epoch-000000000010")}
+    results.repair_states("p1")  # the retried pack's worker, before it trains
+    results.save_state("p1", "c", "final", b"state of c")
+    results.save_state("p1", "a", "final", b"a again")  # the last whole entry counts
+    assert results.read_state("p1", "c", "final") == b"state of c" and results.read_state("p1", "a", "final") == b"a again"
+    assert results.read_state("p1", "b", "final") is None

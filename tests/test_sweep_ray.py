@@ -110,7 +110,7 @@ def test_batched_points_train_together_and_a_failed_group_resumes_from_checkpoin
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     final = records(out / "batched")
     assert len(final) == 6 and {r["status"] for r in final.values()} == {"completed"}
-    assert {r["group_size"] for r in final.values()} == {3}
+    assert {r["trained_with"] for r in final.values()} == {3}
     by_amplitude = {}
     for record in final.values():
         by_amplitude.setdefault(record["config"]["loss"]["amplitude"], []).append(record)

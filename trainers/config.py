@@ -217,9 +217,10 @@ class TrainingConfig(Section):
     checkpoint_every: Optional[PositiveInt] = None
     dtype: Literal["float32", "float64"] = "float32"
     eval_batch_size: PositiveInt = 1000
-    # Grid points of the same shapes trained together in one compiled program (vmap). 1 trains
-    # one point at a time, the faster choice on CPUs (benchmarks/README.md); GPUs gain from more.
-    batch_points: PositiveInt = 1
+    # Grid points of the same shapes trained together in one compiled program (vmap), at most.
+    # `auto`: 1 on a CPU, where it does not pay, and as many as fit on a GPU or TPU (sweep.packs,
+    # benchmarks/README.md).
+    batch_points: Union[PositiveInt, Literal["auto"]] = "auto"
     # The top Hessian eigenvalues of F(t) (trainers.hessian), at the first evaluation at or after
     # every `hessian_every` steps; on the full training set, or a fixed subset of
     # `hessian_batch_size` examples when it is larger.

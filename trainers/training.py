@@ -198,6 +198,15 @@ def prepare(cfgs: list[TrialConfig]) -> Prepared:
     return Prepared(list(cfgs), engine_for(spec), data, hypers)
 
 
+def point_bytes(cfg: TrialConfig) -> int:
+    """About the device memory one more point of a vmapped group takes: its train state
+    (parameters, optimizer state) and its gradients, from their shapes alone (nothing computed)."""
+    run = prepare([cfg])
+    shapes = jax.eval_shape(run.engine.init_states, run.keys, run.hypers)
+    size = lambda tree: sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
+    return size(shapes) + size(shapes.params)
+
+
 def hessian_epochs(training, steps_per_epoch: int) -> set[int]:
     """The epochs whose evaluation also measures the Hessian: the first at or after every
     multiple of `hessian_every` steps (epoch 0 included)."""

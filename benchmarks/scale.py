@@ -1,0 +1,108 @@
+"""A sweep of 10,000 points (issue 17's scale case): points of 20 full-batch epochs on a small
+spiral, so that what is measured is tiltsweep's own work around the training, not the training.
+
+Measured, one after another on the same results directory:
+- `tiltsweep run`: its wall time, the wall time per point (its orchestration: the training
+  itself is ~1 ms a point), and the peak resident memory of the driver process (sampled every
+  0.1 s; Ray's processes and the workers are reported apart), at 1/10 of the points and at all;
+- `tiltsweep status DIR` and `tiltsweep plot DIR`, wall time of each command;
+- the results directory: its size and its number of files.
+
+    python benchmarks/scale.py [POINTS]   # default 10000; writes benchmarks/results/scale.json
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import save  # noqa: E402
+
+GRID = """\
+name: scale
+data: {name: spiral, points_per_class: 20, classes: 3}
+model: {name: mlp, width: 4}
+optimizer: {name: sgd, learning_rate: 1.0, batch_size: full}
+training: {epochs: 20, eval_every: 10}
+loss: {amplitude: 1, period: 10}
+grid:
+  amplitude: [2, 3, 5, 7, 10, 20, 30, 50, 70, 100]
+  period: [2, 3, 5, 7, 10, 20, 30, 50, 70, 100]
+  seed: SEEDS
+resources: {cpu: 1}
+"""
+
+
+def tiltsweep(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tiltsweep", *args]
+
+
+def run_sampled(command: list[str], log_path: Path) -> dict:
+    """Run the driver to its end, sampling its memory and its children's."""
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = psutil.Process(driver.pid)
+        peak_driver = peak_others = 0
+        while driver.poll() is None:
+            try:
+                peak_driver = max(peak_driver, process.memory_info().rss)
+                peak_others = max(peak_others, sum(child.memory_info().rss for child in process.children(recursive=True)))
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+    output = log_path.read_text()
+    assert driver.returncode == 0, output[-3000:]
+    return {"wall_seconds": time.perf_counter() - started, "driver_peak_rss_mib": peak_driver / 2**20,
+            "ray_and_workers_peak_rss_mib": peak_others / 2**20, "last_line": output.strip().splitlines()[-1]}
+
+
+def timed_command(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def directory_size(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def measure(points: int, scratch: Path) -> dict:
+    grid = scratch / f"scale-{points}.yaml"
+    grid.write_text(GRID.replace("name: scale", f"name: scale-{points}").replace("SEEDS", str(list(range(points // 100)))))
+    run = run_sampled(tiltsweep("run", str(grid), "--out", str(scratch), "--no-plot"), scratch / f"run-{points}.log")
+    directory = scratch / f"scale-{points}"
+    files, size = directory_size(directory)
+    return {
+        "points": points, **run, "ms_per_point": 1000 * run["wall_seconds"] / points,
+        "status_seconds": timed_command(tiltsweep("status", str(directory))),
+        "plot_seconds": timed_command(tiltsweep("plot", str(directory))),
+        "files": files, "megabytes": size / 1e6,
+    }
+
+
+def main() -> None:
+    points = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    with tempfile.TemporaryDirectory(prefix="tiltsweep-scale-") as scratch:
+        report = {f"{n} points": measure(n, Path(scratch)) for n in (points // 10, points)}
+    small, big = report[f"{points // 10} points"], report[f"{points} points"]
+    report["driver_kib_per_point"] = 1024 * (big["driver_peak_rss_mib"] - small["driver_peak_rss_mib"]) / (big["points"] - small["points"])
+    for row in (small, big):
+        print(f"{row['points']} points: run {row['wall_seconds']:.0f} s ({row['ms_per_point']:.1f} ms per point), driver peak "
+              f"{row['driver_peak_rss_mib']:.0f} MiB (Ray and workers {row['ray_and_workers_peak_rss_mib']:.0f} MiB); status "
+              f"{row['status_seconds']:.1f} s, plot {row['plot_seconds']:.1f} s; {row['files']} files, {row['megabytes']:.0f} MB")
+    print(f"driver memory per point: {report['driver_kib_per_point']:.1f} KiB")
+    print(save(os.environ.get("SCALE_RESULT", "scale"), report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Packs: the unit of work. A pack is the list of grid points one Ray Tune trial trains on one
+device, in blocks: the points of a block train together in one compiled program (vmap), the
+blocks one after another. A block's points share a trainers.batch_signature and the epoch they
+resume from; it holds at most `training.batch_points` of them:
+
+- an integer: that many;
+- `auto` (the default): 1 on a CPU, where vmapping does not pay (benchmarks/packs.py), and on a
+  GPU or TPU as many as fit in the trial's share of the device's memory (`block_width`).
+
+How many points a pack holds: each Tune trial costs the driver ~30 ms (a placement group, a
+reset of the reused actor, a round trip) while its worker waits, so a pack holds many points,
+sized by guided self-scheduling: with `remaining` points not yet in a pack and `slots` trials
+running side by side,
+
+    pack size = min(LONGEST, ceil(remaining / (SHARE x slots)))
+
+(on an accelerator at least one full block of `MOST_VMAPPED`). Packs start long and end short, so
+the slots run out of work together. With `retries` = 0 a pack is one block: a pack whose worker
+dies is not retried, and its unstarted points would wait for the next run. A retried pack trains
+its never-started points first (sweep.worker.run_pack), so a point that kills its worker cannot
+use up the others' retries. Packing is how points run, never what they are: a point keeps its id,
+its checkpoints and its record in any pack, and a later run may pack the remaining points anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from tiltsweep.sweep.grid import GridPoint, GridSpec
+from tiltsweep.trainers.training import batch_signature
+
+SHARE = 4  # a pack takes at most a quarter of a slot's fair share of the remaining points
+LONGEST = 16
+MOST_VMAPPED = 256
+
+
+@dataclass(frozen=True)
+class Pack:
+    pack_id: str
+    points: tuple[GridPoint, ...]
+
+
+def accelerated(spec: GridSpec) -> bool:
+    return spec.resources.gpu > 0 or spec.resources.tpu > 0
+
+
+def plan_packs(points: list[GridPoint], slots: int, retries: int, on_accelerator: bool) -> list[Pack]:
+    """The points, same-signature ones next to each other (in grid order otherwise), cut into packs."""
+    by_signature: dict[str, list[GridPoint]] = {}
+    for point in points:
+        by_signature.setdefault(batch_signature(point.config), []).append(point)
+    ordered = [point for members in by_signature.values() for point in members]
+    packs, start = [], 0
+    while start < len(ordered):
+        block = requested_width(ordered[start], on_accelerator)
+        if retries < 1:
+            size = block
+        else:
+            size = min(max(LONGEST, block), math.ceil((len(ordered) - start) / (SHARE * max(1, slots))))
+            size = block * math.ceil(size / block)  # whole blocks
+        members = tuple(ordered[start : start + size])
+        packs.append(Pack(pack_id(members), members))
+        start += size
+    return packs
+
+
+def requested_width(point: GridPoint, on_accelerator: bool) -> int:
+    """The most points a block of this point's may hold, as the grid asks (before memory)."""
+    asked = point.config.training.batch_points
+    if asked != "auto":
+        return asked
+    return MOST_VMAPPED if on_accelerator else 1
+
+
+def pack_id(points) -> str:
+    return "p" + hashlib.sha256(",".join(p.trial_id for p in points).encode()).hexdigest()[:15]
+
+
+def block_width(asked, point_bytes: int, device_bytes: int, share: float) -> int:
+    """How many points one block trains together. `auto`: 1 on a CPU (device_bytes 0); on an
+    accelerator, as many as fit in half the trial's share of the device's memory (the rest for the
+    data, XLA's scratch and the evaluation), at `point_bytes` each (trainers.training.point_bytes)."""
+    if asked != "auto":
+        return int(asked)
+    if device_bytes <= 0 or point_bytes <= 0:
+        return 1
+    return max(1, min(MOST_VMAPPED, int(0.5 * share * device_bytes // point_bytes)))

@@ -1,0 +1,87 @@
+"""Packs: how many points one Tune trial trains, in which blocks, and how a worker trains a pack
+(real training, no Ray; the Ray side is in test_sweep_ray.py and test_reliability.py)."""
+
+import json
+
+import pytest
+
+from tiltsweep.sweep.executor import payload_for
+from tiltsweep.sweep.faults import InjectedFault
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.packs import LONGEST, MOST_VMAPPED, SHARE, Pack, block_width, pack_id, plan_packs
+from tiltsweep.sweep.runner import results_dir_for
+from tiltsweep.sweep.worker import run_pack
+from sweep_helpers import write_grid
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("grid")
+    return load_grid(write_grid(directory, amplitudes=str(list(range(1, 33))), epochs=1000))  # 96 points
+
+
+def test_packs_start_long_and_end_as_single_points(spec):
+    points = list(spec.points)
+    packs = plan_packs(points, slots=2, retries=2, on_accelerator=False)
+    assert [p for pack in packs for p in pack.points] == points  # each once, in grid order (one signature)
+    sizes = [len(pack.points) for pack in packs]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == min(LONGEST, 96 // (SHARE * 2))
+    assert sizes[-SHARE * 2 :] == [1] * SHARE * 2  # the last share of every slot: one point each
+    assert len(packs) < len(points) / 3
+
+
+def test_more_slots_smaller_packs_and_single_blocks_without_retries(spec):
+    points = list(spec.points)
+    assert max(len(pack.points) for pack in plan_packs(points, slots=16, retries=2, on_accelerator=False)) == 2
+    assert [len(pack.points) for pack in plan_packs(points, slots=2, retries=0, on_accelerator=False)] == [1] * 96
+    on_gpu = plan_packs(points, slots=1, retries=2, on_accelerator=True)  # one block of up to MOST_VMAPPED
+    assert len(on_gpu) == 1 and len(on_gpu[0].points) == 96
+
+
+def test_a_pack_is_named_by_its_points_in_order(spec):
+    a, b = spec.points[:2]
+    assert pack_id([a, b]) != pack_id([b, a]) and pack_id([a]).startswith("p") and len(pack_id([a])) == 16
+
+
+def test_auto_block_width_is_one_on_a_cpu_and_what_fits_on_an_accelerator():
+    assert block_width("auto", point_bytes=10_000, device_bytes=0, share=1.0) == 1  # CPU
+    assert block_width(3, point_bytes=10_000, device_bytes=0, share=1.0) == 3  # as asked
+    assert block_width("auto", point_bytes=10**9, device_bytes=80 * 10**9, share=0.5) == 20
+    assert block_width("auto", point_bytes=10**3, device_bytes=80 * 10**9, share=1.0) == MOST_VMAPPED
+    assert block_width("auto", point_bytes=10**12, device_bytes=80 * 10**9, share=1.0) == 1
+
+
+@pytest.mark.slow
+def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_the_others(tmp_path, monkeypatch):
+    spec = load_grid(write_grid(tmp_path, epochs=1000))
+    results = results_dir_for(spec, tmp_path / "results")
+    points = list(spec.points)[:4]
+    done, tried, faulty, fresh = (point.trial_id for point in points)
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"trial_id": faulty}, "epoch": 500, "action": "raise"}]))
+    payload = payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test")
+    first = {**payload, "members": payload["members"][:1]}
+    run_pack(first, report=lambda result: None)  # `done` finished in an earlier attempt
+    book = results.read_pack(payload["pack_id"])
+    book.attempts[tried] = 1  # `tried` started in an earlier attempt (its worker died)
+    results.write_pack(book)
+
+    reports = []
+    with pytest.raises(InjectedFault):
+        run_pack(payload, report=reports.append)
+    pack = payload["pack_id"]
+    assert reports == [
+        {"pack": pack, "running": [faulty], "finished": []},
+        {"pack": pack, "running": [fresh], "finished": []},
+        {"pack": pack, "running": [tried], "finished": [fresh]},
+        {"pack": pack, "running": [], "finished": [tried]},
+    ]
+    records = results.read_pack(pack).records
+    assert {t: records[t].status for t in (done, tried, faulty, fresh)} == {done: "completed", tried: "completed", faulty: "failed", fresh: "completed"}
+    assert records[faulty].error == "InjectedFault: injected fault at epoch 500" and results.checkpoint_files(faulty) == []
+
+    reports.clear()  # Tune retries the pack: only the point that raised trains again
+    run_pack(payload, report=reports.append)
+    assert reports == [{"pack": pack, "running": [faulty], "finished": []}, {"pack": pack, "running": [], "finished": [faulty]}]
+    records = results.read_pack(pack).records
+    assert {t: records[t].attempts for t in (done, tried, faulty, fresh)} == {done: 1, tried: 2, faulty: 2, fresh: 1}
+    assert records[faulty].status == "completed"
