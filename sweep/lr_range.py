@@ -17,7 +17,7 @@ import pandas as pd
 from tiltsweep.sweep.atomic import atomic_write
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.store import write_table
+from tiltsweep.sweep.results import write_table
 
 COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 

@@ -32,7 +32,7 @@ from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.trainers.training import batch_signature
 
 SHARE = 4  # a pack takes at most a quarter of a slot's fair share of the remaining points
-LONGEST = 16
+LONGEST = 64
 MOST_VMAPPED = 256
 
 

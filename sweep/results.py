@@ -88,15 +88,17 @@ def is_final(record: Optional[TrialRecord]) -> bool:
 @dataclass
 class PackRecords:
     """The content of records/<pack_id>.msgpack: how often each of the pack's points started
-    training, and the records of those that finished (one per point: a retry replaces it)."""
+    training and which worker (host:pid) started it last, and the records of those that finished
+    (one per point: a retry replaces it)."""
 
     pack_id: str
     attempts: dict[str, int] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
     records: dict[str, TrialRecord] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         records = [record.model_dump() for record in self.records.values()]
-        return msgpack.packb({"pack_id": self.pack_id, "attempts": self.attempts, "records": records}, use_bin_type=True)
+        return msgpack.packb({"pack_id": self.pack_id, "attempts": self.attempts, "workers": self.workers, "records": records}, use_bin_type=True)
 
 
 class CorruptFile(ValueError):
@@ -183,7 +185,7 @@ class ResultsDir:
         try:
             data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
             records = [TrialRecord.model_validate(record) for record in data["records"]]
-            return PackRecords(pack_id, dict(data["attempts"]), {record.trial_id: record for record in records})
+            return PackRecords(pack_id, dict(data["attempts"]), dict(data["workers"]), {record.trial_id: record for record in records})
         except FileNotFoundError:
             return PackRecords(pack_id)
         except (ValueError, TypeError, KeyError, ValidationError, msgpack.UnpackException) as error:

@@ -52,6 +52,7 @@ def permanent_errors() -> tuple:
 
 
 PERMANENT_ERRORS = permanent_errors()
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class PackRun:
@@ -76,6 +77,7 @@ class PackRun:
     def start(self, trial_ids: list[str]) -> None:
         for trial_id in trial_ids:
             self.book.attempts[trial_id] = self.book.attempts.get(trial_id, 0) + 1
+            self.book.workers[trial_id] = WORKER
         self.results.write_pack(self.book)
 
     def finish(self, trial_id: str, **fields) -> None:
@@ -83,7 +85,7 @@ class PackRun:
         self.book.records[trial_id] = TrialRecord(
             trial_id=trial_id, config=member["config"], attempts=self.book.attempts.get(trial_id, 0),
             code_version=self.payload["code_version"], finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            written=time.time(), host=f"{socket.gethostname()}:{os.getpid()}", **fields,
+            written=time.time(), host=WORKER, **fields,
         )
         self.results.write_pack(self.book)
         if self.book.records[trial_id].final:

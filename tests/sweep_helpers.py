@@ -69,6 +69,13 @@ def every_record(results_dir: Path) -> list:
     return [record for pack_id in results.pack_ids() for record in results.read_pack(pack_id).records.values()]
 
 
+def started_by(results_dir: Path) -> dict[str, int]:
+    """trial id -> the pid of the worker process that last started training it."""
+    results = ResultsDir(results_dir)
+    return {trial_id: int(worker.rsplit(":", 1)[1]) for pack_id in results.pack_ids()
+            for trial_id, worker in results.read_pack(pack_id).workers.items()}
+
+
 def checkpoint_epochs(results_dir: Path, exclude=()) -> dict[str, int]:
     results = ResultsDir(results_dir)
     found = {t: results.latest_checkpoint(t) for t in results.checkpointed_ids() if t not in exclude}

@@ -16,7 +16,7 @@ from tiltsweep.sweep.cli import main
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.packs import plan_packs
 from tiltsweep.sweep.results import ResultsDir
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, status_json, trial_id_at, write_grid
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, started_by, status_json, trial_id_at, write_grid
 
 pytestmark = pytest.mark.slow
 POINTS = 6
@@ -35,12 +35,11 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
         grid = write_grid(tmp_path, name="two-nodes", epochs=2000)
         driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"], env=cluster.env)
         directory = out / "two-nodes"
-        results = ResultsDir(directory)
         try:
             def trial_on_second_node():
                 pids = {p.pid for p in second.tree.remember()}
                 running = checkpoint_epochs(directory, exclude=records(directory))
-                return next((t for t in running if results.attempt(t).get("pid") in pids), None)
+                return next((t for t in running if started_by(directory).get(t) in pids), None)
 
             driver.wait_until(lambda: trial_on_second_node() is not None, what="a checkpointed trial on the second node")
             lost = trial_on_second_node()
@@ -123,9 +122,8 @@ def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tal
     trial_id = trial_id_at(grid, **{"loss.amplitude": 10.0, "seed": 0})
     driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(release, where={"trial_id": trial_id}))
     try:
-        results = ResultsDir(directory)
         driver.wait_until(lambda: trial_id in checkpoint_epochs(directory), what="the held point's checkpoint")
-        worker = results.attempt(trial_id)["pid"]
+        worker = started_by(directory)[trial_id]
         assert worker in {p.pid for p in driver.tree.remember()}  # a Ray worker of this sweep
         os.kill(worker, 9)  # the worker process training that point, held after its checkpoint
         release.touch()
