@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -272,6 +273,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("tiltsweep: interrupted; finished points are kept, `tiltsweep resume` continues", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except BrokenPipeError:  # the output was piped into a reader that stopped early (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is quiet
+        return EXIT_OK
 
 
 if __name__ == "__main__":

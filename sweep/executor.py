@@ -155,8 +155,10 @@ WORKER_DIED = "the worker training it died (it exited, was killed or ran out of 
 class DriverCallback(tune.Callback):
     """Hands every finished point to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: dict[str, dict]):
-        self.ledger, self.filer, self.progress, self.code_version, self.packs = ledger, filer, progress, code_version, packs
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: list[Pack]):
+        """packs: what the trials train (their payloads are Ray's to keep, in its object store)."""
+        self.ledger, self.filer, self.progress, self.code_version = ledger, filer, progress, code_version
+        self.packs = {pack.pack_id: pack for pack in packs}
         self.filed: set[str] = set()
 
     def __getstate__(self):
@@ -185,7 +187,7 @@ class DriverCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         pack = self.packs[self.pack_id(trial)]
-        self.file(pack["pack_id"], [member["trial_id"] for member in pack["members"]])
+        self.file(pack.pack_id, [point.trial_id for point in pack.points])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """Every point that started and has no record gets a `failed` one (the next run retries
@@ -193,21 +195,21 @@ class DriverCallback(tune.Callback):
         pack = self.packs[self.pack_id(trial)]
         results = self.ledger.results
         try:
-            book = results.read_pack(pack["pack_id"])
+            book = results.read_pack(pack.pack_id)
         except CorruptFile as error:
             self.ledger.quarantine_file(error)
-            book = PackRecords(pack["pack_id"])
-        started = [m for m in pack["members"] if m["trial_id"] in book.attempts and m["trial_id"] not in self.filed]
-        unrecorded = [m for m in started if m["trial_id"] not in book.records]
+            book = PackRecords(pack.pack_id)
+        started = [p for p in pack.points if p.trial_id in book.attempts and p.trial_id not in self.filed]
+        unrecorded = [p for p in started if p.trial_id not in book.records]
         if unrecorded:
             trace = error_text(trial)
-            for member in unrecorded:
-                book.records[member["trial_id"]] = TrialRecord(
-                    trial_id=member["trial_id"], status="failed", config=member["config"], attempts=book.attempts[member["trial_id"]],
+            for point in unrecorded:
+                book.records[point.trial_id] = TrialRecord(
+                    trial_id=point.trial_id, status="failed", config=point.config.model_dump(mode="json"), attempts=book.attempts[point.trial_id],
                     code_version=self.code_version, error=WORKER_DIED, traceback=trace, written=time.time(),
                     finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             results.write_pack(book)
-        self.file(pack["pack_id"], [m["trial_id"] for m in started])
+        self.file(pack.pack_id, [p.trial_id for p in started])
 
 
 def trial_resources(spec: GridSpec) -> dict:
@@ -253,8 +255,7 @@ def run_points(
 ) -> None:
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
     slots = trials_at_once(spec, ray.cluster_resources())
-    packs = {pack.pack_id: payload_for(pack, spec, results, code_version)
-             for pack in plan_packs(points, slots, spec.resources.retries, accelerated(spec))}
+    packs = plan_packs(points, slots, spec.resources.retries, accelerated(spec))
     scratch = results.root / ".tune"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
@@ -262,7 +263,8 @@ def run_points(
     try:
         with tune_settings(slots):
             callback = DriverCallback(ledger, filer, progress, code_version, packs)
-            sweep_tuner(spec, packs, tune_dir, callback, verbose).fit()
+            sweep_tuner(spec, {pack.pack_id: payload_for(pack, spec, results, code_version) for pack in packs},
+                        tune_dir, callback, verbose).fit()
     finally:
         try:
             filer.close()

@@ -34,13 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional
 
+from typing import TYPE_CHECKING
+
 import msgpack
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tiltsweep.sweep.atomic import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas and pyarrow are imported where a table is made or read: `tiltsweep status` reads at
+# most Parquet footers, and starts in half the time without them.
 
 CHECKPOINTS_KEPT = 2
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
@@ -85,20 +89,45 @@ def is_final(record: Optional[TrialRecord]) -> bool:
     return record is not None and record.final
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the header of a pack's file says of one of its records: enough to count the point."""
+
+    pack_id: str
+    status: str
+    error: str
+    written: float
+
+    def precedence(self) -> tuple:
+        return (self.status in FINAL_STATUSES, self.written)
+
+
 @dataclass
 class PackRecords:
     """The content of records/<pack_id>.msgpack: how often each of the pack's points started
     training and which worker (host:pid) started it last, and the records of those that finished
-    (one per point: a retry replaces it)."""
+    (one per point: a retry replaces it).
+
+    The file is two msgpack objects: a header (the pack id, attempts, workers, each record's
+    status, error and time of writing, and the size and sha256 of what follows), then the list of
+    records. Counting points (`tiltsweep status`) decodes the header alone."""
 
     pack_id: str
     attempts: dict[str, int] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
     records: dict[str, TrialRecord] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # from the header, when the records were not decoded
+    dumped: dict[str, tuple] = field(default_factory=dict, repr=False)  # trial id -> (record, its plain form)
 
     def to_bytes(self) -> bytes:
-        records = [record.model_dump() for record in self.records.values()]
-        return msgpack.packb({"pack_id": self.pack_id, "attempts": self.attempts, "workers": self.workers, "records": records}, use_bin_type=True)
+        """The file's bytes; a record's plain form is made once, as the file is rewritten after every point."""
+        kept = lambda t, r: t in self.dumped and self.dumped[t][0] is r
+        self.dumped = {t: self.dumped[t] if kept(t, r) else (r, r.model_dump()) for t, r in self.records.items()}
+        body = msgpack.packb([plain for _, plain in self.dumped.values()], use_bin_type=True)
+        index = {t: [r.status, r.error, r.written] for t, r in self.records.items()}
+        header = {"pack_id": self.pack_id, "attempts": self.attempts, "workers": self.workers, "index": index,
+                  "body": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}
+        return msgpack.packb(header, use_bin_type=True) + body
 
 
 class CorruptFile(ValueError):
@@ -179,17 +208,31 @@ class ResultsDir:
             return []
         return sorted(p.stem for p in self.records_dir.glob("*.msgpack") if not p.name.startswith("."))
 
-    def read_pack(self, pack_id: str) -> PackRecords:
-        """The pack's records (none yet if it has no file); CorruptFile if it cannot be read."""
+    def read_pack(self, pack_id: str, only: Optional[Iterable[str]] = None, records: bool = True) -> PackRecords:
+        """The pack's records (none yet if it has no file), or `only` those of these points, or with
+        records=False only its header's outcomes; CorruptFile if the file is not whole."""
         path = self.pack_path(pack_id)
+        wanted = None if only is None else set(only)
         try:
-            data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
-            records = [TrialRecord.model_validate(record) for record in data["records"]]
-            return PackRecords(pack_id, dict(data["attempts"]), dict(data["workers"]), {record.trial_id: record for record in records})
+            data = path.read_bytes()
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+            unpacker.feed(data)
+            header = unpacker.unpack()
+            body = data[unpacker.tell():]
+            if len(body) != header["body"]["size"] or hashlib.sha256(body).hexdigest() != header["body"]["sha256"]:
+                raise ValueError("records do not match their checksum")
+            pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
+            if not records:
+                pack.outcomes = {t: Outcome(pack_id, *entry) for t, entry in header["index"].items()}
+                return pack
+            for plain in msgpack.unpackb(body, raw=False, strict_map_key=False):
+                if wanted is None or plain["trial_id"] in wanted:
+                    pack.records[plain["trial_id"]] = TrialRecord.model_validate(plain)
+            return pack
         except FileNotFoundError:
             return PackRecords(pack_id)
         except (ValueError, TypeError, KeyError, ValidationError, msgpack.UnpackException) as error:
-            raise CorruptFile(path, f"not a pack of trial records ({type(error).__name__})") from None
+            raise CorruptFile(path, f"not a pack of trial records ({type(error).__name__}: {error})"[:300]) from None
 
     def write_pack(self, pack: PackRecords) -> None:
         atomic_write(self.pack_path(pack.pack_id), pack.to_bytes())
@@ -198,16 +241,27 @@ class ResultsDir:
         """trial id -> (pack id, record) of every recorded point; an unreadable pack file goes to
         on_corrupt and counts as no records."""
         found: dict[str, tuple[str, TrialRecord]] = {}
-        for pack_id in self.pack_ids():
-            try:
-                pack = self.read_pack(pack_id)
-            except CorruptFile as error:
-                on_corrupt(error)
-                continue
+        for pack in self._packs(on_corrupt, records=True):
             for trial_id, record in pack.records.items():
                 if trial_id not in found or record.precedence() > found[trial_id][1].precedence():
-                    found[trial_id] = (pack_id, record)
+                    found[trial_id] = (pack.pack_id, record)
         return found
+
+    def outcomes(self, on_corrupt: Callable[[CorruptFile], None]) -> dict[str, Outcome]:
+        """trial id -> the outcome of its record that counts, from the packs' headers (fast)."""
+        found: dict[str, Outcome] = {}
+        for pack in self._packs(on_corrupt, records=False):
+            for trial_id, outcome in pack.outcomes.items():
+                if trial_id not in found or outcome.precedence() > found[trial_id].precedence():
+                    found[trial_id] = outcome
+        return found
+
+    def _packs(self, on_corrupt: Callable[[CorruptFile], None], records: bool):
+        for pack_id in self.pack_ids():
+            try:
+                yield self.read_pack(pack_id, records=records)
+            except CorruptFile as error:
+                on_corrupt(error)
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -348,18 +402,22 @@ class ResultsDir:
         return sorted(p for p in self.curves_dir.glob("*.parquet") if not p.name.startswith("."))
 
     def write_curves(self, pack_id: str, records: Iterable[TrialRecord]) -> None:
-        """The curves of the given records (a pack's, those it holds the point's record for)."""
-        frames = [pd.DataFrame(record.history).assign(trial_id=record.trial_id) for record in records if record.history]
+        """A pack's curve file: the curves of the given records (those of its points it holds the
+        record of), one row per evaluation, `trial_id` first."""
+        import pandas as pd
+
+        rows = [{"trial_id": record.trial_id, **row} for record in records for row in record.history]
         path = self.curve_path(pack_id)
-        if not frames:
+        if not rows:
             path.unlink(missing_ok=True)
             return
-        frame = pd.concat(frames, ignore_index=True)
-        write_table(frame[["trial_id", *[c for c in frame.columns if c != "trial_id"]]], path)
+        write_table(pd.DataFrame(rows), path)
 
     def read_curves(self, trial_ids: Optional[Iterable[str]] = None, on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The curves of the given points (all by default), file by file, so points whose metric
         columns differ still line up; an unreadable file goes to on_corrupt (or raises)."""
+        import pandas as pd
+
         frames = []
         for path in self.curve_files():
             try:
@@ -376,6 +434,8 @@ class ResultsDir:
     def read_summary(self, columns: Iterable[str] = ()) -> pd.DataFrame:
         """summary.parquet as written (empty, with the given columns, before the first point is filed)."""
         if not self.summary_path.exists():
+            import pandas as pd
+
             return pd.DataFrame(columns=list(columns))
         return read_table(self.summary_path)
 
@@ -388,23 +448,33 @@ class CorruptTable(ValueError):
         super().__init__(f"{path}: unreadable Parquet ({reason})")
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` to `path` atomically: readers see the old file or the new one, never half."""
+def write_table(frame, path: Path) -> None:
+    """Write `frame` (a DataFrame, or columns: {name: [values]}) to `path` atomically: readers
+    see the old file or the new one, never half."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    pq.write_table(pa.table(frame) if isinstance(frame, dict) else pa.Table.from_pandas(frame, preserve_index=False), sink)
     atomic_write(Path(path), sink.getvalue().to_pybytes())
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One Parquet file as a DataFrame; CorruptTable if it cannot be read."""
+def read_table(path: Path, columns: Optional[list[str]] = None) -> pd.DataFrame:
+    """One Parquet file (or some of its columns) as a DataFrame; CorruptTable if it cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        return pq.read_table(path).to_pandas()
+        return pq.read_table(path, columns=columns).to_pandas()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
         raise CorruptTable(path, str(error).splitlines()[0]) from None
 
 
 def check_readable(path: Path) -> None:
     """Raise CorruptTable unless the file's Parquet footer and schema can be read (cheap)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         pq.read_metadata(path)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:

@@ -15,6 +15,7 @@ trained: the executor retries the pack, whose unfinished points then resume.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -92,10 +93,15 @@ class PackRun:
             self.results.clear_checkpoints(trial_id)
 
 
-def run_pack(payload: dict, report: Callable[[dict], None]) -> None:
-    """Train a pack's points block by block, reporting at every boundary between blocks
-    {"pack": id, "running": [trial ids], "finished": [trial ids]}; an exception in one block is
-    raised after the others have trained."""
+REPORT_EVERY = 1.0  # seconds
+
+
+def run_pack(payload: dict, report: Callable[[dict], None], report_every: float = REPORT_EVERY) -> None:
+    """Train a pack's points block by block, reporting {"pack": id, "running": [trial ids],
+    "finished": [trial ids]} between blocks, at most every `report_every` seconds, and once at
+    the end: each report waits for Tune's driver to take it (~10 ms), so one per point would cost
+    more than training a small point. An exception in one block is raised after the others have
+    trained."""
     from tiltsweep.trainers import TrialConfig
 
     run = PackRun(payload)
@@ -107,17 +113,19 @@ def run_pack(payload: dict, report: Callable[[dict], None]) -> None:
             run.start([trial_id])
             run.finish(trial_id, status="failed", error=one_line(error))
             finished.append(trial_id)
+    last_report = -math.inf
     for block in blocks(run, configs):
-        report({"pack": payload["pack_id"], "running": block, "finished": finished})
+        if time.monotonic() - last_report >= report_every:
+            report({"pack": payload["pack_id"], "running": block, "finished": finished})
+            finished, last_report = [], time.monotonic()
         run.start(block)
         try:
-            finished = train_block(run, block, [configs[t] for t in block], report)
+            finished += train_block(run, block, [configs[t] for t in block], report)
         except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
             for trial_id in block:  # until a retry of the pack trains them
                 if trial_id not in run.book.records or not run.book.records[trial_id].final:
                     run.finish(trial_id, status="failed", error=one_line(error))
             errors.append(error)
-            finished = []
     report({"pack": payload["pack_id"], "running": [], "finished": finished})
     if errors:
         raise errors[0]

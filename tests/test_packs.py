@@ -67,7 +67,7 @@ def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_t
 
     reports = []
     with pytest.raises(InjectedFault):
-        run_pack(payload, report=reports.append)
+        run_pack(payload, report=reports.append, report_every=0)
     pack = payload["pack_id"]
     assert reports == [
         {"pack": pack, "running": [faulty], "finished": []},
@@ -80,7 +80,7 @@ def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_t
     assert records[faulty].error == "InjectedFault: injected fault at epoch 500" and results.checkpoint_files(faulty) == []
 
     reports.clear()  # Tune retries the pack: only the point that raised trains again
-    run_pack(payload, report=reports.append)
+    run_pack(payload, report=reports.append, report_every=0)
     assert reports == [{"pack": pack, "running": [faulty], "finished": []}, {"pack": pack, "running": [], "finished": [faulty]}]
     records = results.read_pack(pack).records
     assert {t: records[t].attempts for t in (done, tried, faulty, fresh)} == {done: 1, tried: 2, faulty: 2, fresh: 1}
