@@ -84,15 +84,24 @@ class Ledger:
         """Rebuild both tables from the records, quarantining whatever cannot be read. Runs while
         no point is trained (before and after a run), so half-written aside files are stale."""
         remove_stale_asides(self.results.root)
+        adopt_per_point_records(self.results)
         self.rows, self.holder, self.ranks = {}, {}, {}
-        by_pack: dict[str, list[TrialRecord]] = {}
-        for trial_id, (pack_id, record) in self.results.records(on_corrupt=self.quarantine_file).items():
-            self.take(pack_id, record)
-            by_pack.setdefault(pack_id, []).append(record)
+        # First which pack holds each point's record (from the packs' headers), then one pack's
+        # records at a time: the driver never has every record in memory at once.
+        held: dict[str, list[str]] = {}
+        for trial_id, outcome in self.results.outcomes(on_corrupt=self.quarantine_file).items():
+            held.setdefault(outcome.pack_id, []).append(trial_id)
         for path in self.results.curve_files():
-            if path.stem not in by_pack:
-                path.unlink()  # its pack's records are gone (quarantined): its points run again
-        for pack_id, records in by_pack.items():
+            if path.stem not in held:
+                path.unlink()  # its pack's records are gone (quarantined) or superseded: its points' curves are elsewhere
+        for pack_id, trial_ids in held.items():
+            try:
+                records = list(self.results.read_pack(pack_id, only=trial_ids).records.values())
+            except CorruptFile as error:  # damaged since its header was read
+                self.quarantine_file(error)
+                continue
+            for record in records:
+                self.take(pack_id, record)
             self.ensure_curves(pack_id, records)
         if self.results.summary_path.exists():
             try:
@@ -164,6 +173,26 @@ class Ledger:
         a row more, for a moment, of the driver's memory)."""
         columns = ["trial_id", "status", *self.axes, *SUMMARY_COLUMNS[2:]]
         write_table({column: [row.get(column) for row in self.rows.values()] for column in columns}, self.results.summary_path)
+
+
+def adopt_per_point_records(results: ResultsDir) -> None:
+    """A directory written by tiltsweep 0.1 has a record file per point, trials/<id>.msgpack:
+    they go into one pack file, records/p-adopted.msgpack, and trials/ is renamed trials.adopted/
+    (kept, not deleted). Its per-point curve files are rebuilt into that pack's by the sync."""
+    import msgpack
+
+    legacy = results.root / "trials"
+    if not legacy.is_dir():
+        return
+    pack = results.read_pack("p-adopted")
+    for path in sorted(legacy.glob("*.msgpack")):
+        try:
+            record = TrialRecord.model_validate(msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False))
+        except (ValueError, TypeError, msgpack.UnpackException):
+            continue  # unreadable: its point runs again; the file stays in trials.adopted/
+        pack.records[record.trial_id] = record
+    results.write_pack(pack)
+    legacy.rename(results.root / "trials.adopted")
 
 
 class Filer:

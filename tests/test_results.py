@@ -243,3 +243,20 @@ def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
     results.save_state("p1", "a", "final", b"a again")  # the last whole entry counts
     assert results.read_state("p1", "c", "final") == b"state of c" and results.read_state("p1", "a", "final") == b"a again"
     assert results.read_state("p1", "b", "final") is None
+
+
+def test_a_directory_of_per_point_records_is_adopted_by_the_next_sync(results):
+    """tiltsweep 0.1 wrote trials/<id>.msgpack and curves.parquet/<id>.parquet per point."""
+    import msgpack
+
+    legacy = results.root / "trials"
+    legacy.mkdir(parents=True)
+    for trial_id in "ab":
+        (legacy / f"{trial_id}.msgpack").write_bytes(msgpack.packb({**record(trial_id).model_dump(), "group_size": 1}))
+    results.curves_dir.mkdir()
+    (results.curves_dir / "a.parquet").write_bytes(b"an old per-point curve file")
+    ledger = Ledger(results, AXES)
+    ledger.sync()
+    assert sorted(ledger.rows) == ["a", "b"] and results.pack_ids() == ["p-adopted"]
+    assert [p.name for p in results.curve_files()] == ["p-adopted.parquet"] and len(results.read_curves()) == 6
+    assert sorted(p.name for p in (results.root / "trials.adopted").iterdir()) == ["a.msgpack", "b.msgpack"]
