@@ -8,7 +8,8 @@ sweeps to a cluster as Ray jobs.
   (sweep.packs). Actors are reused, so a worker process compiles once per model shape and trains
   many points; with the persistent compilation cache (trainers.compile_cache) it loads what
   earlier workers on the machine compiled.
-- A worker reports every point it starts and finishes; the driver files each finished one.
+- A worker reports the points it starts and finishes (at most once a second; sweep.worker); the
+  driver files each finished one.
 - A trial that raises or whose worker dies is retried `resources.retries` times (its unfinished
   points resuming from their checkpoints). A point whose training raised has a `failed` record
   with the error from its worker; after the last retry the driver writes one for each point that

@@ -11,7 +11,7 @@ unreadable table is moved to quarantine and written again.
 
     ledger = Ledger(results, axes)   # the driver's, under the run lock
     ledger.sync()                    # rebuild both tables from the records
-    filer = Filer(ledger, progress)  # files finished points on a thread of its own
+    filer = Filer(ledger, progress.trial_finished)  # files finished points on a thread of its own
     status = sweep_status(results)   # anyone's, any time: reads files only
 
 Status categories: completed / diverged / failed (the point's record says so); partial (no
@@ -202,7 +202,7 @@ class Filer:
     a moment later loses nothing. Points that finish while the filer is busy are filed together.
 
     A pack's curve file is rewritten as its points are filed. summary.parquet is rewritten whole,
-    which takes ~25 us a row (0.24 s at 10,000 points), so it is rewritten at most once every
+    which takes ~9 us a row (0.09 s at 10,000 points), so it is rewritten at most once every
     SUMMARY_PACE times its last rewrite's duration (at once while it is small), and at close:
     the summary spends a tenth of the filer's time at most, never a core of a small machine.
 

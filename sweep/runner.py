@@ -6,7 +6,7 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
 2. Ray starts (or joins the cluster); then the lock is taken and grid.yaml saved;
 3. the records already there are filed (a run killed earlier may have left some unfiled);
 4. the points without a completed or diverged record run; partial ones resume from their
-   checkpoints, failed ones are tried again; each is filed the moment it finishes;
+   checkpoints, failed ones are tried again; each is filed as it finishes (sweep.ledger.Filer);
 5. the tables are rebuilt from the records once more.
 """
 
