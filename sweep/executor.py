@@ -1,8 +1,8 @@
 """Ray: the one module that imports it. Fans grid points out over Ray Tune workers, and submits
 sweeps to a cluster as Ray jobs.
 
-- Without an address Ray starts on this machine (no dashboard unless asked; then on 127.0.0.1
-  only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
+- Without an address tiltsweep starts a Ray of its own on this machine, even where another Ray
+  runs here (no dashboard unless asked; then on 127.0.0.1 only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
   workers, and the results directory must be on storage every node sees.
 - A Tune trial, asking for the grid file's resources (cpu, gpu, TPU), trains one pack of points
   (sweep.packs). Actors are reused, so a worker process compiles once per model shape and trains
@@ -102,7 +102,9 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
             shipped = os.environ.get(CODE_SHIPPED) == "1"  # inside a submitted job: the job carries it
             ray.init(address=address, runtime_env=None if shipped else {"py_modules": [shipped_package()]}, **quiet)
         else:
-            ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
+            # address="local": a Ray of its own, even where another runs on this machine (a bare
+            # ray.init() joins RAY_ADDRESS or the latest cluster started here).
+            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
     except (ConnectionError, RuntimeError) as error:
         raise ClusterUnreachable(f"cannot connect to Ray at {address or 'a local instance'}: {error}") from None
     if not verbose:
@@ -218,6 +220,24 @@ def trial_resources(spec: GridSpec) -> dict:
     if spec.resources.tpu:
         resources["TPU"] = spec.resources.tpu
     return resources
+
+
+class ResourcesUnmet(Refused):
+    pass
+
+
+def refuse_unmeetable_resources(spec: GridSpec, address: Optional[str]) -> None:
+    """Refuse a sweep whose trials ask for more of a resource than any node of the Ray cluster
+    has (a trial runs on one node): it would wait forever. Checked before anything is queued."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    where = f"the Ray cluster at {address}" if address else "this machine's Ray"
+    names = {"cpu": "CPU", "gpu": "GPU", "TPU": "TPU"}
+    for name, amount in trial_resources(spec).items():
+        most = max((node.get(names[name], 0.0) for node in nodes), default=0.0)
+        if amount > most:
+            field = "tpu" if name == "TPU" else name
+            raise ResourcesUnmet(f"{spec.source}: resources.{field}: each trial asks for {amount:g} {names[name]}, but no node of "
+                                 f"{where} has that many (the most on one node: {most:g}); lower it, or run on a cluster that has them (--address)")
 
 
 def trials_at_once(spec: GridSpec, available: dict) -> int:

@@ -18,6 +18,8 @@ import copy
 import difflib
 import itertools
 import json
+import math
+import os
 import re
 import typing
 from dataclasses import dataclass
@@ -129,9 +131,10 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
             raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
     resolve_data_path(base, base_dir or source.resolve().parent)
     resources = parse_resources(source, document.get("resources"))
+    parsed = [(prefix, *parse_axes(source, mapping, prefix)) for prefix, mapping in grid_mappings(source, document.get("grid"))]
+    refuse_too_many(source, [math.prod(len(values) for values in sub_axes.values()) for _, sub_axes, _ in parsed])
     subgrids, points, axes = [], {}, {}
-    for prefix, mapping in grid_mappings(source, document.get("grid")):
-        sub_axes, written = parse_axes(source, mapping, prefix)
+    for prefix, sub_axes, written in parsed:
         sub_points = expand(source, base, sub_axes, written, prefix)
         subgrids.append(SubGrid(sub_axes, tuple(p.trial_id for p in sub_points)))
         for point in sub_points:
@@ -143,6 +146,19 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     if check_data:
         check_datasets(source, points)
     return GridSpec(name, source, text, axes, resources, tuple(points), tuple(subgrids))
+
+
+MAX_POINTS = 1_000_000
+MAX_POINTS_VARIABLE = "TILTSWEEP_MAX_POINTS"
+
+
+def refuse_too_many(source: Path, sizes: list[int]) -> None:
+    """Refuse, before expanding anything, a sweep of more than MAX_POINTS points (the product of
+    each sub-grid's axis lengths, summed; TILTSWEEP_MAX_POINTS changes the limit)."""
+    limit = int(os.environ.get(MAX_POINTS_VARIABLE) or MAX_POINTS)
+    if sum(sizes) > limit:
+        raise GridError(source, "grid", f"has {sum(sizes):,} points, more than the limit of {limit:,} "
+                        f"(set {MAX_POINTS_VARIABLE} to allow more)")
 
 
 def with_smoke_override(source: Path, document: dict, override) -> dict:
@@ -166,13 +182,37 @@ def with_smoke_override(source: Path, document: dict, override) -> dict:
     return merged
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first_line: int, again_line: int):
+        self.key, self.first_line, self.again_line = key, first_line, again_line
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    one silently: a second `grid:` would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader says so itself
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(source: Path) -> dict:
     if not source.exists():
         raise GridError(source, None, "no such grid file")
     if source.is_dir():
         raise GridError(source, None, "is a directory, not a grid file")
     try:
-        document = yaml.safe_load(source.read_text())
+        document = yaml.load(source.read_text(), Loader=StrictLoader)
+    except DuplicateKey as error:
+        raise GridError(source, str(error.key), f"given twice (lines {error.first_line} and {error.again_line}): give it once") from None
     except UnicodeDecodeError:
         raise GridError(source, None, "is not a text file") from None
     except OSError as error:
@@ -331,6 +371,10 @@ def describe_validation_error(
     elif kind == "union_tag_invalid":
         context = first.get("ctx", {})
         field, message = f"{field}.name", f"unknown kind {context.get('tag')!r} (expected one of {context.get('expected_tags')})"
+    elif kind in ("not_a_boolean", "not_finite"):  # trainers.config.Section's own checks, by setting
+        setting = first["ctx"]["name"]
+        field = ".".join(filter(None, [field, setting]))
+        message = message.removeprefix(f"{setting}: ")
     elif kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")
     elif show_input and "input" in first and not isinstance(first["input"], dict):

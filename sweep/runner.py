@@ -3,7 +3,8 @@
 Order of work, so that bad input writes nothing and a killed run loses nothing:
 1. the grid file is already validated (sweep.grid), the output path and cluster address are
    checked, and no other run may hold the directory's lock;
-2. Ray starts (or joins the cluster); then the lock is taken and grid.yaml saved;
+2. Ray starts (or joins the cluster), and a trial's resources must fit on one of its nodes; then
+   the lock is taken and grid.yaml saved;
 3. the records already there are filed (a run killed earlier may have left some unfiled);
 4. the points without a completed or diverged record run; partial ones resume from their
    checkpoints, failed ones are tried again; each is filed as it finishes (sweep.ledger.Filer);
@@ -75,6 +76,7 @@ def run_sweep(
     stream = stream or sys.stdout
     say = lambda message: print(message, file=stream, flush=True)
     with executor.ray_session(address, verbose, dashboard) as ray_seconds:
+        executor.refuse_unmeetable_resources(spec, address)
         lock = RunLock(results.lock_path)
         try:
             lock.acquire()

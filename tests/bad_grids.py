@@ -51,6 +51,15 @@ CASES = [
     ("Nesterov without momentum", replace("batch_size: full}", "batch_size: full, nesterov: true}"), "nesterov needs momentum > 0"),
     ("CNN on vectors", replace("model: {name: mlp, width: 8}", "model: {name: myrtle5}"), "model myrtle5 needs images"),
     ("section that is not a mapping", replace("training: {epochs: 100, eval_every: 50}", "training: 100"), "training: must be a mapping of settings"),
+    ("section given twice (YAML keeps the last)", GOOD + "grid:\n  period: [5]\n", "grid: given twice (lines 7 and 10): give it once"),
+    ("setting given twice in one mapping", replace("width: 8}", "width: 8, width: 16}"), "width: given twice (lines 3 and 3)"),
+    ("infinite period", replace("period: 50}", "period: .inf}"), "loss.period: must be a finite number, got inf"),
+    ("not-a-number in the grid", GOOD + "  loss.period: [.nan]\n", "grid.loss.period: value nan: must be a finite number, got nan"),
+    ("boolean amplitude in the grid", replace("amplitude: [1, 10]", "amplitude: [1, true]"), "grid.amplitude: value True: must be a number or a name, not the boolean true"),
+    ("boolean seed", replace("seed: [0, 1]", "period: [10]").replace("name: ok\n", "name: ok\nseed: yes\n"), "seed: must be a number or a name, not the boolean true"),
+    ("boolean epochs", replace("epochs: 100", "epochs: true"), "training.epochs: must be a number or a name, not the boolean true"),
+    ("four billion points", replace("seed: [0, 1]", "seed: " + str(list(range(2000))) + "\n  period: " + str(list(range(1, 1001)))) + "  model.width: " + str(list(range(1, 1001))) + "\n",
+     "grid: has 4,000,000,000 points, more than the limit of 1,000,000 (set TILTSWEEP_MAX_POINTS to allow more)"),
 ]
 
 

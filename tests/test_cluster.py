@@ -43,3 +43,21 @@ def test_submit_runs_the_sweep_as_a_ray_job(job_cluster, tmp_path):
     assert "4/4 completed" in follow.stdout
     summary = pd.read_parquet(out / "quickstart-smoke" / "summary.parquet")
     assert len(summary) == 4 and set(summary["status"]) == {"completed"}
+
+
+def test_the_local_default_starts_its_own_ray_beside_another_one(tmp_path):
+    """A Ray cluster already runs on this machine, and RAY_ADDRESS names it (what a bare
+    ray.init() would join): `tiltsweep run` without --address trains on a Ray of its own."""
+    from sweep_helpers import Driver, started_by, write_grid
+
+    cluster = LocalCluster(head_cpus=2)
+    try:
+        grid = write_grid(tmp_path, name="own-ray", epochs=1000)
+        driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env={**cluster.env, "RAY_ADDRESS": cluster.address})
+        assert driver.wait(timeout=300) == 0, driver.output()
+        assert "to run on local Ray" in driver.output()
+        workers = set(started_by(tmp_path / "out" / "own-ray").values())
+        assert len(workers) >= 1 and workers <= set(driver.tree.known)  # the driver's own Ray's workers
+        assert not workers & {process.pid for process in cluster.nodes[0].tree.remember()}
+    finally:
+        cluster.shutdown()

@@ -101,6 +101,15 @@ def test_bad_grid_is_refused_with_one_line_naming_file_and_field(tmp_path, capsy
     tally.refusal("bad grid file")
 
 
+def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path, monkeypatch):
+    grid = write(tmp_path, GOOD, "four.yaml")  # 2 amplitudes x 2 seeds
+    monkeypatch.setenv("TILTSWEEP_MAX_POINTS", "3")
+    with pytest.raises(GridError, match="grid: has 4 points, more than the limit of 3"):
+        load_grid(grid)
+    monkeypatch.setenv("TILTSWEEP_MAX_POINTS", "4")
+    assert len(load_grid(grid).points) == 4
+
+
 @pytest.mark.parametrize(
     "argv,expected",
     [

@@ -184,3 +184,18 @@ def test_a_trial_without_accelerators_stays_on_the_cpu_although_jax_is_imported(
     environ = {}
     configure_accelerator(cpu=4, gpu=0.5, tpu=0, environ=environ)
     assert environ == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.475"}
+
+
+@pytest.mark.parametrize("resources,expected", [
+    ("{cpu: 1000}", "resources.cpu: each trial asks for 1000 CPU, but no node of this machine's Ray has that many (the most on one node: "),
+    ("{cpu: 1, gpu: 1}", "resources.gpu: each trial asks for 1 GPU, but no node of this machine's Ray has that many (the most on one node: 0)"),
+])
+def test_resources_no_node_has_are_refused_before_anything_is_queued(tmp_path, capsys, tally, resources, expected):
+    grid = write_grid(tmp_path)
+    grid.write_text(grid.read_text().replace("resources: {cpu: 1, retries: 2}", f"resources: {resources}"))
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and expected in message and str(grid) in message
+    assert not out.exists()  # nothing written
+    tally.refusal("resources no node has")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
+import typing
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -18,7 +21,29 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 class Section(BaseModel):
+    """Every section: unknown keys refused; a number is finite and never a boolean (pydantic
+    takes `true` for 1, and YAML reads `.inf` and `.nan` as numbers)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data):
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            if isinstance(value, bool) and not accepts_bool(field.annotation):
+                raise PydanticCustomError("not_a_boolean", "{name}: must be a number or a name, not the boolean {value}", {"name": name, "value": str(value).lower()})
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PydanticCustomError("not_finite", "{name}: must be a finite number, got {value}", {"name": name, "value": value})
+        return data
+
+
+def accepts_bool(annotation) -> bool:
+    return annotation is bool or any(accepts_bool(arg) for arg in typing.get_args(annotation))
 
 
 # --- data -------------------------------------------------------------------------------------
