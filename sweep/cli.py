@@ -1,8 +1,10 @@
 """The `tiltsweep` command line.
 
 Exit codes: 0 every point completed or diverged (or the command succeeded); 2 refused before
-anything was written (bad grid file, bad command line, unreachable cluster, directory in use);
-3 the sweep ran but some points failed or did not finish; 1 an unexpected internal error.
+anything was written (bad grid file, bad command line, unreachable cluster, directory in use,
+resources no node has); 3 the sweep ran but some points failed or did not finish; 130 and 143
+stopped by SIGINT (Ctrl-C) or SIGTERM, the message saying how to resume; 1 an unexpected
+internal error.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ Results go to OUT/<name>/ (summary.parquet, curves.parquet, figures/); a re-run 
 
 EPILOG = """\
 exit codes: 0 done, 2 refused before writing anything (bad input), 3 some points failed
-or did not finish, 1 internal error.
+or did not finish, 130 / 143 stopped by Ctrl-C / SIGTERM (resume goes on), 1 internal error.
 compiled programs are cached in ~/.cache/tiltsweep/xla (TILTSWEEP_COMPILE_CACHE=DIR moves
 the cache, =off turns it off).
 examples:
@@ -151,10 +153,14 @@ def check_plot_options(spec, args) -> None:
 
 
 def execute(spec, results, args) -> int:
-    from tiltsweep.sweep.runner import format_outcome, run_sweep
+    from tiltsweep.sweep.runner import SweepStopped, format_outcome, run_sweep
 
     check_plot_options(spec, args)
-    outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard)
+    try:
+        outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard)
+    except SweepStopped as stopped:
+        print(f"\ntiltsweep: {stopped}", file=sys.stderr, flush=True)
+        return stopped.exit_code
     print(format_outcome(outcome), flush=True)
     if not args.no_plot and sum(outcome.counts.values()):
         draw(results.root, args)
@@ -270,9 +276,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Refused as error:
         print(f"tiltsweep: {error}", file=sys.stderr)
         return EXIT_REFUSED
-    except KeyboardInterrupt:
-        print("tiltsweep: interrupted; finished points are kept, `tiltsweep resume` continues", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:  # outside a sweep (a sweep's own stop is SweepStopped, above)
+        print("tiltsweep: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the output was piped into a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is quiet
         return EXIT_OK

@@ -259,8 +259,11 @@ def tune_settings(slots: int):
     - TUNE_DISABLE_AUTO_CALLBACK_LOGGERS: no per-trial CSV, JSON and TensorBoard files; the
       results live in tiltsweep's records;
     - RAY_AIR_NEW_OUTPUT=0: Tune's classic reporter, which is silent at verbose=0 (the new one
-      prints its configuration box even then), so the console keeps to tiltsweep's progress line."""
-    settings = {"TUNE_MAX_PENDING_TRIALS_PG": str(2 * slots), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+      prints its configuration box even then), so the console keeps to tiltsweep's progress line;
+    - TUNE_DISABLE_SIGINT_HANDLER: Ctrl-C is tiltsweep's to handle, as SIGTERM is (sweep.stopping):
+      Tune's own handler would end the run as if it had finished."""
+    settings = {"TUNE_MAX_PENDING_TRIALS_PG": str(2 * slots), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
+                "TUNE_DISABLE_SIGINT_HANDLER": "1"}
     ours = {name: value for name, value in settings.items() if name not in os.environ}
     os.environ.update(ours)
     try:

@@ -98,8 +98,12 @@ class Outcome:
     error: str
     written: float
 
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
     def precedence(self) -> tuple:
-        return (self.status in FINAL_STATUSES, self.written)
+        return (self.final, self.written)
 
 
 @dataclass

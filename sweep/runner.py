@@ -26,6 +26,7 @@ from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
 from tiltsweep.sweep.progress import Progress, clock
 from tiltsweep.sweep.provenance import code_version
 from tiltsweep.sweep.results import FINAL_STATUSES, ResultsDir
+from tiltsweep.sweep.stopping import Stop, stop_on_signals
 
 
 class RunRefused(Refused):
@@ -73,32 +74,17 @@ def run_sweep(
         executor.probe_address(address)
     refuse_if_locked(results)
     started = time.perf_counter()
-    stream = stream or sys.stdout
-    say = lambda message: print(message, file=stream, flush=True)
-    with executor.ray_session(address, verbose, dashboard) as ray_seconds:
-        executor.refuse_unmeetable_resources(spec, address)
-        lock = RunLock(results.lock_path)
-        try:
-            lock.acquire()
-        except LockHeld as error:
-            raise RunRefused(str(error)) from None
-        try:
-            results.save_grid(spec.text, spec.source, spec.description())
-            ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
-            ledger.sync()
-            todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
-            done = len(spec.points) - len(todo)
-            where = f"the Ray cluster at {address}" if address else "local Ray"
-            say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
-                f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results.root}")
-            if todo:
-                progress = Progress(spec.name, len(spec.points), done, stream)
-                version = code_version()
-                executor.run_points(spec, results, todo, ledger, progress, version, verbose)
-                progress.close()
-            ledger.sync()
-        finally:
-            lock.release()
+    stop = Stop()
+    try:
+        with executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
+            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout)
+    except KeyboardInterrupt:
+        if stop.signum is None:
+            raise
+        recorded = results.outcomes(on_corrupt=lambda error: None)
+        finished = sum(1 for point in spec.points if point.trial_id in recorded and recorded[point.trial_id].final)
+        raise SweepStopped(stop, f"stopped by {stop.name}: {finished}/{len(spec.points)} points finished, the others keep "
+                                 f"their latest checkpoint; `tiltsweep resume {results.root}` goes on") from None
     counts = {status: 0 for status in ("completed", "diverged", "failed")}
     for point in spec.points:
         status = ledger.status_of(point.trial_id)
@@ -106,6 +92,42 @@ def run_sweep(
             counts[status] += 1
     seconds = time.perf_counter() - started
     return RunOutcome(results, len(spec.points), len(todo), counts, seconds, ray_seconds.startup, ray_seconds.shutdown)
+
+
+class SweepStopped(Exception):
+    """A signal stopped the sweep; the message says how far it got and how to go on."""
+
+    def __init__(self, stop: Stop, message: str):
+        super().__init__(message)
+        self.exit_code = stop.exit_code
+
+
+def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO):
+    """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
+    say = lambda message: print(message, file=stream, flush=True)
+    executor.refuse_unmeetable_resources(spec, address)
+    lock = RunLock(results.lock_path)
+    try:
+        lock.acquire()
+    except LockHeld as error:
+        raise RunRefused(str(error)) from None
+    try:
+        results.save_grid(spec.text, spec.source, spec.description())
+        ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
+        ledger.sync()
+        todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
+        done = len(spec.points) - len(todo)
+        where = f"the Ray cluster at {address}" if address else "local Ray"
+        say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
+            f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results.root}")
+        if todo:
+            progress = Progress(spec.name, len(spec.points), done, stream)
+            executor.run_points(spec, results, todo, ledger, progress, code_version(), verbose)
+            progress.close()
+        ledger.sync()
+    finally:
+        lock.release()
+    return ledger, todo
 
 
 def format_outcome(outcome: RunOutcome) -> str:

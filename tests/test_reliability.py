@@ -5,10 +5,13 @@ Every test stops the processes it started, by their ids."""
 import json
 import os
 import re
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from ray_cluster import LocalCluster
@@ -112,6 +115,41 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
         assert final[trial_id]["resumed_from_epoch"] == epoch > 0  # continued, not restarted
     assert not list(directory.rglob(".*.tmp"))
     tally.sweep(f"driver SIGKILLed {moment}", directory, injected=1)
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_sweep_cleanly_and_resume_goes_on(tmp_path, tally, signum, code):
+    """What SLURM, Kubernetes and `docker stop` send (SIGTERM), and Ctrl-C (SIGINT), while every
+    point holds after its checkpoint at epoch 1000: the driver and its Ray stop within seconds,
+    say how far it got and how to go on, and leave no file half-written."""
+    grid = write_grid(tmp_path, name="signalled", epochs=2000)
+    out = tmp_path / "results"
+    directory = out / "signalled"
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(tmp_path / "never"))
+    try:
+        driver.wait_until(lambda: len(checkpoint_epochs(directory)) == 2, what="two held points' checkpoints")
+        partial = checkpoint_epochs(directory)
+        started = time.monotonic()
+        driver.process.send_signal(signum)
+        assert driver.process.wait(timeout=60) == code
+        stopped_in = time.monotonic() - started
+        output = driver.output()
+        alive = [p for p in driver.tree.remember() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
+    assert stopped_in < 15 and not alive, (stopped_in, alive)  # the driver, its Ray and its workers
+    last = output.strip().splitlines()[-1]
+    assert last == (f"tiltsweep: stopped by {signal.Signals(signum).name}: 0/{POINTS} points finished, the others keep their "
+                    f"latest checkpoint; `tiltsweep resume {directory}` goes on"), output
+    assert "SIGTERM received" not in output and "Traceback" not in output  # no native dump, no trace
+    assert not list(directory.rglob(".*.tmp"))
+
+    assert main(["resume", str(directory), "--no-plot"]) == 0
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    final = records(directory)
+    for trial_id, epoch in partial.items():
+        assert final[trial_id]["resumed_from_epoch"] == epoch == 1000  # continued, not restarted
+    tally.sweep(f"driver stopped by {signal.Signals(signum).name}", directory, injected=1)
 
 
 def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tally):
