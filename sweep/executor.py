@@ -105,6 +105,7 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
             # address="local": a Ray of its own, even where another runs on this machine (a bare
             # ray.init() joins RAY_ADDRESS or the latest cluster started here).
             ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
+            keep_token_private()
     except (ConnectionError, RuntimeError) as error:
         raise ClusterUnreachable(f"cannot connect to Ray at {address or 'a local instance'}: {error}") from None
     if not verbose:
@@ -119,6 +120,19 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         stopping = time.perf_counter()
         ray.shutdown()
         seconds.shutdown = time.perf_counter() - stopping
+
+
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray keeps the token of the clusters it starts
+
+
+def keep_token_private() -> None:
+    """Ray writes its authentication token readable by every user of the machine (mode 644): the
+    key to every local Ray this user starts. Make it the owner's alone."""
+    try:
+        if TOKEN_FILE.stat().st_uid == os.getuid() and TOKEN_FILE.stat().st_mode & 0o077:
+            TOKEN_FILE.chmod(0o600)
+    except OSError:
+        pass  # no token (authentication off), or not ours to change
 
 
 def trainable(tune_config: dict, packs: dict[str, dict]) -> None:

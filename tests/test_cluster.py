@@ -1,11 +1,14 @@
 """tiltsweep against a real Ray cluster started with `ray start` on this machine."""
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
+import psutil
 import pytest
 
 from ray_cluster import RAY, LocalCluster
@@ -61,3 +64,48 @@ def test_the_local_default_starts_its_own_ray_beside_another_one(tmp_path):
         assert not workers & {process.pid for process in cluster.nodes[0].tree.remember()}
     finally:
         cluster.shutdown()
+
+
+def gcs_address(tree) -> Optional[str]:
+    """IP:port of the GCS server among a driver's processes: the node's address from its command
+    line, the port it listens on (on every interface) from the system."""
+    for process in tree.remember():
+        try:
+            line = " ".join(process.cmdline())
+            ip = re.search(r"--node[-_]ip[-_]address=([\d.]+)", line)
+            ports = [c.laddr.port for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+        if "gcs_server" in line and ip and ports:
+            return f"{ip.group(1)}:{ports[0]}"
+    return None
+
+
+def connects(address: str, token: str) -> subprocess.CompletedProcess:
+    code = f"import ray; ray.init(address={address!r}, logging_level='ERROR'); print('connected', ray.cluster_resources().get('CPU'))"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_local_default_admits_no_one_without_its_token(tmp_path):
+    """While a local-default sweep runs, a client at this machine's network address is refused
+    without the token and connects with it (so the refusal is the token's doing); the token file
+    is its owner's alone."""
+    from sweep_helpers import Driver, checkpoint_epochs, holding, write_grid
+
+    grid = write_grid(tmp_path, name="door", epochs=2000)
+    driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env=holding(tmp_path / "never"))
+    try:
+        driver.wait_until(lambda: checkpoint_epochs(tmp_path / "out" / "door"), what="a point held after its checkpoint")
+        address = gcs_address(driver.tree)
+        if address.startswith("127."):
+            pytest.skip("Ray chose the loopback address: this machine has no other to knock at")
+        token = Path.home().joinpath(".ray", "auth_token").read_text().strip()
+        assert Path.home().joinpath(".ray", "auth_token").stat().st_mode & 0o077 == 0
+        refused = connects(address, "0" * len(token))
+        assert refused.returncode != 0 and "connected" not in refused.stdout
+        assert "auth" in (refused.stderr + refused.stdout).lower(), refused.stderr[-2000:]
+        admitted = connects(address, token)
+        assert admitted.returncode == 0 and "connected" in admitted.stdout, admitted.stderr[-2000:]
+    finally:
+        driver.kill()
