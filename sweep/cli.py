@@ -153,6 +153,7 @@ def check_plot_options(spec, args) -> None:
 
 
 def execute(spec, results, args) -> int:
+    from tiltsweep.sweep.errors import StorageTrouble, storage_trouble
     from tiltsweep.sweep.runner import SweepStopped, format_outcome, run_sweep
 
     check_plot_options(spec, args)
@@ -161,6 +162,13 @@ def execute(spec, results, args) -> int:
     except SweepStopped as stopped:
         print(f"\ntiltsweep: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code
+    except (StorageTrouble, OSError) as error:
+        if isinstance(error, OSError) and not storage_trouble(error):
+            raise
+        where = error if isinstance(error, StorageTrouble) else f"{results.root}: cannot write ({error.filename}: {error.strerror}); " \
+            f"free space or make it writable, then `tiltsweep resume {results.root}`"
+        print(f"\ntiltsweep: {where}", file=sys.stderr, flush=True)
+        return EXIT_INCOMPLETE
     print(format_outcome(outcome), flush=True)
     if not args.no_plot and sum(outcome.counts.values()):
         draw(results.root, args)

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 import ray
 from ray import tune
 
-from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.errors import Refused, StorageTrouble, storage_trouble
 from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.sweep.ledger import Filer, Ledger
 from tiltsweep.sweep.packs import Pack, accelerated, plan_packs
@@ -177,6 +177,7 @@ class DriverCallback(tune.Callback):
         self.ledger, self.filer, self.progress, self.code_version = ledger, filer, progress, code_version
         self.packs = {pack.pack_id: pack for pack in packs}
         self.filed: set[str] = set()
+        self.trouble: Optional[str] = None  # the results directory stopped taking writes: what a write met
 
     def __getstate__(self):
         # Tune pickles its state (callbacks included) for its own restore, which tiltsweep does
@@ -195,6 +196,7 @@ class DriverCallback(tune.Callback):
             self.filer.file(pack_id, new)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.trouble = self.trouble or result.get("storage_trouble")
         for trial_id in result.get("running", []):  # first, so the line drawn for the finished shows it
             self.progress.trial_started(trial_id)
         self.file(self.pack_id(trial), result.get("finished", []))
@@ -225,8 +227,34 @@ class DriverCallback(tune.Callback):
                     trial_id=point.trial_id, status="failed", config=point.config.model_dump(mode="json"), attempts=book.attempts[point.trial_id],
                     code_version=self.code_version, error=WORKER_DIED, traceback=trace, written=time.time(),
                     finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            results.write_pack(book)
+            try:
+                results.write_pack(book)
+            except OSError as error:
+                if not storage_trouble(error):
+                    raise
+                self.trouble = self.trouble or f"{error.filename}: {error.strerror}"
+                return
         self.file(pack.pack_id, [p.trial_id for p in started])
+
+    def storage_trouble(self) -> Optional[str]:
+        """What stopped the results directory taking writes, from a worker, this callback or the filer."""
+        if self.trouble is None and self.filer.error is not None and storage_trouble(self.filer.error):
+            self.trouble = f"{self.filer.error.filename}: {self.filer.error.strerror}"
+        return self.trouble
+
+
+class StopOnStorageTrouble(tune.Stopper):
+    """Ends the whole Tune run once the results directory stops taking writes: every trial would
+    fail the same way, and retrying them only uses up their retries."""
+
+    def __init__(self, callback: DriverCallback):
+        self.callback = callback
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.callback.storage_trouble() is not None
 
 
 def trial_resources(spec: GridSpec) -> dict:
@@ -298,16 +326,31 @@ def run_points(
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress.trial_finished)
+    callback = DriverCallback(ledger, filer, progress, code_version, packs)
     try:
         with tune_settings(slots):
-            callback = DriverCallback(ledger, filer, progress, code_version, packs)
             sweep_tuner(spec, {pack.pack_id: payload_for(pack, spec, results, code_version) for pack in packs},
                         tune_dir, callback, verbose).fit()
+    except Exception as error:
+        if not (callback.storage_trouble() or storage_trouble(error)):
+            raise
+        callback.trouble = callback.trouble or describe_write_error(error, results)
     finally:
         try:
-            filer.close()
+            filer.close()  # files what is left
+        except Exception as error:
+            if not storage_trouble(error):
+                raise
+            callback.trouble = callback.trouble or describe_write_error(error, results)
         finally:
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
+    if callback.storage_trouble():
+        raise StorageTrouble(f"{results.root}: stopped taking writes ({callback.trouble}); every finished point is kept: "
+                             f"free space or make it writable, then `tiltsweep resume {results.root}`")
+
+
+def describe_write_error(error: BaseException, results: ResultsDir) -> str:
+    return f"{getattr(error, 'filename', None) or results.root}: {getattr(error, 'strerror', None) or error}"
 
 
 def sweep_tuner(spec: GridSpec, packs: dict[str, dict], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
@@ -325,6 +368,7 @@ def sweep_tuner(spec: GridSpec, packs: dict[str, dict], tune_dir: Path, callback
             name="sweep",
             storage_path=str(tune_dir),
             failure_config=tune.FailureConfig(max_failures=spec.resources.retries),
+            stop=StopOnStorageTrouble(callback),
             verbose=2 if verbose else 0,
             callbacks=[callback],
         ),

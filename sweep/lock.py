@@ -84,5 +84,8 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:  # a directory turned read-only: the lock left behind is a dead run's, taken over next time
+                pass
             self.held = False

@@ -23,6 +23,7 @@ from typing import Callable
 
 import jax
 
+from tiltsweep.sweep.errors import storage_trouble
 from tiltsweep.sweep.faults import faults_for
 from tiltsweep.sweep.packs import block_width
 from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord, checkpoint_name
@@ -118,10 +119,14 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
         if time.monotonic() - last_report >= report_every:
             report({"pack": payload["pack_id"], "running": block, "finished": finished})
             finished, last_report = [], time.monotonic()
-        run.start(block)
         try:
+            run.start(block)
             finished += train_block(run, block, [configs[t] for t in block], report)
         except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
+            if storage_trouble(error):  # nothing more can be written here: the driver stops the sweep
+                report({"pack": payload["pack_id"], "running": [], "finished": finished,
+                        "storage_trouble": f"{error.filename or run.results.root}: {error.strerror}"})
+                raise
             for trial_id in block:  # until a retry of the pack trains them
                 if trial_id not in run.book.records or not run.book.records[trial_id].final:
                     run.finish(trial_id, status="failed", error=one_line(error))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -150,6 +151,76 @@ def test_a_signal_stops_the_sweep_cleanly_and_resume_goes_on(tmp_path, tally, si
     for trial_id, epoch in partial.items():
         assert final[trial_id]["resumed_from_epoch"] == epoch == 1000  # continued, not restarted
     tally.sweep(f"driver stopped by {signal.Signals(signum).name}", directory, injected=1)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of this test's own, unmounted afterwards (mounting needs root: skipped without)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or mounted.returncode}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full (ENOSPC), in ever smaller pieces."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for size in (2**20, 2**12, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+@pytest.mark.parametrize("trouble", ["full", "read-only"])
+def test_a_results_directory_that_stops_taking_writes_stops_the_sweep_and_resume_finishes(tmp_path, small_disk, tally, trouble):
+    """The results directory's disk fills up (ENOSPC) or turns read-only (EROFS) while three points
+    have finished and two more hold after their checkpoints: the sweep stops with one line naming
+    the directory and how to go on, nothing finished is lost or damaged, and once the disk is
+    writable again `resume` finishes the sweep."""
+    grid = write_grid(tmp_path, name="disk", epochs=2000)
+    out = small_disk / "results"
+    directory = out / "disk"
+    release = tmp_path / "release"
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(release, where={"amplitude": 10}))
+    try:
+        driver.wait_until(lambda: len(records(directory)) == 3 and len(checkpoint_epochs(directory, exclude=records(directory))) == 2,
+                          what="three finished points and two held after their checkpoints")
+        finished = records(directory)
+        if trouble == "full":
+            filler = fill(small_disk)
+        else:
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
+        release.touch()
+        code = driver.wait(timeout=240)
+        output = driver.output()
+    finally:
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
+    last = output.strip().splitlines()[-1]
+    assert code == 3, output
+    assert last.startswith(f"tiltsweep: {directory}: stopped taking writes (") and f"then `tiltsweep resume {directory}`" in last, output
+    assert "Traceback" not in output
+
+    if trouble == "full":
+        filler.unlink()
+    else:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, capture_output=True)
+    state = status_json(directory)
+    assert state["unreadable"] == [] and state["completed"] >= 3
+    assert main(["resume", str(directory), "--no-plot"]) == 0
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    final = records(directory)
+    for trial_id, record in finished.items():
+        assert final[trial_id]["finished_at"] == record["finished_at"]  # kept, not run again
+    tally.sweep(f"results directory {trouble} mid-sweep", directory, injected=1)
 
 
 def test_worker_killed_from_outside_is_retried_from_its_checkpoint(tmp_path, tally):
