@@ -166,6 +166,19 @@ def error_text(trial) -> str:
     return trial.get_error() or ""
 
 
+def error_reason(trial) -> str:
+    """The trial's latest error in one line, `Type: message`, from the exception Tune kept."""
+    import ray.cloudpickle
+
+    try:
+        with open(trial.pickled_error_file, "rb") as handle:
+            error = ray.cloudpickle.load(handle)
+    except Exception:  # noqa: BLE001 - no pickled error, or one that does not load here
+        return "the trial failed (its traceback is in the record's `traceback`)"
+    cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the worker's own exception
+    return f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:500]
+
+
 WORKER_DIED = "the worker training it died (it exited, was killed or ran out of memory) on every attempt"
 
 
@@ -210,7 +223,9 @@ class DriverCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """Every point that started and has no record gets a `failed` one (the next run retries
-        it); points the pack never started stay to do."""
+        it). When no point of the pack started, the trial failed before training (its actor never
+        ran, its worker could not import tiltsweep): every point gets a `failed` record with that
+        reason, so that status and the error column say what is wrong."""
         pack = self.packs[self.pack_id(trial)]
         results = self.ledger.results
         try:
@@ -219,13 +234,16 @@ class DriverCallback(tune.Callback):
             self.ledger.quarantine_file(error)
             book = PackRecords(pack.pack_id)
         started = [p for p in pack.points if p.trial_id in book.attempts and p.trial_id not in self.filed]
+        reason = WORKER_DIED
+        if not book.attempts:  # nothing of the pack ever started
+            started, reason = [p for p in pack.points if p.trial_id not in self.filed], f"before training: {error_reason(trial)}"
         unrecorded = [p for p in started if p.trial_id not in book.records]
         if unrecorded:
             trace = error_text(trial)
             for point in unrecorded:
                 book.records[point.trial_id] = TrialRecord(
-                    trial_id=point.trial_id, status="failed", config=point.config.model_dump(mode="json"), attempts=book.attempts[point.trial_id],
-                    code_version=self.code_version, error=WORKER_DIED, traceback=trace, written=time.time(),
+                    trial_id=point.trial_id, status="failed", config=point.config.model_dump(mode="json"), attempts=book.attempts.get(point.trial_id, 0),
+                    code_version=self.code_version, error=reason, traceback=trace, written=time.time(),
                     finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             try:
                 results.write_pack(book)
