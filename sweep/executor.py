@@ -185,12 +185,14 @@ WORKER_DIED = "the worker training it died (it exited, was killed or ran out of 
 class DriverCallback(tune.Callback):
     """Hands every finished point to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: list[Pack]):
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: list[Pack], asks: dict):
         """packs: what the trials train (their payloads are Ray's to keep, in its object store)."""
         self.ledger, self.filer, self.progress, self.code_version = ledger, filer, progress, code_version
         self.packs = {pack.pack_id: pack for pack in packs}
         self.filed: set[str] = set()
         self.trouble: Optional[str] = None  # the results directory stopped taking writes: what a write met
+        self.asks = asks  # what a trial asks of a node (trial_resources)
+        self.idle_since: Optional[float] = None
 
     def __getstate__(self):
         # Tune pickles its state (callbacks included) for its own restore, which tiltsweep does
@@ -213,6 +215,21 @@ class DriverCallback(tune.Callback):
         for trial_id in result.get("running", []):  # first, so the line drawn for the finished shows it
             self.progress.trial_started(trial_id)
         self.file(self.pack_id(trial), result.get("finished", []))
+
+    WAIT_BEFORE_SAYING = 10.0  # seconds with trials to start and none running: Ray's own start-up takes a few
+
+    def on_step_end(self, iteration, trials, **info):
+        """Say so on the progress line when trials wait for resources and none runs."""
+        waiting = not any(t.status == "RUNNING" for t in trials) and any(t.status == "PENDING" for t in trials)
+        now = time.monotonic()
+        self.idle_since = (self.idle_since or now) if waiting else None
+        if self.idle_since is not None and now - self.idle_since >= self.WAIT_BEFORE_SAYING:
+            free = ray.available_resources()
+            asks = ", ".join(f"{amount:g} {name.upper()}" for name, amount in self.asks.items() if amount)
+            has = ", ".join(f"{free.get(name.upper(), 0):g} {name.upper()}" for name, amount in self.asks.items() if amount)
+            self.progress.wait_for(f"a trial asks for {asks}; free now: {has}")
+        elif self.idle_since is None:
+            self.progress.wait_for(None)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.progress.trial_retried(self.pack_id(trial))
@@ -344,7 +361,7 @@ def run_points(
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress.trial_finished)
-    callback = DriverCallback(ledger, filer, progress, code_version, packs)
+    callback = DriverCallback(ledger, filer, progress, code_version, packs, trial_resources(spec))
     try:
         with tune_settings(slots):
             sweep_tuner(spec, {pack.pack_id: payload_for(pack, spec, results, code_version) for pack in packs},

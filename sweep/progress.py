@@ -4,7 +4,8 @@
 
 On a terminal the line is redrawn in place. Otherwise (a log file) a line is printed when a
 point fails or is retried, for the last point, and else at most every 5% of the points or every
-30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand.
+30 seconds, so that a 1000-point sweep writes tens of lines, not a thousand. While no trial can
+start for want of resources (a busy cluster), the line says what they wait for.
 Time left = (time per point finished in this run) x (points left), shown once a point has
 finished in this run. Thread-safe: starts are reported from Tune's loop, finishes from the filer.
 """
@@ -36,6 +37,7 @@ class Progress:
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last_drawn = 0.0
         self.last_logged = (already_done, self.started)
+        self.waiting: Optional[str] = None  # what the trials wait for, while none can start
         self.lock = threading.Lock()
 
     def line(self) -> str:
@@ -47,6 +49,8 @@ class Progress:
             parts.append(f"{self.diverged} diverged")
         if self.retries:
             parts.append(f"{self.retries} retried")
+        if self.waiting:
+            parts.append(f"waiting for resources: {self.waiting}")
         parts.append(f"{clock(elapsed)} elapsed")
         finished_here = self.done - self.done_at_start
         if finished_here and self.done < self.total:
@@ -77,6 +81,13 @@ class Progress:
         with self.lock:
             self.retries += 1
             self.draw(finished=True, notable=True)
+
+    def wait_for(self, what: Optional[str]) -> None:
+        """Say what the trials wait for (None: they run). A change is always printed."""
+        with self.lock:
+            if what != self.waiting:
+                self.waiting = what
+                self.draw(finished=True, notable=True)
 
     def trial_finished(self, trial_id: str, status: str) -> None:
         with self.lock:

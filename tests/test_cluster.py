@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -109,3 +110,31 @@ def test_the_local_default_admits_no_one_without_its_token(tmp_path):
         assert admitted.returncode == 0 and "connected" in admitted.stdout, admitted.stderr[-2000:]
     finally:
         driver.kill()
+
+
+def test_a_sweep_that_waits_for_resources_says_so(tmp_path):
+    """A one-CPU cluster busy with one sweep (its points hold after their checkpoint at epoch 1000):
+    a second sweep's trials fit a node but cannot start, and its progress line says what they
+    wait for; once the first sweep goes on, both finish."""
+    from sweep_helpers import Driver, checkpoint_epochs, holding, write_grid
+
+    release = tmp_path / "release"
+    cluster = LocalCluster(head_cpus=1, env=holding(release, env={}))  # a cluster's workers take faults from its nodes
+    try:
+        first = Driver(["run", str(write_grid(tmp_path, name="first", epochs=2000)), "--address", cluster.address,
+                        "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
+        first.wait_until(lambda: checkpoint_epochs(tmp_path / "out" / "first"), what="the first sweep's held point")
+        second = Driver(["run", str(write_grid(tmp_path, name="second", epochs=1000)), "--address", cluster.address,
+                         "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
+        second.wait_until(lambda: (tmp_path / "out" / "second" / "summary.parquet").exists(), what="the second sweep to start")
+        time.sleep(20)  # longer than the 10 s a sweep waits before saying so
+        release.touch()
+        assert first.wait(timeout=400) == 0, first.output()
+        assert second.wait(timeout=400) == 0
+        output = second.output()
+    finally:
+        for driver in ("first", "second"):
+            if driver in locals():
+                locals()[driver].kill()
+        cluster.shutdown()
+    assert "waiting for resources: a trial asks for 1 CPU; free now: 0 CPU" in output, output
