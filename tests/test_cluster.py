@@ -49,24 +49,6 @@ def test_submit_runs_the_sweep_as_a_ray_job(job_cluster, tmp_path):
     assert len(summary) == 4 and set(summary["status"]) == {"completed"}
 
 
-def test_the_local_default_starts_its_own_ray_beside_another_one(tmp_path):
-    """A Ray cluster already runs on this machine, and RAY_ADDRESS names it (what a bare
-    ray.init() would join): `tiltsweep run` without --address trains on a Ray of its own."""
-    from sweep_helpers import Driver, started_by, write_grid
-
-    cluster = LocalCluster(head_cpus=2)
-    try:
-        grid = write_grid(tmp_path, name="own-ray", epochs=1000)
-        driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env={**cluster.env, "RAY_ADDRESS": cluster.address})
-        assert driver.wait(timeout=300) == 0, driver.output()
-        assert "to run on local Ray" in driver.output()
-        workers = set(started_by(tmp_path / "out" / "own-ray").values())
-        assert len(workers) >= 1 and workers <= set(driver.tree.known)  # the driver's own Ray's workers
-        assert not workers & {process.pid for process in cluster.nodes[0].tree.remember()}
-    finally:
-        cluster.shutdown()
-
-
 def gcs_address(tree) -> Optional[str]:
     """IP:port of the GCS server among a driver's processes: the node's address from its command
     line, the port it listens on (on every interface) from the system."""
@@ -88,28 +70,43 @@ def connects(address: str, token: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_the_local_default_admits_no_one_without_its_token(tmp_path):
-    """While a local-default sweep runs, a client at this machine's network address is refused
-    without the token and connects with it (so the refusal is the token's doing); the token file
-    is its owner's alone."""
-    from sweep_helpers import Driver, checkpoint_epochs, holding, write_grid
+def test_the_local_default_runs_on_a_ray_of_its_own_that_admits_no_one_without_its_token(tmp_path):
+    """A Ray cluster already runs on this machine, and RAY_ADDRESS names it (what a bare
+    ray.init() would join): `tiltsweep run` without --address trains on a Ray of its own. While it
+    runs, a client at this machine's network address is refused by that Ray without the token and
+    connects with it (so the refusal is the token's doing); the token file is its owner's alone."""
+    from sweep_helpers import Driver, checkpoint_epochs, holding, started_by, write_grid
 
-    grid = write_grid(tmp_path, name="door", epochs=2000)
-    driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env=holding(tmp_path / "never"))
+    cluster = LocalCluster(head_cpus=2)
+    release = tmp_path / "release"
+    directory = tmp_path / "out" / "own-ray"
     try:
-        driver.wait_until(lambda: checkpoint_epochs(tmp_path / "out" / "door"), what="a point held after its checkpoint")
-        address = gcs_address(driver.tree)
-        if address.startswith("127."):
-            pytest.skip("Ray chose the loopback address: this machine has no other to knock at")
-        token = Path.home().joinpath(".ray", "auth_token").read_text().strip()
-        assert Path.home().joinpath(".ray", "auth_token").stat().st_mode & 0o077 == 0
-        refused = connects(address, "0" * len(token))
-        assert refused.returncode != 0 and "connected" not in refused.stdout
-        assert "auth" in (refused.stderr + refused.stdout).lower(), refused.stderr[-2000:]
-        admitted = connects(address, token)
-        assert admitted.returncode == 0 and "connected" in admitted.stdout, admitted.stderr[-2000:]
+        grid = write_grid(tmp_path, name="own-ray", epochs=2000)
+        env = holding(release, env={**cluster.env, "RAY_ADDRESS": cluster.address})
+        driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env=env)
+        try:
+            driver.wait_until(lambda: checkpoint_epochs(directory), what="a point held after its checkpoint")
+            address = gcs_address(driver.tree)
+            token_file = Path.home() / ".ray" / "auth_token"
+            assert token_file.stat().st_mode & 0o077 == 0
+            if not address.startswith("127."):  # else this machine has no other address to knock at
+                token = env["RAY_AUTH_TOKEN"]  # the driver's Ray takes the token from its environment
+                refused = connects(address, "0" * len(token))
+                assert refused.returncode != 0 and "connected" not in refused.stdout
+                assert "auth" in (refused.stderr + refused.stdout).lower(), refused.stderr[-2000:]
+                admitted = connects(address, token)
+                assert admitted.returncode == 0 and "connected" in admitted.stdout, admitted.stderr[-2000:]
+            release.touch()
+            code = driver.wait(timeout=300)
+            output = driver.output()
+        finally:
+            driver.kill() if driver.process.poll() is None else driver.cleanup()
+        assert code == 0 and "to run on local Ray" in output, output
+        workers = set(started_by(directory).values())
+        assert len(workers) >= 1 and workers <= set(driver.tree.known)  # the driver's own Ray's workers
+        assert not workers & {process.pid for process in cluster.nodes[0].tree.remember()}
     finally:
-        driver.kill()
+        cluster.shutdown()
 
 
 def test_a_sweep_that_waits_for_resources_says_so(tmp_path):
@@ -127,7 +124,7 @@ def test_a_sweep_that_waits_for_resources_says_so(tmp_path):
         second = Driver(["run", str(write_grid(tmp_path, name="second", epochs=1000)), "--address", cluster.address,
                          "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
         second.wait_until(lambda: (tmp_path / "out" / "second" / "summary.parquet").exists(), what="the second sweep to start")
-        time.sleep(20)  # longer than the 10 s a sweep waits before saying so
+        time.sleep(13)  # longer than the 10 s a sweep waits before saying so
         release.touch()
         assert first.wait(timeout=400) == 0, first.output()
         assert second.wait(timeout=400) == 0

