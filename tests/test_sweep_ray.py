@@ -199,3 +199,21 @@ def test_resources_no_node_has_are_refused_before_anything_is_queued(tmp_path, c
     assert message.count("\n") == 1 and expected in message and str(grid) in message
     assert not out.exists()  # nothing written
     tally.refusal("resources no node has")
+
+
+def test_a_trial_that_fails_before_training_records_why(tmp_path, monkeypatch, capsys):
+    """Every worker fails before its pack's first point starts (here: the compilation cache's
+    folder lies under a file, so the worker cannot make it): each point gets a failed record
+    saying so, which status and the summary's error column show."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TILTSWEEP_COMPILE_CACHE", str(blocker / "xla"))
+    grid = write_grid(tmp_path, retries=0)
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 3
+    state = status_json(out / "ray-sweep", capsys)
+    assert state["failed"] == 6 and len(state["errors"]) == 6
+    for error in state["errors"].values():
+        assert error.startswith("before training: ") and "Error" in error, error
+    summary = pd.read_parquet(out / "ray-sweep" / "summary.parquet")
+    assert (summary["status"] == "failed").all() and summary["error"].str.startswith("before training: ").all()
