@@ -81,7 +81,7 @@ def test_the_local_default_runs_on_a_ray_of_its_own_that_admits_no_one_without_i
     release = tmp_path / "release"
     directory = tmp_path / "out" / "own-ray"
     try:
-        grid = write_grid(tmp_path, name="own-ray", epochs=2000)
+        grid = write_grid(tmp_path, name="own-ray", amplitudes="[10]", epochs=2000)
         env = holding(release, env={**cluster.env, "RAY_ADDRESS": cluster.address})
         driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env=env)
         try:
@@ -118,10 +118,10 @@ def test_a_sweep_that_waits_for_resources_says_so(tmp_path):
     release = tmp_path / "release"
     cluster = LocalCluster(head_cpus=1, env=holding(release, env={}))  # a cluster's workers take faults from its nodes
     try:
-        first = Driver(["run", str(write_grid(tmp_path, name="first", epochs=2000)), "--address", cluster.address,
+        first = Driver(["run", str(write_grid(tmp_path, name="first", amplitudes="[10]", epochs=2000)), "--address", cluster.address,
                         "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
         first.wait_until(lambda: checkpoint_epochs(tmp_path / "out" / "first"), what="the first sweep's held point")
-        second = Driver(["run", str(write_grid(tmp_path, name="second", epochs=1000)), "--address", cluster.address,
+        second = Driver(["run", str(write_grid(tmp_path, name="second", amplitudes="[10]", epochs=1000)), "--address", cluster.address,
                          "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
         second.wait_until(lambda: (tmp_path / "out" / "second" / "summary.parquet").exists(), what="the second sweep to start")
         time.sleep(13)  # longer than the 10 s a sweep waits before saying so
