@@ -194,6 +194,8 @@ class StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping in; its keys may be overridden here
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
