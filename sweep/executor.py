@@ -271,7 +271,7 @@ class DriverCallback(tune.Callback):
                 return
         self.file(pack.pack_id, [p.trial_id for p in started])
 
-    def storage_trouble(self) -> Optional[str]:
+    def trouble_seen(self) -> Optional[str]:
         """What stopped the results directory taking writes, from a worker, this callback or the filer."""
         if self.trouble is None and self.filer.error is not None and storage_trouble(self.filer.error):
             self.trouble = f"{self.filer.error.filename}: {self.filer.error.strerror}"
@@ -289,7 +289,7 @@ class StopOnStorageTrouble(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.callback.storage_trouble() is not None
+        return self.callback.trouble_seen() is not None
 
 
 def trial_resources(spec: GridSpec) -> dict:
@@ -367,7 +367,7 @@ def run_points(
             sweep_tuner(spec, {pack.pack_id: payload_for(pack, spec, results, code_version) for pack in packs},
                         tune_dir, callback, verbose).fit()
     except Exception as error:
-        if not (callback.storage_trouble() or storage_trouble(error)):
+        if not (callback.trouble_seen() or storage_trouble(error)):
             raise
         callback.trouble = callback.trouble or describe_write_error(error, results)
     finally:
@@ -379,7 +379,7 @@ def run_points(
             callback.trouble = callback.trouble or describe_write_error(error, results)
         finally:
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
-    if callback.storage_trouble():
+    if callback.trouble_seen():
         raise StorageTrouble(f"{results.root}: stopped taking writes ({callback.trouble}); every finished point is kept: "
                              f"free space or make it writable, then `tiltsweep resume {results.root}`")
 

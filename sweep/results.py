@@ -84,11 +84,6 @@ class TrialRecord(BaseModel):
         return (self.final, self.written)
 
 
-def is_final(record: Optional[TrialRecord]) -> bool:
-    """A record that ends its point for good (no record: the point is still to do)."""
-    return record is not None and record.final
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What the header of a pack's file says of one of its records: enough to count the point."""
@@ -132,6 +127,15 @@ class PackRecords:
         header = {"pack_id": self.pack_id, "attempts": self.attempts, "workers": self.workers, "index": index,
                   "body": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}
         return msgpack.packb(header, use_bin_type=True) + body
+
+
+def counting(candidates, rank: Callable) -> dict:
+    """trial id -> the one of its (trial id, candidate) pairs that counts: the highest rank."""
+    found: dict = {}
+    for trial_id, candidate in candidates:
+        if trial_id not in found or rank(candidate) > rank(found[trial_id]):
+            found[trial_id] = candidate
+    return found
 
 
 class CorruptFile(ValueError):
@@ -244,21 +248,13 @@ class ResultsDir:
     def records(self, on_corrupt: Callable[[CorruptFile], None]) -> dict[str, tuple[str, TrialRecord]]:
         """trial id -> (pack id, record) of every recorded point; an unreadable pack file goes to
         on_corrupt and counts as no records."""
-        found: dict[str, tuple[str, TrialRecord]] = {}
-        for pack in self._packs(on_corrupt, records=True):
-            for trial_id, record in pack.records.items():
-                if trial_id not in found or record.precedence() > found[trial_id][1].precedence():
-                    found[trial_id] = (pack.pack_id, record)
-        return found
+        candidates = ((t, (pack.pack_id, r)) for pack in self._packs(on_corrupt, records=True) for t, r in pack.records.items())
+        return counting(candidates, rank=lambda held: held[1].precedence())
 
     def outcomes(self, on_corrupt: Callable[[CorruptFile], None]) -> dict[str, Outcome]:
         """trial id -> the outcome of its record that counts, from the packs' headers (fast)."""
-        found: dict[str, Outcome] = {}
-        for pack in self._packs(on_corrupt, records=False):
-            for trial_id, outcome in pack.outcomes.items():
-                if trial_id not in found or outcome.precedence() > found[trial_id].precedence():
-                    found[trial_id] = outcome
-        return found
+        candidates = (item for pack in self._packs(on_corrupt, records=False) for item in pack.outcomes.items())
+        return counting(candidates, rank=Outcome.precedence)
 
     def _packs(self, on_corrupt: Callable[[CorruptFile], None], records: bool):
         for pack_id in self.pack_ids():
