@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, description_of
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.results import ResultsDir, SweepDescription
 
 
 @dataclass
 class Results:
     name: str
     directory: Path
-    summary: pd.DataFrame
+    summary: pd.DataFrame  # a row per grid cell (amplitude 1's training in every period's cell: grid_rows)
     axes: dict[str, list]  # column -> the grid's values for that axis, in the file's order
     subgrids: list[dict] = field(default_factory=list)  # {"axes", "trial_ids"}; more than one when `grid` is a list
     store: ResultsDir = field(default=None, repr=False)
@@ -29,12 +29,17 @@ class Results:
     def figures_dir(self) -> Path:
         return self.directory / "figures"
 
+    @property
+    def trials(self) -> pd.DataFrame:
+        """One row per training: `summary` has a row for every grid cell a training stands for."""
+        return self.summary.drop_duplicates("trial_id")
+
     @cached_property
     def curves(self) -> pd.DataFrame:
         return self.store.read_curves() if self.store else pd.DataFrame(columns=["trial_id", "step", "epoch"])
 
     def config_of(self, trial_id: str) -> dict:
-        return json.loads(self.summary.set_index("trial_id").loc[trial_id, "config"])
+        return json.loads(self.summary.loc[self.summary["trial_id"] == trial_id, "config"].iloc[0])
 
 
 def load_results(directory) -> Results:
@@ -44,7 +49,16 @@ def load_results(directory) -> Results:
         raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
     description = description_of(results)
     summary = results.read_summary(columns=[*SUMMARY_COLUMNS[:2], *description.axes, *SUMMARY_COLUMNS[2:]])
-    return Results(description.name, results.root, summary, description.axes, description.subgrids, results)
+    return Results(description.name, results.root, grid_rows(summary, description), description.axes, description.subgrids, results)
+
+
+def grid_rows(summary: pd.DataFrame, description: SweepDescription) -> pd.DataFrame:
+    """The summary's rows of the grid's points, and a copy of a row for each further combination
+    of the grid's values its training stands for (amplitude 1 at every period: sweep.identity),
+    with that combination's axis values. Records of points no longer in the grid are left out."""
+    rows = summary[summary["trial_id"].isin(description.points.keys())]
+    copies = [rows[rows["trial_id"] == trial_id].assign(**axes) for trial_id, shared in description.shared.items() for axes in shared]
+    return pd.concat([rows, *copies], ignore_index=True) if copies else rows.reset_index(drop=True)
 
 
 def num_classes(config: dict) -> int:

@@ -178,7 +178,7 @@ def one_trial(results: Results, trial_id: Optional[str]) -> tuple[str, pd.DataFr
     trial_id = trial_id or best_trial(results)
     if trial_id is None or trial_id not in set(results.summary["trial_id"]):
         raise PlotError(f"{results.name}: no trial {trial_id!r} with a curve")
-    row = results.summary.set_index("trial_id").loc[trial_id]
+    row = results.summary[results.summary["trial_id"] == trial_id].iloc[0]  # the first of the cells it stands for
     config = json.loads(row["config"])
     steps_per_epoch = max(1, int(row["steps"]) // max(1, int(row["epochs"])))
     stop = config["loss"].get("stop_oscillation_epoch")

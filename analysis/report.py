@@ -100,7 +100,7 @@ def build_report(
 
 
 def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
-    counts = results.summary["status"].value_counts().to_dict()
+    counts = results.trials["status"].value_counts().to_dict()
     parts = [
         "<!doctype html><meta charset='utf-8'>",
         f"<title>{html.escape(results.name)}</title>",
@@ -117,7 +117,7 @@ def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
                      else f"<p><a href='{image.name}'>{image.name}</a></p>")
         if item.table is not None:
             parts.append(item.table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))
-    unfinished = results.summary[results.summary["status"] != "completed"]
+    unfinished = results.trials[results.trials["status"] != "completed"]
     if len(unfinished):
         parts.append("<h2>Trials that did not complete</h2>")
         parts.append(unfinished[["trial_id", "status", *[a for a in results.axes if a in unfinished], "error"]].to_html(index=False))

@@ -22,7 +22,7 @@ import math
 import os
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,9 +61,22 @@ class Resources(Section):
 
 @dataclass(frozen=True)
 class GridPoint:
+    """One training. Where settings it makes irrelevant differ (amplitude 1 at several periods,
+    sweep.identity), one training stands for several combinations of the grid's values: `axes` is
+    the first of them, `stands_for` all of them, and `former_ids` the ids those combinations had
+    before tiltsweep dropped irrelevant settings from the identity (for results directories
+    written then)."""
+
     trial_id: str
     config: TrialConfig
     axes: dict[str, Any]  # axis path -> value at this point
+    stands_for: tuple[dict[str, Any], ...] = ()
+    former_ids: tuple[str, ...] = ()
+
+    def joined(self, other: GridPoint) -> GridPoint:
+        """This training, standing also for what `other` (of the same trial id) stands for."""
+        new = lambda mine, theirs: mine + tuple(item for item in theirs if item not in mine)
+        return replace(self, stands_for=new(self.stands_for, other.stands_for), former_ids=new(self.former_ids, other.former_ids))
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,13 @@ class GridSpec:
             self.name, by_column(self.axes),
             [{"axes": by_column(sub.axes), "trial_ids": list(sub.trial_ids)} for sub in self.subgrids],
             {point.trial_id: by_column(point.axes) for point in self.points},
+            {point.trial_id: [by_column(differing(axes, point.axes)) for axes in point.stands_for[1:]] for point in self.points if len(point.stands_for) > 1},
+            {point.trial_id: list(point.former_ids) for point in self.points if point.former_ids != (point.trial_id,)},
         )
+
+
+def differing(axes: dict, reference: dict) -> dict:
+    return {path: value for path, value in axes.items() if reference.get(path) != value}
 
 
 def axis_column(path: str) -> str:
@@ -138,7 +157,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
         sub_points = expand(source, base, sub_axes, written, prefix)
         subgrids.append(SubGrid(sub_axes, tuple(p.trial_id for p in sub_points)))
         for point in sub_points:
-            points.setdefault(point.trial_id, point)
+            add_point(points, point)
         for path, values in sub_axes.items():
             axes.setdefault(path, [])
             axes[path] += [v for v in values if v not in axes[path]]
@@ -312,7 +331,8 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
     """Every point of the product, validated; the first invalid one raises GridError. An error
     in the first point is a problem of the file; a later one depends on the grid's values, so
     its message says at which point."""
-    points, ids = [], {}
+    points: dict[str, GridPoint] = {}
+    full_ids: dict[str, dict] = {}
     for index, values in enumerate(itertools.product(*axes.values())):
         at = dict(zip(axes, values))
         raw = copy.deepcopy(base)
@@ -331,12 +351,18 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
             where = f" (at grid point {format_point(at)})" if index > 0 else ""
             raise GridError(source, field, message + where) from None
         typed = {path: read_path(config, path) for path in at}
-        point = GridPoint(trial_id(config), config, typed)
-        if point.trial_id in ids:
-            raise GridError(source, prefix, f"points {format_point(ids[point.trial_id])} and {format_point(typed)} are the same configuration")
-        ids[point.trial_id] = typed
-        points.append(point)
-    return points
+        full_id = trial_id(config, effective=False)
+        if full_id in full_ids:
+            raise GridError(source, prefix, f"points {format_point(full_ids[full_id])} and {format_point(typed)} are the same configuration")
+        full_ids[full_id] = typed
+        point = GridPoint(trial_id(config), config, typed, (typed,), (full_id,))
+        add_point(points, point)
+    return list(points.values())
+
+
+def add_point(points: dict[str, GridPoint], point: GridPoint) -> None:
+    """Add a point to trial id -> point; a training already there then stands for it as well."""
+    points[point.trial_id] = points[point.trial_id].joined(point) if point.trial_id in points else point
 
 
 def read_path(config: TrialConfig, path: str):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ class Ledger:
         no point is trained (before and after a run), so half-written aside files are stale."""
         remove_stale_asides(self.results.root)
         adopt_per_point_records(self.results)
+        adopt_former_ids(self.results)
         self.rows, self.holder, self.ranks = {}, {}, {}
         # First which pack holds each point's record (from the packs' headers), then one pack's
         # records at a time: the driver never has every record in memory at once.
@@ -193,6 +195,39 @@ def adopt_per_point_records(results: ResultsDir) -> None:
         pack.records[record.trial_id] = record
     results.write_pack(pack)
     legacy.rename(results.root / "trials.adopted")
+
+
+def adopt_former_ids(results: ResultsDir) -> None:
+    """A point without a final record whose former id (sweep.json's `former`: the id one of its
+    grid combinations had before amplitude 1's irrelevant settings left the identity) has one
+    gets a copy of that record under its own id, in records/p-former.msgpack. The former records
+    stay where they are; status does not count them."""
+    description = results.description()
+    if description is None or not description.former:
+        return
+    outcomes = results.outcomes(on_corrupt=lambda error: None)  # the sync quarantines what is unreadable
+    final = lambda trial_id: trial_id in outcomes and outcomes[trial_id].final
+    adopted = {}
+    for trial_id, former_ids in description.former.items():
+        found = next((former for former in former_ids if final(former)), None)
+        if final(trial_id):
+            continue
+        if found:
+            adopted[found] = trial_id
+        elif not results.checkpoint_files(trial_id):
+            started = next((former for former in former_ids if results.checkpoint_files(former)), None)
+            if started:  # a former id's training resumes from its checkpoints
+                shutil.copytree(results.checkpoints_dir / started, results.checkpoints_dir / trial_id, dirs_exist_ok=True)
+    if not adopted:
+        return
+    pack = results.read_pack("p-former")
+    for former, trial_id in adopted.items():
+        try:
+            record = results.read_pack(outcomes[former].pack_id, only=[former]).records[former]
+        except CorruptFile:
+            continue  # the sync quarantines it; the point trains again
+        pack.records[trial_id] = record.model_copy(update={"trial_id": trial_id})
+    results.write_pack(pack)
 
 
 class Filer:
@@ -311,7 +346,8 @@ def sweep_status(results: ResultsDir) -> SweepStatus:
         record = recorded.get(trial_id)
         category = record.status if record else ("partial" if trial_id in checkpointed else "pending")
         status.trials[category].append(trial_id)
-    status.outside_grid = sorted(set(recorded) - set(description.points))
+    adopted = {former for former_ids in description.former.values() for former in former_ids}
+    status.outside_grid = sorted(set(recorded) - set(description.points) - adopted)
     return status
 
 

@@ -152,6 +152,12 @@ class SweepDescription:
     axes: dict[str, list]  # column -> values, in the grid file's order (over all sub-grids)
     subgrids: list[dict]  # {"axes": {column: values}, "trial_ids": [...]} per sub-grid
     points: dict[str, dict[str, Any]]  # trial id -> {column: value}, in grid order
+    # trial id -> the other combinations of the grid's values its training stands for (amplitude 1
+    # at other periods: sweep.identity); analysis draws its row in each of their cells too
+    shared: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # trial id -> the ids its combinations had when the identity kept settings amplitude 1 makes
+    # irrelevant (only where they differ): their records are adopted, never trained again
+    former: dict[str, list[str]] = field(default_factory=dict)
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -204,7 +210,8 @@ class ResultsDir:
         saved = self._sweep_json()
         if "points" not in saved:
             return None
-        return SweepDescription(saved["name"], saved["axes"], saved["subgrids"], saved["points"])
+        return SweepDescription(saved["name"], saved["axes"], saved["subgrids"], saved["points"],
+                                 saved.get("shared", {}), saved.get("former", {}))
 
     # --- trial records, one file per pack ----------------------------------------------------------
 

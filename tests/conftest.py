@@ -44,6 +44,16 @@ def spiral_config(**overrides) -> dict:
     return config
 
 
+@pytest.fixture
+def x64():
+    """JAX in float64 for the test, and back to float32 after it."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_compile_cache(tmp_path_factory):
     """Ray workers started by the tests (and drivers in subprocesses) share one persistent

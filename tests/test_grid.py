@@ -41,6 +41,26 @@ def test_trial_id_ignores_spelling_order_and_checkpoint_frequency(tmp_path):
     assert not {p.trial_id for p in first.points} & {p.trial_id for p in changed.points}
 
 
+OVER_PERIODS = GOOD.replace("amplitude: [1, 10]", "amplitude: [1, 10]\n  period: [50, 100]")
+
+
+def test_amplitude_one_at_several_periods_is_one_training_per_seed(tmp_path):
+    spec = load_grid(write(tmp_path, OVER_PERIODS))
+    assert len(spec.points) == 2 + 2 * 2  # A = 1: one per seed; A = 10: one per (T, seed)
+    plain = [p for p in spec.points if p.config.loss.amplitude == 1]
+    assert [[axes["loss.period"] for axes in p.stands_for] for p in plain] == [[50, 100], [50, 100]]
+    assert spec.description().shared == {p.trial_id: [{"period": 100.0}] for p in plain}
+    # The ids the identity gave these points before it dropped what A = 1 makes irrelevant
+    # (pinned from tiltsweep at 763866e): results directories written then keep their records.
+    assert spec.description().former[plain[0].trial_id] == ["689051e538770916", "d0ef671d89c5fa81"]
+    oscillating = {p.trial_id for p in spec.points if p.config.loss.amplitude == 10}
+    assert oscillating == {former for p in spec.points if p.config.loss.amplitude == 10 for former in p.former_ids}
+    for setting in ("shape: cosine", "stop_oscillation_epoch: 20", "period_unit: epochs"):
+        changed = load_grid(write(tmp_path, OVER_PERIODS.replace("period: 50}", f"period: 50, {setting}}}"), "changed.yaml"))
+        assert {p.trial_id for p in changed.points if p.config.loss.amplitude == 1} == {p.trial_id for p in plain}, setting
+        assert not {p.trial_id for p in changed.points} & oscillating, setting
+
+
 def test_relative_data_path_is_read_from_the_grid_files_folder(tmp_path, cifar_dir):
     text = GOOD.replace("data: {name: spiral, points_per_class: 20, classes: 3}", f"data: {{name: cifar10, path: {cifar_dir.name}}}")
     text = text.replace("model: {name: mlp, width: 8}", "model: {name: myrtle5, channels: 4}")
@@ -158,8 +178,8 @@ SUBGRIDS = GOOD.replace("""grid:
 
 def test_a_list_of_mappings_is_the_union_of_sub_grids(tmp_path):
     spec = load_grid(write(tmp_path, SUBGRIDS))
-    assert [len(sub.trial_ids) for sub in spec.subgrids] == [4, 4, 1]
-    assert len(spec.points) == 8  # the third sub-grid's point is the first's (A=1, T=50): it runs once
+    assert [len(sub.trial_ids) for sub in spec.subgrids] == [3, 4, 1]  # A = 1 at T = 50 and 100 is one training
+    assert len(spec.points) == 7  # the third sub-grid's point is the first's (A=1, T=50): it runs once
     assert spec.subgrids[2].trial_ids[0] in spec.subgrids[0].trial_ids
     assert list(spec.columns) == ["amplitude", "period", "schedule.name", "schedule.base_lr", "schedule.ratio", "schedule.period"]
     clr = [p for p in spec.points if p.config.schedule.name == "triangular"]

@@ -11,13 +11,6 @@ from tiltsweep.trainers.loss import class_weights, dynamical_loss
 from tiltsweep.trainers.models import MLP
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def small_problem():
     """A width-12 MLP on 60 spiral-like points, 3 classes: 75 parameters; the loss F(t) with A = 10."""
     key = jax.random.PRNGKey(0)

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+from conftest import spiral_config
+from tiltsweep.trainers.config import MLPModel, Myrtle5Model, TrialConfig, WideResNetModel
 from tiltsweep.trainers.models import MLP, build_model
+from tiltsweep.trainers.training import prepare
 
 
 def logits_shape(cfg, input_shape, classes=3):
@@ -42,6 +44,43 @@ def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
     loss = lambda model: jax.grad(lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, x))))(params)
     for a, b in zip(jax.tree.leaves(loss(fast)), jax.tree.leaves(loss(plain))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def initial_params(seed: int, init: str, dtype: str = "float32", depth: int = 1):
+    cfg = spiral_config(model={"name": "mlp", "width": 20, "depth": depth, "init": init}, training={"epochs": 1, "dtype": dtype}, seed=seed)
+    run = prepare([TrialConfig.model_validate(cfg)])
+    return run, jax.tree.map(lambda leaf: leaf[0], run.fresh_states().params)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_stax_init_is_the_published_notebooks_start(x64, depth):
+    """Seed s starts where the notebook's seed s starts: the parameters that
+    stax.serial(Dense(20), Relu, ..., Dense(3)) draws from PRNGKey(s), in float64, bit for bit,
+    computing the same logits."""
+    from jax.example_libraries import stax
+
+    run, params = initial_params(7, "stax", "float64", depth)
+    init_fun, apply_fun = stax.serial(*[layer for _ in range(depth) for layer in (stax.Dense(20), stax.Relu)], stax.Dense(3))
+    _, expected = init_fun(jax.random.PRNGKey(7), (-1, 2))
+    dense = [layer for layer in expected if layer]
+    assert len(params) == len(dense) == depth + 1
+    for i, (kernel, bias) in enumerate(dense):
+        assert params[f"Dense_{i}"]["kernel"].dtype == jnp.float64
+        assert bool(jnp.all(params[f"Dense_{i}"]["kernel"] == kernel)) and bool(jnp.all(params[f"Dense_{i}"]["bias"] == bias))
+    assert 0.005 < float(jnp.std(dense[0][1])) < 0.02  # the biases are not zero: normal, std 0.01
+    x = run.data["x_train"]
+    logits, _ = run.engine._apply(params, {}, x, train=False)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(apply_fun(expected, x)), rtol=1e-12, atol=1e-12)
+
+
+def test_the_kernel_inits_are_flaxs_and_glorots():
+    _, lecun = initial_params(3, "lecun_normal")
+    _, glorot = initial_params(3, "glorot_normal")
+    kernel = lambda params: np.asarray(params["Dense_1"]["kernel"])  # 20 -> 3: the two scales differ most
+    assert not np.any(np.asarray(glorot["Dense_1"]["bias"])) and not np.any(np.asarray(lecun["Dense_1"]["bias"]))
+    # Flax's truncated normals, variance 1 / fan_in (lecun) and 2 / (fan_in + fan_out) (glorot):
+    # the same draws, so the kernels differ exactly by the ratio of their scales.
+    np.testing.assert_allclose(kernel(glorot), kernel(lecun) * np.sqrt(2 * 20 / (20 + 3)), rtol=1e-6)
 
 
 def test_myrtle5_on_cifar_images():

@@ -1,12 +1,17 @@
 """Sweeps on a real local Ray: results on disk, extension, retries of failing points."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tiltsweep.analysis import plots
+from tiltsweep.analysis.load import load_results
 from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.results import PackRecords, ResultsDir
 from sweep_helpers import records, write_grid
 
 pytestmark = pytest.mark.slow
@@ -63,6 +68,48 @@ def test_extended_grid_runs_only_its_new_points(tmp_path, capsys):
         assert after[trial_id]["finished_at"] == record["finished_at"] and after[trial_id]["host"] == record["host"]
     summary = pd.read_parquet(out / "ray-sweep" / "summary.parquet")
     assert len(summary) == 9 and summary["trial_id"].is_unique and sorted(set(summary["amplitude"])) == [1, 10, 30]
+
+
+def test_amplitude_one_trains_once_per_seed_and_fills_every_period(tmp_path, capsys):
+    grid = write_grid(tmp_path, amplitudes="[1, 10]\n  period: [100, 200]", epochs=1000)
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert "9 points, 0 already done, 9 to run" in capsys.readouterr().out  # 12 cells: A = 1's 3 seeds serve both periods
+    directory = out / "ray-sweep"
+    assert status_json(directory, capsys)["completed"] == 9
+    results = load_results(directory)
+    assert len(results.summary) == 12 and len(results.trials) == 9
+    table = plots.phase_table(results).set_index(["amplitude", "period"])
+    assert (table["n"] == 3).all()
+    assert table.loc[(1.0, 100.0), "mean"] == table.loc[(1.0, 200.0), "mean"]
+    gain = plots.phase_table(results, gain=True).set_index(["amplitude", "period"])
+    assert (gain.loc[1.0, "mean"] == 0).all() and gain.loc[10.0, "n"].tolist() == [3, 3]
+
+    # A directory written before A = 1's period left the identity: nothing in it trains again.
+    rewrite_as_the_former_identity(directory, load_grid(grid).description().former)
+    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert "9 points, 9 already done, 0 to run" in capsys.readouterr().out
+    status = status_json(directory, capsys)
+    assert (status["completed"], status["outside_grid"]) == (9, 0)
+    assert plots.phase_table(load_results(directory))["mean"].tolist() == plots.phase_table(results)["mean"].tolist()
+
+
+def rewrite_as_the_former_identity(directory: Path, former: dict) -> None:
+    """Make the directory what tiltsweep wrote before 0.2's effective identity: the A = 1 record
+    of each period under that point's former id, no tables, and a sweep.json without
+    `shared` and `former`."""
+    results = ResultsDir(directory)
+    old = PackRecords("p-before")
+    for pack_id in results.pack_ids():
+        for trial_id, record in results.read_pack(pack_id).records.items():
+            for former_id in former.get(trial_id, [trial_id]):
+                old.records[former_id] = record.model_copy(update={"trial_id": former_id})
+        results.pack_path(pack_id).unlink()
+    results.write_pack(old)
+    shutil.rmtree(results.curves_dir)
+    results.summary_path.unlink()
+    saved = json.loads(results.sweep_file.read_text())
+    results.sweep_file.write_text(json.dumps({key: value for key, value in saved.items() if key not in ("shared", "former")}))
 
 
 def test_injected_failures_are_retried_from_checkpoints(tmp_path, monkeypatch):

@@ -89,9 +89,15 @@ DataConfig = Annotated[Union[SpiralData, DigitsData, Cifar10Data], Field(discrim
 
 
 class MLPModel(Section):
+    """`init`: Flax's default (lecun_normal weights, zero biases), glorot_normal weights with zero
+    biases, or `stax`: the published notebook's start, the parameters that
+    `jax.example_libraries.stax.serial(Dense(width), Relu, ..., Dense(C))` draws from
+    `PRNGKey(seed)` (glorot_normal weights, normal biases of std 0.01)."""
+
     name: Literal["mlp"]
     width: PositiveInt = 100
     depth: PositiveInt = 1  # number of hidden layers, each `width` wide, ReLU
+    init: Literal["lecun_normal", "glorot_normal", "stax"] = "lecun_normal"
 
 
 class Myrtle5Model(Section):

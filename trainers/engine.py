@@ -23,6 +23,7 @@ loop's condition stays unbatched, so XLA does not turn the group's updates into 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -35,7 +36,7 @@ from tiltsweep.trainers.augment import flip_and_crop
 from tiltsweep.trainers.hessian import hessian_top_eigenvalues
 from tiltsweep.trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
 from tiltsweep.trainers.config import MLPModel
-from tiltsweep.trainers.models import MLP, build_model
+from tiltsweep.trainers.models import MLP, build_model, stax_params
 from tiltsweep.trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
 INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM, HESSIAN_STREAM = 0, 1, 2, 3
@@ -118,7 +119,7 @@ class Engine:
         hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()
         self.metrics = METRIC_ORDER + hessian_metrics
         self.float_metrics = tuple(name for name in self.metrics if name != "emphasized_class")
-        self.init_states = jax.jit(each(self._init_state, (0, 0)))
+        self._init_states = jax.jit(each(self._init_state, (0, 0)))
         self.evaluate = jax.jit(each(self._evaluate, (0, 0, None)))
         self.evaluate_with_hessian = jax.jit(each(self._evaluate_with_hessian, (0, 0, None)))
         # XLA's CPU backend compiles convolution gradients inside a loop body into something ~50x
@@ -157,10 +158,22 @@ class Engine:
 
     # --- pieces --------------------------------------------------------------------------------
 
+    def init_states(self, keys, hypers) -> TrainState:
+        """The group's first train states, from its members' keys."""
+        states = self._init_states(keys, hypers)
+        if isinstance(self.spec.model, MLPModel) and self.spec.model.init == "stax":
+            # The notebook's start draws from the seed's key itself, op by op as the notebook
+            # did (compiled as one program, the normal biases differ from it in their last bit).
+            model, inputs = self.spec.model, math.prod(self.spec.input_shape)
+            drawn = [stax_params(key, model.depth, model.width, inputs, self.spec.num_classes, self.spec.dtype) for key in keys]
+            states = states.replace(params=jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn))
+        return states
+
     def _init_state(self, key, hyper) -> TrainState:
         dummy = jnp.zeros((1, *self.spec.input_shape), self.spec.dtype)
         variables = self.model.init(jax.random.fold_in(key, INIT_STREAM), dummy, train=False)
         params = variables["params"]
+
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,

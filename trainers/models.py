@@ -1,7 +1,8 @@
 """Flax models. Each maps inputs (N, ...) to logits (N, num_classes).
 
 - MLP: `depth` hidden Dense layers of `width` units with ReLU (the paper's spiral network is one
-  hidden layer). Its parameters, their names and their initialization are nn.Dense's; it may
+  hidden layer). Its parameters and their names are nn.Dense's, initialized as nn.Dense's (or
+  with glorot_normal kernels, or as the published notebook's stax network: `stax_params`); it may
   compute in the feature-major layout (activations (features, N)), which XLA's CPU matmuls run
   up to 2x faster for small MLPs (benchmarks/mlp_layout.py).
 - Myrtle5 (Shankar et al. 2020): conv3x3-ReLU twice, avg-pool; conv-ReLU, avg-pool; conv-ReLU,
@@ -21,16 +22,20 @@ import jax.numpy as jnp
 from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
 
 
+KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "glorot_normal": nn.initializers.glorot_normal()}
+
+
 class FeatureMajorDense(nn.Module):
     """nn.Dense with the same parameters, names and initialization, on activations laid out
     feature-major: h (in, N) -> kernel^T h + bias[:, None], (features, N)."""
 
     features: int
     dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, h):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (h.shape[0], self.features), self.dtype)
+        kernel = self.param("kernel", self.kernel_init, (h.shape[0], self.features), self.dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.dtype)
         h, kernel, bias = nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
         return jax.lax.dot_general(kernel, h, (((0,), (0,)), ((), ()))) + bias[:, None]
@@ -42,20 +47,37 @@ class MLP(nn.Module):
     num_classes: int
     dtype: Any = jnp.float32
     feature_major: bool = True  # how it computes, not what: the same function of the same parameters
+    initializer: str = "lecun_normal"  # of the kernels (biases start at zero); `stax` starts from stax_params instead
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.reshape((x.shape[0], -1))
+        kernel_init = KERNEL_INITS.get(self.initializer, KERNEL_INITS["lecun_normal"])
         if not self.feature_major:
+            dense = lambda features: nn.Dense(features, dtype=self.dtype, param_dtype=self.dtype, kernel_init=kernel_init)
             for _ in range(self.depth):
-                x = nn.relu(nn.Dense(self.width, dtype=self.dtype, param_dtype=self.dtype)(x))
-            return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype)(x)
+                x = nn.relu(dense(self.width)(x))
+            return dense(self.num_classes)(x)
         # Materialized, so that XLA does not fold the transpose into the first matmul as a
         # transposed operand, which its CPU backend hands to a much slower kernel.
         h = jax.lax.optimization_barrier(x.T)
         for i in range(self.depth):
-            h = nn.relu(FeatureMajorDense(self.width, self.dtype, name=f"Dense_{i}")(h))
-        return FeatureMajorDense(self.num_classes, self.dtype, name=f"Dense_{self.depth}")(h).T
+            h = nn.relu(FeatureMajorDense(self.width, self.dtype, kernel_init, name=f"Dense_{i}")(h))
+        return FeatureMajorDense(self.num_classes, self.dtype, kernel_init, name=f"Dense_{self.depth}")(h).T
+
+
+def stax_params(key, depth: int, width: int, input_dim: int, num_classes: int, dtype) -> dict:
+    """The published notebook's start, in MLP's parameter names: what
+    `stax.serial(Dense(width), Relu, ..., Dense(num_classes))` (depth hidden layers) draws from
+    `key`, i.e. PRNGKey(seed): each layer gets the next split of the key, a Dense layer's kernel
+    glorot_normal and its bias normal with std 0.01. Drawn in JAX's default float type (float64
+    with x64 enabled, as the notebook ran), then cast to `dtype`."""
+    from jax.example_libraries import stax
+
+    layers = [layer for _ in range(depth) for layer in (stax.Dense(width), stax.Relu)] + [stax.Dense(num_classes)]
+    _, params = stax.serial(*layers)[0](key, (-1, input_dim))
+    dense = [layer for layer in params if layer]  # Relu has no parameters
+    return {f"Dense_{i}": {"kernel": kernel.astype(dtype), "bias": bias.astype(dtype)} for i, (kernel, bias) in enumerate(dense)}
 
 
 class Myrtle5(nn.Module):
@@ -125,7 +147,7 @@ def build_model(cfg, num_classes: int, dtype=jnp.float32) -> nn.Module:
         # Feature-major is faster for every float32 MLP measured; in float64 only without
         # hidden-to-hidden layers (benchmarks/README.md, "MLP layout").
         feature_major = jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2
-        return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major)
+        return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major, cfg.init)
     if isinstance(cfg, Myrtle5Model):
         return Myrtle5(cfg.channels, num_classes, dtype)
     if isinstance(cfg, WideResNetModel):
