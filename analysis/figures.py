@@ -315,9 +315,9 @@ def interpolation(frame: pd.DataFrame, title: str = "") -> Figure:
     return figure
 
 
-def lr_range(frame: pd.DataFrame, suggestion: dict, title: str = "") -> Figure:
+def lr_range(frame: pd.DataFrame, suggestion: dict, title: str = "", log_rate: bool = False) -> Figure:
     """The learning-rate range test: training loss and accuracies against the rising learning
-    rate, with the suggested base and maximum rates marked."""
+    rate (on a log scale with log_rate), with the suggested base and maximum rates marked."""
     figure = Figure(figsize=(8, 4.2), layout="constrained")
     loss, accuracy = figure.subplots(1, 2, sharex=True)
     loss.plot(frame["learning_rate"], frame["train_loss"], color="tab:blue")
@@ -332,6 +332,8 @@ def lr_range(frame: pd.DataFrame, suggestion: dict, title: str = "") -> Figure:
             panel.axvline(suggestion[name], color=colour, linestyle="--", linewidth=1, label=f"{name} {suggestion[name]:.3g}", gid=name)
         panel.set_xlabel("learning rate")
         panel.grid(alpha=0.3)
+        if log_rate:
+            panel.set_xscale("log")
     loss.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     return figure

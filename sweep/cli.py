@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     lr_range.add_argument("--min-lr", type=float, default=1e-4, help="rate at the start (default 1e-4)")
     lr_range.add_argument("--max-lr", type=float, default=10.0, help="rate at the end (default 10)")
     lr_range.add_argument("--epochs", type=int, help="length of the test (default: the grid's epochs)")
-    lr_range.add_argument("--eval-every", type=int, help="epochs between evaluations (default: epochs / 200)")
+    lr_range.add_argument("--evaluations", type=int, default=200, metavar="N",
+                          help="evaluations across the range, within epochs where need be (default 200)")
     lr_range.set_defaults(handler=command_lr_range)
 
     interpolate = commands.add_parser("interpolate", help="loss and accuracy between two trained models",
@@ -256,7 +257,7 @@ def command_submit(args) -> int:
 def command_lr_range(args) -> int:
     from tiltsweep.sweep.lr_range import run_range_test
 
-    frame, suggestion, table, figure = run_range_test(args.grid, args.out, args.min_lr, args.max_lr, args.epochs, args.eval_every)
+    frame, suggestion, table, figure = run_range_test(args.grid, args.out, args.min_lr, args.max_lr, args.epochs, args.evaluations)
     print(f"range test over {frame['learning_rate'].iloc[0]:.3g} .. {frame['learning_rate'].iloc[-1]:.3g}: "
           f"suggested base_lr {suggestion['base_lr']:.3g}, max_lr {suggestion['max_lr']:.3g}")
     print(f"  {table}\n  {figure}")

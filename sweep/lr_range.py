@@ -1,10 +1,13 @@
 """`tiltsweep lr-range GRID.yaml`: Smith's learning-rate range test for a grid's setup.
 
 One training run of the grid's first point, in this process, with the learning rate rising
-linearly from --min-lr to --max-lr over the run (schedule range_test; the grid's loss, dynamical
-or not, is kept). Writes OUT/<name>/lr-range/range.parquet (step, epoch, learning_rate, losses,
-accuracies) and OUT/<name>/figures/lr_range.png with the suggested base and max rates marked
-(analysis.reduce.suggest_learning_rates), and returns them.
+from --min-lr to --max-lr over the run (schedule range_test: geometrically when the range spans
+more than a decade, so that every decade gets its share of the evaluations, else linearly as in
+Smith 2017; the grid's loss, dynamical or not, is kept). It is evaluated on its own schedule,
+EVALUATIONS times across the range (within epochs where need be), whatever the grid's eval_every
+says. Writes OUT/<name>/lr-range/range.parquet (step, epoch, learning_rate, losses, accuracies)
+and OUT/<name>/figures/lr_range.png (a log-scaled rate axis over more than a decade) with the
+suggested base and max rates marked (analysis.reduce.suggest_learning_rates), and returns them.
 """
 
 from __future__ import annotations
@@ -22,15 +25,22 @@ from tiltsweep.sweep.results import write_table
 COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 
 
-def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int], eval_every: Optional[int]):
+EVALUATIONS = 200
+DECADE = 10.0
+
+
+def spacing(min_lr: float, max_lr: float) -> str:
+    return "geometric" if max_lr / min_lr > DECADE else "linear"
+
+
+def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int]):
     from pydantic import ValidationError
 
     from tiltsweep.trainers import TrialConfig
 
     raw = base.model_dump(mode="json")
-    raw["schedule"] = {"name": "range_test", "min_lr": min_lr, "max_lr": max_lr}
+    raw["schedule"] = {"name": "range_test", "min_lr": min_lr, "max_lr": max_lr, "spacing": spacing(min_lr, max_lr)}
     raw["training"]["epochs"] = epochs or raw["training"]["epochs"]
-    raw["training"]["eval_every"] = eval_every or max(1, raw["training"]["epochs"] // 200)
     raw["training"]["checkpoint_every"] = None
     raw["training"]["hessian_every"] = None
     if raw["loss"].get("stop_oscillation_epoch") and raw["loss"]["stop_oscillation_epoch"] > raw["training"]["epochs"]:
@@ -41,25 +51,27 @@ def range_test_config(base, min_lr: float, max_lr: float, epochs: Optional[int],
         raise Refused(f"range test: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") from None
 
 
-def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: Optional[int] = None, eval_every: Optional[int] = None):
+def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: Optional[int] = None, evaluations: int = EVALUATIONS):
     """(frame, suggestion, parquet path, figure path)."""
     from tiltsweep.analysis import figures
     from tiltsweep.analysis.reduce import suggest_learning_rates
-    from tiltsweep.trainers import train
+    from tiltsweep.trainers import train_evaluated
 
     if not 0 < min_lr < max_lr:
         raise Refused(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")
+    if evaluations < 3:
+        raise Refused(f"--evaluations {evaluations}: need at least 3")
     spec = load_grid(grid)
-    config = range_test_config(spec.points[0].config, min_lr, max_lr, epochs, eval_every)
-    result = train(config)
+    config = range_test_config(spec.points[0].config, min_lr, max_lr, epochs)
+    result = train_evaluated(config, evaluations)
     frame = pd.DataFrame(result.history)[COLUMNS]
     if len(frame) < 3:
-        raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--eval-every)")
+        raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--evaluations)")
     suggestion = suggest_learning_rates(frame["learning_rate"], frame["val_accuracy"])
     root = Path(out).expanduser() / spec.name
     table = root / "lr-range" / "range.parquet"
     write_table(frame, table)
     figure = root / "figures" / "lr_range.png"
     title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
-    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title), "png"))
+    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title, log_rate=max_lr / min_lr > DECADE), "png"))
     return frame, suggestion, table, figure

@@ -6,8 +6,9 @@ import re
 import pandas as pd
 import pytest
 
-from tiltsweep.analysis import plots
+from tiltsweep.analysis import figures, plots
 from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.lr_range import run_range_test
 from tiltsweep.sweep.results import ResultsDir
 
 pytestmark = pytest.mark.slow
@@ -93,12 +94,29 @@ def test_range_test_rates_rise_linearly_and_suggestions_fall_inside(tmp_path, ca
     grid = tmp_path / "grid.yaml"
     grid.write_text(GRID)
     capsys.readouterr()
-    assert main(["lr-range", str(grid), "--out", str(tmp_path), "--min-lr", "0.01", "--max-lr", "3", "--epochs", "400", "--eval-every", "4"]) == 0
+    assert main(["lr-range", str(grid), "--out", str(tmp_path), "--min-lr", "0.5", "--max-lr", "3", "--epochs", "400", "--evaluations", "100"]) == 0
     out = capsys.readouterr().out
     frame = pd.read_parquet(tmp_path / "two-oscillations" / "lr-range" / "range.parquet")
-    expected = 0.01 + (3 - 0.01) * frame["step"] / 400
+    expected = 0.5 + (3 - 0.5) * frame["step"] / 400
     assert (frame["learning_rate"] - expected).abs().max() < 1e-6
-    assert len(frame) == 101 and frame["learning_rate"].iloc[-1] == pytest.approx(3.0)  # evaluated every 4 of 400 epochs
+    assert len(frame) == 101 and frame["learning_rate"].iloc[-1] == pytest.approx(3.0)  # every 4 of 400 steps, whatever eval_every (100) says
     base, top = map(float, re.search(r"suggested base_lr (\S+), max_lr (\S+)", out).groups())
-    assert 0.01 <= base < top <= 3.0
+    assert 0.5 <= base < top <= 3.0
     assert (tmp_path / "two-oscillations" / "figures" / "lr_range.png").exists()
+
+
+def test_range_test_over_decades_rises_geometrically_and_evaluates_within_epochs(tmp_path):
+    """digits in minibatches of 64: 21 steps an epoch, 6 epochs, 4 decades of rates."""
+    grid = tmp_path / "digits.yaml"
+    grid.write_text(GRID.replace("name: spiral, points_per_class: 30, classes: 3", "name: digits").replace("batch_size: full", "batch_size: 64")
+                    .replace("epochs: 600, eval_every: 100", "epochs: 6, eval_every: 3").replace("checkpoint_every: 200", "checkpoint_every: 3"))
+    frame, suggestion, _, figure = run_range_test(grid, tmp_path, 1e-3, 10.0)
+    steps = 6 * 21
+    assert len(frame) == steps + 1 and frame["step"].tolist() == list(range(steps + 1))  # 200 asked, one a step at most
+    assert frame.groupby("epoch").size().max() > 1  # evaluated within epochs
+    expected = 1e-3 * (10.0 / 1e-3) ** (frame["step"] / steps)
+    assert ((frame["learning_rate"] - expected).abs() / expected).max() < 1e-5
+    drawn = figures.lr_range(frame, suggestion, log_rate=True)
+    assert {panel.get_xscale() for panel in drawn.axes} == {"log"}
+    assert 1e-3 <= suggestion["base_lr"] <= suggestion["max_lr"] <= 10.0
+    assert figure.exists()

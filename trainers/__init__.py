@@ -14,6 +14,7 @@ _HOMES = {
     "batch_signature": "training",
     "train": "training",
     "train_group": "training",
+    "train_evaluated": "training",
 }
 __all__ = sorted(_HOMES)
 

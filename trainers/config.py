@@ -214,12 +214,13 @@ class TriangularSchedule(Section):
 
 
 class RangeTestSchedule(Section):
-    """The learning-rate range test: lr rises linearly from min_lr at the first step to max_lr at
-    the end of the run."""
+    """The learning-rate range test: lr rises from min_lr at the first step to max_lr at the end
+    of the run, linearly (Smith 2017) or geometrically (evenly over a log scale)."""
 
     name: Literal["range_test"]
     min_lr: PositiveFloat
     max_lr: PositiveFloat
+    spacing: Literal["linear", "geometric"] = "linear"
 
 
 ScheduleConfig = Annotated[

@@ -127,11 +127,11 @@ class Engine:
         # models are stepped from the host, one call per step; MLPs, whose steps take
         # microseconds, keep the whole loop on the device.
         self.device_loop = isinstance(spec.model, MLPModel)
+        self.host_step = jax.jit(each(self._host_step, (0, 0, None, 0)))  # compiled when first called
         if self.device_loop:
             self.train_epochs = jax.jit(self._train_epochs)
             self._compiled_train_then_evaluate = jax.jit(self._train_then_evaluate, static_argnames="with_hessian")
         else:
-            self.host_step = jax.jit(each(self._host_step, (0, 0, None, 0)))
             self.train_epochs = self._train_epochs_from_host
 
     def train_then_evaluate(self, states: TrainState, hypers, data, epochs, with_hessian: bool = False):
@@ -141,6 +141,15 @@ class Engine:
             return self._compiled_train_then_evaluate(states, hypers, data, epochs, with_hessian=with_hessian)
         states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
         return states, with_first_bad(self.evaluation(with_hessian)(states, hypers, data), first_bad)
+
+    def train_steps_then_evaluate(self, states: TrainState, hypers, data, steps: int):
+        """Train `steps` optimizer steps, one jitted step at a time from the host (an epoch need
+        not end), then evaluate every point: (states, Report). For evaluations finer than an
+        epoch, where a run is not to be repeated bit for bit by the epoch loop (the range test)."""
+        first_bad = jnp.full((states.step.shape[0],), -1, jnp.int32)
+        for _ in range(int(steps)):
+            states, first_bad = self.host_step(states, hypers, data, first_bad)
+        return states, with_first_bad(self.evaluate(states, hypers, data), first_bad)
 
     def evaluation(self, with_hessian: bool):
         return self.evaluate_with_hessian if with_hessian else self.evaluate

@@ -63,7 +63,7 @@ def hyperparameters(cfg: TrialConfig, steps_per_epoch: int, dtype) -> dict[str, 
     elif sched.name == "triangular":
         values.update(base_lr=sched.base_lr, max_lr=sched.max_lr, step_size=sched.step_size)
     elif sched.name == "range_test":
-        values.update(min_lr=sched.min_lr, max_lr=sched.max_lr)
+        values.update(min_lr=sched.min_lr, max_lr=sched.max_lr, geometric=float(sched.spacing == "geometric"))
     return {name: np.asarray(value, dtype=dtype) for name, value in values.items()}
 
 
@@ -75,7 +75,8 @@ def learning_rate_at(step, hyper, kind: OptimizerKind, steps_per_epoch: int):
     cosine:            learning_rate * (epoch / warmup during warm-up, then
                        final + (1 - final)(1 + cos(pi p)) / 2, p = (epoch - warmup) / (epochs - warmup))
     triangular:        base + (max - base) * (1 - |t / step_size mod 2 - 1|)
-    range_test:        min + (max - min) * t / total_steps  (max at the end of the run)
+    range_test:        min + (max - min) * f, or with geometric spacing min * (max / min) ** f,
+                       f = t / total_steps  (max at the end of the run)
     """
     t = jnp.asarray(step, dtype=hyper["learning_rate"].dtype)
     epoch = t / steps_per_epoch
@@ -95,7 +96,9 @@ def learning_rate_at(step, hyper, kind: OptimizerKind, steps_per_epoch: int):
         return hyper["base_lr"] + (hyper["max_lr"] - hyper["base_lr"]) * rise
     if kind.schedule == "range_test":
         fraction = t / jnp.maximum(hyper["total_steps"], 1.0)
-        return hyper["min_lr"] + (hyper["max_lr"] - hyper["min_lr"]) * fraction
+        linear = hyper["min_lr"] + (hyper["max_lr"] - hyper["min_lr"]) * fraction
+        geometric = hyper["min_lr"] * (hyper["max_lr"] / hyper["min_lr"]) ** fraction
+        return jnp.where(hyper["geometric"] > 0, geometric, linear)
     raise ValueError(f"unknown schedule {kind.schedule!r}")
 
 

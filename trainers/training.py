@@ -301,6 +301,31 @@ def train_group(
     return results
 
 
+def train_evaluated(config, evaluations: int) -> TrainResult:
+    """One point trained from its seed over its epochs and evaluated at step 0 and then every
+    max(1, steps // evaluations) optimizer steps and at the end, whatever its eval_every says:
+    the range test's schedule, which may need evaluations within an epoch. Its steps are taken
+    from the host (Engine.host_step), so its numbers are not bit for bit those of `train`."""
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.model_validate(config)
+    run = prepare([cfg])
+    total = cfg.training.epochs * run.steps_per_epoch
+    steps = max(1, total // evaluations)
+    started = time.perf_counter()
+    states, history, done, next_steps = run.fresh_states(), [], 0, 0  # the first evaluation at step 0
+    while True:
+        states, evaluation = run.engine.train_steps_then_evaluate(states, run.hypers, run.data, next_steps)
+        first_bad, rows = run.engine.rows(evaluation)
+        done = rows[0]["step"]
+        next_steps = min(steps, total - done)
+        if first_bad[0] >= 0 or not is_finite_row(rows[0]):
+            step = first_bad[0] if first_bad[0] >= 0 else done
+            return TrainResult("diverged", history, step, done // run.steps_per_epoch, time.perf_counter() - started,
+                               f"the loss became non-finite at step {step}")
+        history.append(rows[0])
+        if done >= total:
+            return TrainResult("completed", history, done, cfg.training.epochs, time.perf_counter() - started, "", member(jax.device_get(states), 0))
+
+
 def train(
     config,
     on_eval: Optional[Callable[[dict], None]] = None,
