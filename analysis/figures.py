@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import matplotlib
@@ -19,6 +20,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from tiltsweep.trainers.oscillation import class_weights
 
 MARK_COLOURS = {"diverged": "#d62728", "failed": "#7f3c8d", "missing": "#9e9e9e"}
 
@@ -215,66 +218,129 @@ def learning_curves(
     return figure
 
 
-def gamma_panel(panel, curve: pd.DataFrame, num_classes: int) -> None:
-    """Gamma_i(t) of every class. Gamma of the emphasized class c is recorded; every other class
-    has (C - Gamma_c) / (C - 1)."""
-    emphasized = curve["emphasized_class"].to_numpy()
-    others = (num_classes - curve["emphasized_weight"].to_numpy()) / max(num_classes - 1, 1)
-    palette = sns.color_palette("deep", num_classes)
-    for c in range(num_classes):
-        gamma = np.where(emphasized == c, curve["emphasized_weight"], others)
-        panel.plot(curve["step"], gamma, ".", markersize=3, color=palette[c], label=f"class {c}")
+@dataclass(frozen=True)
+class Oscillation:
+    """What Gamma_i(t) of one trial is made of (trainers.oscillation), in optimizer steps."""
+
+    num_classes: int
+    amplitude: float
+    period: float
+    stop_step: Optional[float]
+    shape: str = "triangle"
+
+    def weights(self, steps) -> np.ndarray:
+        """Gamma_i(t) at these steps, (len(steps), C)."""
+        stop = np.inf if self.stop_step is None else self.stop_step
+        return class_weights(np.asarray(steps), self.num_classes, self.amplitude, self.period, stop, self.shape)
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as its trajectory figures draw it."""
+
+    trial_id: str
+    curve: pd.DataFrame  # its evaluations: the sweep's curve, or its trace
+    oscillation: Oscillation
+    title: str
+    source: str = "curve"  # or "trace"
+
+
+# Fewer evaluations a period than this cannot show how F(t) oscillates: lines between them
+# would draw a slower, false oscillation (aliasing).
+EVALUATIONS_PER_PERIOD = 4
+GAMMA_SAMPLES = 100_000
+
+
+def too_sparse(view: TrialView) -> Optional[str]:
+    """Why the view's evaluations cannot draw its oscillation, or None."""
+    steps = np.sort(view.curve["step"].to_numpy())
+    if view.oscillation.amplitude <= 1 or view.oscillation.stop_step == 0 or len(steps) < 2:
+        return None
+    spacing = float(np.median(np.diff(steps)))
+    if spacing * EVALUATIONS_PER_PERIOD <= view.oscillation.period:
+        return None
+    return (f"evaluated every {value_text(spacing)} steps, period T = {value_text(view.oscillation.period)}: too sparse to draw "
+            f"without aliasing.\n`tiltsweep trace DIR {view.trial_id}` replays it densely.")
+
+
+def gamma_panel(panel, view: TrialView) -> None:
+    """Gamma_i(t) of every class from its formula, at every step (or GAMMA_SAMPLES of them)."""
+    last = int(view.curve["step"].max()) if len(view.curve) else 0
+    steps = np.arange(0, last + 1, max(1, -(-(last + 1) // GAMMA_SAMPLES)))
+    gamma = view.oscillation.weights(steps)
+    palette = sns.color_palette("deep", view.oscillation.num_classes)
+    for c in range(view.oscillation.num_classes):
+        panel.plot(steps, gamma[:, c], "-", linewidth=0.8, color=palette[c], label=f"class {c}")
     panel.set_ylabel(r"$\Gamma_i$")
-    panel.legend(fontsize=7, ncol=min(num_classes, 5))
+    panel.legend(fontsize=7, ncol=min(view.oscillation.num_classes, 5))
 
 
-def accuracy_panel(panel, curve: pd.DataFrame) -> None:
-    panel.plot(curve["step"], curve["train_accuracy"], ".", markersize=3, label="train")
-    panel.plot(curve["step"], curve["val_accuracy"], ".", markersize=3, label="validation")
+def evaluations_panel(panel, view: TrialView, sparse: Optional[str], draw) -> None:
+    """draw(panel, curve) unless the evaluations are too sparse for the oscillation; then the
+    reason, written on the panel."""
+    if sparse:
+        panel.text(0.5, 0.5, sparse, transform=panel.transAxes, ha="center", va="center", fontsize=8, gid="too-sparse")
+    else:
+        draw(panel, view.curve)
+
+
+def weighted_loss_panel(panel, curve: pd.DataFrame) -> None:
+    panel.semilogy(curve["step"], curve["weighted_loss"], ".-", markersize=2, linewidth=0.5)
+
+
+def accuracy_panel(panel, curve: pd.DataFrame, sparse: Optional[str] = None) -> None:
+    """Train and validation accuracy; points alone (no lines between them) where sparse."""
+    style = "." if sparse else ".-"
+    panel.plot(curve["step"], curve["train_accuracy"], style, markersize=2, linewidth=0.5, label="train")
+    panel.plot(curve["step"], curve["val_accuracy"], style, markersize=2, linewidth=0.5, label="validation")
     panel.set_ylabel("accuracy")
     panel.legend(fontsize=7)
 
 
 def loss_change_panel(panel, curve: pd.DataFrame) -> None:
-    panel.plot(curve["step"], curve["weighted_loss_change"], ".", markersize=3)
-    panel.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
+    panel.plot(curve["step"], curve["weighted_loss_change"], ".-", markersize=2, linewidth=0.5)
 
 
-def finish_panels(panels, stop_step: Optional[float]) -> None:
+def finish_panels(panels, view: TrialView) -> None:
     for panel in panels:
         panel.grid(alpha=0.3)
-        if stop_step is not None:
-            panel.axvline(stop_step, color="black", linestyle="--", linewidth=1)
-    panels[-1].set_xlabel("step t")
+        if view.oscillation.stop_step is not None:
+            panel.axvline(view.oscillation.stop_step, color="black", linestyle="--", linewidth=1)
+    panels[-1].set_xlabel("step t" + (" (trace)" if view.source == "trace" else ""))
 
 
-def trajectory(curve: pd.DataFrame, num_classes: int, title: str = "", stop_step: Optional[float] = None) -> Figure:
-    """One trial over steps, as the paper's Fig. 4: the class weights Gamma_i(t), the dynamical loss
-    F(t), its change F(t) - F(t-1), and the accuracies."""
-    curve = curve.sort_values("step")
+def trajectory(view: TrialView) -> Figure:
+    """One trial over steps, as the paper's Fig. 4: the class weights Gamma_i(t) (from their
+    formula), the dynamical loss F(t), its change F(t) - F(t-1), and the accuracies; F(t) and its
+    change say so instead when the evaluations are too sparse for the period."""
+    view = replace(view, curve=view.curve.sort_values("step"))
+    sparse = too_sparse(view)
     figure = Figure(figsize=(9, 9), layout="constrained")
     weights, loss, change, accuracy = figure.subplots(4, 1, sharex=True)
-    gamma_panel(weights, curve, num_classes)
-    loss.semilogy(curve["step"], curve["weighted_loss"], ".", markersize=3)
+    gamma_panel(weights, view)
+    evaluations_panel(loss, view, sparse, weighted_loss_panel)
     loss.set_ylabel(r"$\mathcal{F}(t)$")
-    loss_change_panel(change, curve)
-    accuracy_panel(accuracy, curve)
-    finish_panels([weights, loss, change, accuracy], stop_step)
-    figure.suptitle(title)
+    evaluations_panel(change, view, sparse, loss_change_panel)
+    change.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
+    accuracy_panel(accuracy, view.curve, sparse)
+    finish_panels([weights, loss, change, accuracy], view)
+    figure.suptitle(view.title, wrap=True)
     return figure
 
 
-def hessian_trajectory(curve: pd.DataFrame, num_classes: int, instabilities: dict, title: str = "",
-                       stop_step: Optional[float] = None) -> Figure:
+def hessian_trajectory(view: TrialView, instabilities: dict, note: str = "") -> Figure:
     """The supplementary's Fig. 1: Gamma_i(t), F(t) - F(t-1), accuracy and the top Hessian
     eigenvalues against step; the instabilities' starts (green) and ends (red) dashed, and the
     threshold (the mean top eigenvalue there) as a horizontal dashed line."""
-    curve = curve.sort_values("step")
+    view = replace(view, curve=view.curve.sort_values("step"))
+    curve = view.curve
     figure = Figure(figsize=(9, 10), layout="constrained")
     weights, change, accuracy, spectrum = figure.subplots(4, 1, sharex=True)
-    gamma_panel(weights, curve, num_classes)
-    loss_change_panel(change, curve)
-    accuracy_panel(accuracy, curve)
+    gamma_panel(weights, view)
+    sparse = too_sparse(view)
+    evaluations_panel(change, view, sparse, loss_change_panel)
+    change.set_ylabel(r"$\mathcal{F}(t) - \mathcal{F}(t-1)$")
+    accuracy_panel(accuracy, curve, sparse)
     measured = curve.dropna(subset=["hessian_eig_1"])
     columns = sorted((c for c in curve.columns if c.startswith("hessian_eig_")), key=lambda c: int(c.rsplit("_", 1)[1]))
     for column, colour in zip(columns, sns.color_palette("deep", len(columns))):
@@ -289,8 +355,8 @@ def hessian_trajectory(curve: pd.DataFrame, num_classes: int, instabilities: dic
         for step in instabilities["ends"]:
             panel.axvline(step, color="red", linestyle="--", linewidth=0.8, gid="instability-end")
     spectrum.legend(fontsize=7)
-    finish_panels([weights, change, accuracy, spectrum], stop_step)
-    figure.suptitle(title)
+    finish_panels([weights, change, accuracy, spectrum], view)
+    figure.suptitle(f"{view.title}; {note}" if note else view.title, wrap=True)
     return figure
 
 

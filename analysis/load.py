@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -37,6 +38,15 @@ class Results:
     @cached_property
     def curves(self) -> pd.DataFrame:
         return self.store.read_curves() if self.store else pd.DataFrame(columns=["trial_id", "step", "epoch"])
+
+    def trace(self, trial_id: str) -> Optional[pd.DataFrame]:
+        """The trial's dense replay (`tiltsweep trace`), or None."""
+        return self.store.read_trace(trial_id) if self.store else None
+
+    @property
+    def traced(self) -> list[str]:
+        """The trials with a trace."""
+        return sorted(p.stem for p in self.store.traces_dir.glob("*.parquet")) if self.store and self.store.traces_dir.is_dir() else []
 
     def config_of(self, trial_id: str) -> dict:
         return json.loads(self.summary.loc[self.summary["trial_id"] == trial_id, "config"].iloc[0])

@@ -16,6 +16,7 @@ that its figure draws.
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional, Union
 
 import pandas as pd
@@ -30,7 +31,7 @@ class PlotError(ValueError):
     pass
 
 
-Source = Union[str, "os.PathLike", Results]
+Source = Union[str, os.PathLike, Results]
 
 
 def as_results(source: Source) -> Results:
@@ -173,34 +174,41 @@ def best_trial(results: Results, metric: str = "val_accuracy") -> Optional[str]:
     return None if completed.empty else completed.sort_values(metric, ascending=False)["trial_id"].iloc[0]
 
 
-def one_trial(results: Results, trial_id: Optional[str]) -> tuple[str, pd.DataFrame, int, Optional[float], str]:
-    """(trial id, its curve, its number of classes, the step its oscillations stop, a title)."""
+def one_trial(results: Results, trial_id: Optional[str]) -> figures.TrialView:
+    """What the trajectory figures draw of one trial (default: the best): its trace
+    (DIR/traces/, `tiltsweep trace`) where it has one, else its curve, and its oscillation."""
     trial_id = trial_id or best_trial(results)
     if trial_id is None or trial_id not in set(results.summary["trial_id"]):
         raise PlotError(f"{results.name}: no trial {trial_id!r} with a curve")
     row = results.summary[results.summary["trial_id"] == trial_id].iloc[0]  # the first of the cells it stands for
     config = json.loads(row["config"])
     steps_per_epoch = max(1, int(row["steps"]) // max(1, int(row["epochs"])))
-    stop = config["loss"].get("stop_oscillation_epoch")
+    loss = config["loss"]
+    period = loss["period"] * (steps_per_epoch if loss.get("period_unit") == "epochs" else 1)
+    stop = loss.get("stop_oscillation_epoch")
     where = ", ".join(f"{a} = {figures.value_text(row[a])}" for a in results.axes if a in row.index)
-    curve = results.curves[results.curves["trial_id"] == trial_id]
-    return trial_id, curve, num_classes(config), None if stop is None else stop * steps_per_epoch, f"{results.name}: trial {trial_id} ({where})"
+    trace = results.trace(trial_id)
+    curve = trace if trace is not None else results.curves[results.curves["trial_id"] == trial_id]
+    oscillation = figures.Oscillation(num_classes(config), float(loss["amplitude"]), float(period),
+                                      None if stop is None else stop * steps_per_epoch, loss.get("shape", "triangle"))
+    source = "trace" if trace is not None else "curve"
+    return figures.TrialView(trial_id, curve, oscillation, f"{results.name}: trial {trial_id} ({where})", source)
 
 
 def trajectory(source: Source, trial_id: Optional[str] = None) -> Figure:
     """Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of one trial (default: the best)."""
-    _, curve, classes, stop_step, title = one_trial(as_results(source), trial_id)
-    return figures.trajectory(curve, classes, title, stop_step)
+    return figures.trajectory(one_trial(as_results(source), trial_id))
 
 
-def has_hessian(results: Results) -> bool:
-    return "hessian_eig_1" in results.curves and results.curves["hessian_eig_1"].notna().any()
+def has_hessian(results: Results, trial_id: Optional[str] = None) -> bool:
+    """Whether the sweep (or that trial's trace or curve) has top Hessian eigenvalues."""
+    curve = results.curves if trial_id is None else one_trial(results, trial_id).curve
+    return "hessian_eig_1" in curve and curve["hessian_eig_1"].notna().any()
 
 
 def instabilities(source: Source, trial_id: Optional[str] = None, jump: float = 0.1) -> dict:
     """instability_threshold of one trial's top Hessian eigenvalue (default: the best trial)."""
-    _, curve, _, _, _ = one_trial(as_results(source), trial_id)
-    measured = curve.dropna(subset=["hessian_eig_1"]).sort_values("step")
+    measured = one_trial(as_results(source), trial_id).curve.dropna(subset=["hessian_eig_1"]).sort_values("step")
     return instability_threshold(measured["step"], measured["hessian_eig_1"], jump)
 
 
@@ -209,6 +217,5 @@ def hessian_trajectory(source: Source, trial_id: Optional[str] = None, jump: flo
     results = as_results(source)
     if not has_hessian(results):
         raise PlotError(f"{results.name}: no Hessian eigenvalues recorded (set training.hessian_every)")
-    _, curve, classes, stop_step, title = one_trial(results, trial_id)
     found = instabilities(results, trial_id, jump)
-    return figures.hessian_trajectory(curve, classes, found, f"{title}; instabilities: |change of top eigenvalue| > {jump}", stop_step)
+    return figures.hessian_trajectory(one_trial(results, trial_id), found, f"instabilities: |change of top eigenvalue| > {jump}")

@@ -11,8 +11,9 @@ its value at `--epoch`):
 - phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed;
 - band_<metric>: the metric against amplitude with a ±1 std band, one line per other axis value;
 - curves_val_accuracy: validation accuracy against epoch per group, with bands;
-- trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial;
-- hessian_<trial>: with training.hessian_every, the supplementary's Fig. 1 for the best trial.
+- trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial and of
+  every traced one (`tiltsweep trace`; a trace replaces the curve where there is one);
+- hessian_<trial>: with training.hessian_every, the supplementary's Fig. 1 for the same trials.
 """
 
 from __future__ import annotations
@@ -60,10 +61,7 @@ def build_report(
     drawn: list[Drawn] = []
 
     def add(name: str, caption: str, figure, table=None):
-        files = [results.figures_dir / f"{name}.{fmt}" for fmt in formats]
-        for path, fmt in zip(files, formats):
-            atomic_write(path, figures.save(figure, fmt))
-        drawn.append(Drawn(caption, files, table))
+        drawn.append(Drawn(caption, save_figure(results, name, figure, formats), table))
 
     several_subgrids = len(results.subgrids) > 1  # then one side-by-side figure replaces the grid-wide ones
     if several_subgrids:
@@ -86,17 +84,38 @@ def build_report(
     has_curves = len(results.curves) and "val_accuracy" in results.curves
     if has_curves and not several_subgrids:
         add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results))
-    if has_curves:
-        best = plots.best_trial(results, metric)
-        if best:
-            add(f"trajectory_{best}", f"the best trial ({best}): weights, loss and accuracy over steps", plots.trajectory(results, best))
-        if best and plots.has_hessian(results):
-            found = plots.instabilities(results, best)
-            table = pd.DataFrame({"instability starts (step)": found["starts"], "ends (step)": found["ends"]})
-            add(f"hessian_{best}", f"the best trial's top Hessian eigenvalues; instability threshold {found['threshold']:.4g}",
-                plots.hessian_trajectory(results, best), table)
+    best = plots.best_trial(results, metric) if has_curves else None
+    for trial_id in dict.fromkeys([best, *results.traced] if best else results.traced):
+        which = "the best trial" if trial_id == best else "a traced trial"
+        for name, caption, figure, table in trial_figures(results, trial_id):
+            add(name, f"{which} ({trial_id}): {caption}", figure, table)
     index = write_index(results, drawn, label)
     return [path for item in drawn for path in item.files] + [index]
+
+
+def trial_figures(results: Results, trial_id: str):
+    """(name, caption, figure, table) of one trial's trajectory, and of its Hessian where measured."""
+    view = plots.one_trial(results, trial_id)
+    dense = " (its trace)" if view.source == "trace" else ""
+    yield f"trajectory_{trial_id}", f"weights, loss and accuracy over steps{dense}", plots.trajectory(results, trial_id), None
+    if plots.has_hessian(results, trial_id):
+        found = plots.instabilities(results, trial_id)
+        table = pd.DataFrame({"instability starts (step)": found["starts"], "ends (step)": found["ends"]})
+        yield (f"hessian_{trial_id}", f"top Hessian eigenvalues{dense}; instability threshold {found['threshold']:.4g}",
+               plots.hessian_trajectory(results, trial_id), table)
+
+
+def save_figure(results: Results, name: str, figure, formats=("png",)) -> list[Path]:
+    files = [results.figures_dir / f"{name}.{fmt}" for fmt in formats]
+    for path, fmt in zip(files, formats):
+        atomic_write(path, figures.save(figure, fmt))
+    return files
+
+
+def draw_trial(directory, trial_id: str) -> list[Path]:
+    """One trial's figures (trial_figures) into DIR/figures/, as PNG."""
+    results = load_results(directory)
+    return [path for name, _, figure, _ in trial_figures(results, trial_id) for path in save_figure(results, name, figure)]
 
 
 def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:

@@ -37,6 +37,7 @@ examples:
   tiltsweep run grids/spiral-width.yaml --address 10.0.0.5:6379 --out /shared/results
   tiltsweep submit grids/myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results
   tiltsweep lr-range grids/digits-two-oscillations.yaml
+  tiltsweep trace results/quickstart TRIAL
   tiltsweep interpolate results/digits-two-oscillations TRIAL_A TRIAL_B"""
 
 
@@ -80,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(handler=command_plot)
 
     lr_range = commands.add_parser("lr-range", help="learning-rate range test for a grid's setup",
-                                   description="Train the grid's first point once with the learning rate rising linearly from "
-                                               "--min-lr to --max-lr; write the loss and accuracy against the rate to Parquet and a "
+                                   description="Train the grid's first point once with the learning rate rising from --min-lr to "
+                                               "--max-lr (geometrically over more than a decade), evaluated --evaluations times; write the loss and accuracy against the rate to Parquet and a "
                                                "figure with the suggested base and max rates for a triangular schedule.")
     lr_range.add_argument("grid", metavar="GRID.yaml", type=Path)
     lr_range.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="results go to DIR/<name>/lr-range (default: ./results)")
@@ -100,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("a", metavar="A")
     interpolate.add_argument("b", metavar="B")
     interpolate.set_defaults(handler=command_interpolate)
+
+    trace = commands.add_parser("trace", help="replay one finished point densely into DIR/traces/",
+                                description="Train one finished point of DIR again from its seed (the same steps, on the same "
+                                            "machine) and record every N steps into DIR/traces/<trial>.parquet, with the curves' "
+                                            "columns (and the Hessian's, when the grid tracks it). The trajectory figures draw it.")
+    trace.add_argument("directory", metavar="DIR", type=Path)
+    trace.add_argument("trial", metavar="TRIAL", help="a trial id, or the start of exactly one (tiltsweep status DIR lists them)")
+    trace.add_argument("--every", type=int, metavar="N",
+                       help="optimizer steps between rows (default: ~2,000 rows, 50 a period, dividing the grid's eval_every)")
+    trace.set_defaults(handler=command_trace)
 
     submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
                                  description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
@@ -261,6 +272,24 @@ def command_lr_range(args) -> int:
     print(f"range test over {frame['learning_rate'].iloc[0]:.3g} .. {frame['learning_rate'].iloc[-1]:.3g}: "
           f"suggested base_lr {suggestion['base_lr']:.3g}, max_lr {suggestion['max_lr']:.3g}")
     print(f"  {table}\n  {figure}")
+    return EXIT_OK
+
+
+def command_trace(args) -> int:
+    from tiltsweep.analysis import report
+    from tiltsweep.sweep.trace import trace_point
+
+    existing_results(args.directory)
+    trace = trace_point(args.directory, args.trial, args.every)
+    trial_id = trace.frame["trial_id"].iloc[0]
+    print(f"{trial_id}: {len(trace.frame)} rows, every {trace.every} steps -> {trace.path}")
+    if trace.differing:
+        print(f"  differs from the sweep's record at {trace.differing} of its {trace.checked} evaluations: this machine's replay "
+              f"(trained on another CPU, or vmapped with other points, it takes other last bits)")
+    else:
+        print(f"  matches the sweep's record at all {trace.checked} of its evaluations")
+    for path in report.draw_trial(args.directory, trial_id):
+        print(f"  {path}")
     return EXIT_OK
 
 

@@ -36,7 +36,7 @@ def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
     """(the trial's config, the state dict) of an endpoint, or Refused saying what is missing."""
     from tiltsweep.trainers import Checkpoint
 
-    recorded = results.records(on_corrupt=lambda error: None).get(endpoint.trial_id)
+    recorded = results.record_of(endpoint.trial_id)
     if recorded is None:
         raise Refused(f"{results.root}: no finished trial {endpoint.trial_id!r}")
     pack_id, record = recorded

@@ -11,6 +11,7 @@ writes its files (Parquet included):
     <root>/checkpoints/<id>/epoch-<n>.ckpt  the latest train states of an unfinished point
     <root>/states/<pack>.states       the final states its points keep (and epoch-<n> states with
                                       training.keep_checkpoints), for `tiltsweep interpolate`
+    <root>/traces/<trial>.parquet     one finished point replayed densely (`tiltsweep trace`)
     <root>/quarantine/                unreadable files, moved aside (never deleted), with log.jsonl
     <root>/figures/                   what `tiltsweep plot` draws
 
@@ -183,6 +184,7 @@ class ResultsDir:
     figures_dir = property(lambda self: self.root / "figures")
     lock_path = property(lambda self: self.root / ".lock")
     states_dir = property(lambda self: self.root / "states")
+    traces_dir = property(lambda self: self.root / "traces")
 
     def exists(self) -> bool:
         return self.grid_file.is_file()
@@ -257,6 +259,17 @@ class ResultsDir:
         on_corrupt and counts as no records."""
         candidates = ((t, (pack.pack_id, r)) for pack in self._packs(on_corrupt, records=True) for t, r in pack.records.items())
         return counting(candidates, rank=lambda held: held[1].precedence())
+
+    def record_of(self, trial_id: str) -> Optional[tuple[str, TrialRecord]]:
+        """(pack id, record) of one point's record that counts, reading one pack's records; None
+        if it has none."""
+        outcome = self.outcomes(on_corrupt=lambda error: None).get(trial_id)
+        if outcome is None:
+            return None
+        try:
+            return outcome.pack_id, self.read_pack(outcome.pack_id, only=[trial_id]).records[trial_id]
+        except CorruptFile:
+            return None  # the next run's sync quarantines it
 
     def outcomes(self, on_corrupt: Callable[[CorruptFile], None]) -> dict[str, Outcome]:
         """trial id -> the outcome of its record that counts, from the packs' headers (fast)."""
@@ -437,6 +450,14 @@ class ResultsDir:
             return pd.DataFrame(columns=["trial_id", "step", "epoch"])
         curves = pd.concat(frames, ignore_index=True)
         return curves if trial_ids is None else curves[curves["trial_id"].isin(set(trial_ids))].reset_index(drop=True)
+
+    def trace_path(self, trial_id: str) -> Path:
+        return self.traces_dir / f"{trial_id}.parquet"
+
+    def read_trace(self, trial_id: str) -> Optional[pd.DataFrame]:
+        """The point's trace (`tiltsweep trace`), or None if it has none."""
+        path = self.trace_path(trial_id)
+        return read_table(path) if path.exists() else None
 
     def read_summary(self, columns: Iterable[str] = ()) -> pd.DataFrame:
         """summary.parquet as written (empty, with the given columns, before the first point is filed)."""

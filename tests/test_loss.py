@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from tiltsweep.trainers import oscillation
 from tiltsweep.trainers.loss import class_weights, dynamical_loss, emphasized_class
 
 C = 3
@@ -83,3 +84,15 @@ def test_weights_are_traceable_values():
     np.testing.assert_allclose(weights(50, 10.0, 100.0, np.inf), gamma(50, 10.0, 100.0))
     np.testing.assert_allclose(weights(25, 3.0, 50.0, np.inf), gamma(25, 3.0, 50.0))
     assert weights._cache_size() == 1
+
+
+@pytest.mark.parametrize("shape", ["triangle", "cosine"])
+def test_numpys_gamma_over_many_steps_is_the_training_steps_gamma(shape):
+    """The figures draw Gamma_i(t) with NumPy, for every step at once; the trainer computes it in
+    JAX, one step at a time: the same numbers."""
+    steps = np.arange(0, 1300)
+    drawn = oscillation.class_weights(steps, 3, 30.0, 250.0, 1000, shape)
+    assert drawn.shape == (1300, 3) and np.allclose(drawn.sum(axis=1), 3.0)
+    trained = np.stack([np.asarray(class_weights(t, 3, 30.0, 250.0, 1000, shape)) for t in steps[::13]])
+    np.testing.assert_allclose(drawn[::13], trained, rtol=1e-6)
+    assert (drawn[1000:] == 1.0).all()  # the stop step

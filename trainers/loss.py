@@ -1,12 +1,8 @@
 """The dynamical loss of Ruiz-Garcia et al. (ICML 2021), exactly as DESIGN.md defines it.
 
-Classes i = 0..C-1, optimizer step t, period T (steps), amplitude A >= 1:
+Classes i = 0..C-1, optimizer step t, period T (steps), amplitude A >= 1, the class weights
+Gamma_i(t) of trainers.oscillation (the triangle or cosine emphasis of class floor(t / T) mod C):
 
-    k = floor(t / T)            cycle;  c(t) = k mod C, the emphasized class (round robin)
-    tau = t - k T               phase in [0, T)
-    g = 1 + (A - 1) (1 - |2 tau / T - 1|)        triangle (default): 1 -> A at T/2 -> 1
-    g = 1 + (A - 1) sin^2(pi tau / T)            cosine
-    raw_i = g if i == c(t) else 1;   Gamma_i(t) = C raw_i / sum_j raw_j   (so sum_i Gamma_i = C)
     F(t) = (1/P) sum_j Gamma_{y_j}(t) * l(f(x_j), y_j)
 
 with l the softmax cross-entropy (`dynamical_cross_entropy`) or the squared error against the
@@ -21,38 +17,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def oscillation_phase(step, period):
-    """(emphasized class index before the modulo C, phase fraction tau / T in [0, 1))."""
-    step = jnp.asarray(step, dtype=jnp.result_type(period, jnp.float32))
-    cycle = jnp.floor(step / period)
-    return cycle, (step - cycle * period) / period
-
-
-def emphasis(step, amplitude, period, stop_step, shape: str = "triangle"):
-    """The raw weight g(t) of the emphasized class: 1 <= g <= A, and 1 from stop_step on."""
-    _, phase = oscillation_phase(step, period)
-    if shape == "triangle":
-        profile = 1.0 - jnp.abs(2.0 * phase - 1.0)
-    elif shape == "cosine":
-        profile = jnp.sin(jnp.pi * phase) ** 2
-    else:
-        raise ValueError(f"unknown oscillation shape {shape!r}")
-    effective_amplitude = jnp.where(step >= stop_step, 1.0, amplitude)
-    return 1.0 + (effective_amplitude - 1.0) * profile
+from tiltsweep.trainers import oscillation
 
 
 def emphasized_class(step, period, num_classes: int):
-    """c(t) = floor(t / T) mod C, as an int32 scalar."""
-    cycle, _ = oscillation_phase(step, period)
-    return jnp.mod(cycle, num_classes).astype(jnp.int32)
+    """c(t) = floor(t / T) mod C, as an int32 scalar (trainers.oscillation, in JAX)."""
+    return oscillation.emphasized_class(step, period, num_classes, xp=jnp)
 
 
 def class_weights(step, num_classes: int, amplitude, period, stop_step, shape: str = "triangle"):
-    """Gamma(t), shape (C,): C * raw / sum(raw), summing to C."""
-    g = emphasis(step, amplitude, period, stop_step, shape)
-    raw = jnp.where(jnp.arange(num_classes) == emphasized_class(step, period, num_classes), g, 1.0)
-    return num_classes * raw / jnp.sum(raw)
+    """Gamma(t), shape (C,): C * raw / sum(raw), summing to C (trainers.oscillation, in JAX)."""
+    return oscillation.class_weights(step, num_classes, amplitude, period, stop_step, shape, xp=jnp)
 
 
 def cross_entropy(logits, labels):
