@@ -4,12 +4,12 @@ that its figure draws.
 
     from tiltsweep.analysis import plots
     figure = plots.phase_diagram("results/quickstart")                  # val_accuracy over (T, A)
-    figure = plots.phase_diagram("results/spiral-width", x="model.width", y="amplitude")
+    figure = plots.phase_diagram("results/spiral-phase-diagrams", x="model.width", y="amplitude")
     figure = plots.phase_diagram("results/quickstart", gain=True)       # minus the A = 1 row
-    figure = plots.std_band("results/wrn-cifar10")                      # against amplitude
-    figure = plots.learning_curves("results/myrtle5-cifar10")
+    figure = plots.std_band("results/supp-fig4-wrn-cifar10")            # against amplitude
+    figure = plots.learning_curves("results/supp-fig2-3-myrtle5-cifar10")
     figure = plots.trajectory("results/quickstart", trial_id)           # one trial's Fig. 4 panels
-    figure = plots.hessian_trajectory("results/spiral-hessian-small")   # the supplementary's Fig. 1
+    figure = plots.hessian_trajectory("results/fig4-bifurcations")      # the supplementary's Fig. 1
     figure = plots.side_by_side("results/digits-two-oscillations")    # one panel per sub-grid
 """
 

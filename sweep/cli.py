@@ -34,8 +34,8 @@ examples:
   tiltsweep run grids/quickstart.yaml
   tiltsweep status results/quickstart
   tiltsweep resume results/quickstart
-  tiltsweep run grids/spiral-width.yaml --address 10.0.0.5:6379 --out /shared/results
-  tiltsweep submit grids/myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results
+  tiltsweep run grids/paper/spiral-phase-diagrams.yaml --address 10.0.0.5:6379 --out /shared/results
+  tiltsweep submit grids/paper/supp-fig2-3-myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results
   tiltsweep lr-range grids/digits-two-oscillations.yaml
   tiltsweep trace results/quickstart TRIAL
   tiltsweep interpolate results/digits-two-oscillations TRIAL_A TRIAL_B"""
