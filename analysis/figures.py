@@ -41,6 +41,12 @@ def ordered(values: Sequence) -> list:
     return values
 
 
+def significant(row) -> bool:
+    """Whether a reduced table's row is a cell whose gain tested significant (analysis.reduce)."""
+    flag = row.get("significant")
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
+
+
 def cell_text(row, fmt: str, show_n: bool) -> str:
     status = row["cell_status"]
     if status != "ok":
@@ -50,6 +56,8 @@ def cell_text(row, fmt: str, show_n: bool) -> str:
     lines = [format(row["mean"], fmt), spread]
     if show_n:
         lines.append(f"n={row['n']}")
+    if "p_adjusted" in row.index and row.get("test") != "baseline":
+        lines.append(f"p={row['p_adjusted']:.2g}" + ("*" if significant(row) else "") if not math.isnan(row["p_adjusted"]) else "no test: 1 seed")
     problems = [f"{row['n_diverged']} div" if row["n_diverged"] else "", f"{row['n_failed']} fail" if row["n_failed"] else ""]
     if any(problems):
         lines.append(" ".join(p for p in problems if p))
@@ -101,6 +109,8 @@ def phase_panel(panel, part: pd.DataFrame, x: str, y: str, style: dict, title: s
         backing = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5} if row["cell_status"] != "ok" else None
         panel.text(j + 0.5, i + 0.5, cell_text(row, style["fmt"], style["show_n"]), ha="center", va="center", fontsize=8,
                    color=text_colour, bbox=backing, gid=f"cell:{where}")
+        if significant(row):
+            panel.add_patch(Rectangle((j + 0.03, i + 0.03), 0.94, 0.94, fill=False, edgecolor="black", linewidth=2.5, gid=f"significant:{where}"))
 
 
 def phase_style(tables, label: str, fmt: str, cmap: str, center: Optional[float]) -> dict:
@@ -130,7 +140,7 @@ def phase_diagram(
         phase_panel(panel, part, x, y, style, ", ".join(f"{f} = {value_text(v)}" for f, v in zip(facets, key)))
     for panel in list(axes.flat)[len(facet_values):]:
         panel.set_visible(False)
-    figure.suptitle(title)
+    figure.suptitle(title, wrap=True)
     return figure
 
 

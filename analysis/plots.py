@@ -24,7 +24,9 @@ from matplotlib.figure import Figure
 
 from tiltsweep.analysis import figures
 from tiltsweep.analysis.load import Results, load_results, num_classes
-from tiltsweep.analysis.reduce import SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds
+from tiltsweep.analysis.reduce import (
+    SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds, significance_table,
+)
 
 
 class PlotError(ValueError):
@@ -71,13 +73,18 @@ def can_gain(results: Results) -> bool:
 
 
 def phase_table(source: Source, metric: str = "val_accuracy", epoch: Optional[int] = None, gain: bool = False) -> pd.DataFrame:
-    """reduce_seeds over the full grid; with gain, of the per-seed gain over A = 1 at equal axes."""
+    """reduce_seeds over the full grid; with gain, of the per-seed gain over A = 1 at equal axes,
+    with each cell's paired test (significance_table: ci_low, ci_high, p_value, p_adjusted,
+    significant, n_paired, test, correction)."""
     results = as_results(source)
     summary = trials_with(results, metric, epoch)
     if gain:
         if not can_gain(results):
             raise PlotError(f"{results.name}: a gain needs an amplitude axis that includes A = 1")
-        return reduce_seeds(gain_over_baseline(summary, metric, results.axes), f"{metric}_gain", results.axes)
+        reduced = reduce_seeds(gain_over_baseline(summary, metric, results.axes), f"{metric}_gain", results.axes)
+        tested = significance_table(summary, metric, results.axes).rename(columns={"n": "n_paired"})
+        by = group_axes(results.axes)
+        return reduced.merge(tested.drop(columns=["mean", "std"]), on=by, how="left") if by else pd.concat([reduced, tested.drop(columns=["mean", "std"])], axis=1)
     return reduce_seeds(summary, metric, results.axes)
 
 
@@ -92,8 +99,10 @@ def phase_diagram(
     label = metric_label(metric, epoch)
     table = phase_table(results, metric, epoch, gain)
     if gain:
-        return figures.phase_diagram(table, x, y, f"{results.name}: {label} minus A = 1 (paired by seed)", f"gain in {metric}",
-                                     fmt="+.3f", cmap="RdBu", center=0.0)
+        tested = table["correction"].iloc[0] if len(table) else "no cells"
+        return figures.phase_diagram(table, x, y, f"{results.name}: {label} minus A = 1 (paired by seed)\n"
+                                     f"outlined, p*: gain ≠ 0 (paired t-test; p adjusted by {tested}; * below 0.05)",
+                                     f"gain in {metric}", fmt="+.3f", cmap="RdBu", center=0.0)
     return figures.phase_diagram(table, x, y, f"{results.name}: {label} (mean ± std over seeds)", label)
 
 

@@ -7,12 +7,16 @@ sample standard deviation; NaN for a single seed), `n` (completed seeds), `n_div
 metrics are those of its last finite evaluation, not of a finished training. A group with no
 completed seed has mean NaN and a `cell_status` saying why: `diverged`, `failed` or `missing`
 (a grid point without any result yet); otherwise `ok`.
+
+`significance_table(summary, metric, axes)` tests each cell's gain over its A = 1 baseline,
+paired by seed, with a 95% interval and Holm-adjusted p-values over the diagram's cells.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -87,6 +91,70 @@ def gain_over_baseline(summary: pd.DataFrame, metric: str, axes, baseline: str =
     merged = keyed.merge(reference.rename(columns={metric: "_baseline"}), on=["_all", *partners], how="left")
     merged[f"{metric}_gain"] = merged[metric] - merged["_baseline"]
     return merged.drop(columns=["_all", "_baseline"])
+
+
+CONFIDENCE = 0.95
+
+
+def paired_gain_test(gains, confidence: float = CONFIDENCE) -> dict:
+    """The paired t-test of per-seed gains (metric minus its A = 1 partner of the same seed):
+    mean, std (ddof 1), n, the `confidence` interval mean +- t_{(1+confidence)/2, n-1} std / sqrt(n),
+    and the two-sided p-value of mean = 0. With fewer than 2 seeds there is no test (NaN, and
+    `test` says why); gains that are all equal give p = 0 when nonzero, 1 when zero."""
+    from scipy import stats
+
+    gains = np.asarray(gains, dtype=float)
+    gains = gains[np.isfinite(gains)]
+    n = len(gains)
+    mean = float(gains.mean()) if n else math.nan
+    if n < 2:
+        return {"mean": mean, "std": math.nan, "n": n, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+                "test": "too few seeds" if n else "no paired seeds"}
+    std = float(gains.std(ddof=1))
+    if std == 0:
+        return {"mean": mean, "std": 0.0, "n": n, "ci_low": mean, "ci_high": mean, "p_value": 0.0 if mean else 1.0, "test": "paired t"}
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+    p_value = float(stats.ttest_1samp(gains, 0.0).pvalue)
+    return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half, "p_value": p_value, "test": "paired t"}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (NaN stays NaN, out of the family): the i-th
+    smallest of m becomes max over j <= i of min(1, (m - j + 1) p_(j)). It controls the
+    probability of any false claim among the family, whatever the dependence between its tests."""
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p_values), np.nan)
+    tested = np.flatnonzero(np.isfinite(p_values))
+    order = tested[np.argsort(p_values[tested], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def significance_table(summary: pd.DataFrame, metric: str, axes, alpha: float = 1 - CONFIDENCE,
+                       baseline: str = "amplitude", baseline_value=1.0) -> pd.DataFrame:
+    """Per cell (every axis but seed), the paired test of its gain over the A = 1 cell at the same
+    other axes (gain_over_baseline, then paired_gain_test), over the grid's cells; `p_adjusted` is
+    Holm's over the cells tested (the baseline's own cells are not: their gain is 0 by
+    construction), and `significant` means p_adjusted < alpha."""
+    by = group_axes(axes)
+    gains = gain_over_baseline(summary, metric, axes, baseline, baseline_value)
+    gains = gains[gains["status"] == "completed"]
+    grouped = {key if isinstance(key, tuple) else (key,): frame for key, frame in gains.groupby(by, dropna=False)} if by else {(): gains}
+    rows = []
+    for key in itertools.product(*([comparable(v) for v in axes[axis]] for axis in by)):
+        cell = dict(zip(by, key))
+        test = paired_gain_test(grouped.get(key, gains.iloc[0:0])[f"{metric}_gain"])
+        if float(cell.get(baseline, math.nan)) == float(baseline_value):
+            test.update(p_value=math.nan, test="baseline")
+        rows.append({**cell, **test})
+    table = pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high", "p_value", "test"])
+    table["p_adjusted"] = holm(table["p_value"])
+    table["significant"] = table["p_adjusted"] < alpha
+    table["correction"] = f"Holm over {int(table['p_value'].notna().sum())} cells"  # the figure's title names it
+    return table
 
 
 def curve_bands(curves: pd.DataFrame, summary: pd.DataFrame, axes, metric: str) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """`tiltsweep plot DIR`: every figure of a results directory into DIR/figures/, with an
-index.html that shows them beside the reduced tables. Built from the notebook API
+index.html that shows them beside the reduced tables; each figure's table is also written beside
+it as <figure>.csv. Built from the notebook API
 (analysis.plots), for the chosen metric (final `val_accuracy` by default, any summary column, or
 its value at `--epoch`):
 
@@ -8,7 +9,9 @@ its value at `--epoch`):
   trajectories);
 - phase_<metric>: the seed-averaged metric over x and y (period and amplitude by default);
 - phase_train_accuracy: the same for training accuracy;
-- phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed;
+- phase_<metric>_gain: the gain over the A = 1 row at the same T, paired by seed, each cell's
+  paired t-test (95% interval, p-values Holm-adjusted over the diagram's cells) in its table and
+  the significant cells outlined;
 - band_<metric>: the metric against amplitude with a ±1 std band, one line per other axis value;
 - curves_val_accuracy: validation accuracy against epoch per group, with bands;
 - trajectory_<trial>: Gamma_i(t), F(t), F(t) - F(t-1) and accuracy of the best trial and of
@@ -31,6 +34,7 @@ from tiltsweep.analysis.plots import PlotError, metric_label
 from tiltsweep.sweep.atomic import atomic_write
 
 FORMATS = ("png", "pdf", "svg")
+TABLE_ROWS_SHOWN = 100  # longer tables (curves, traces) are linked from index.html, not shown
 
 
 @dataclass
@@ -60,8 +64,8 @@ def build_report(
     label = metric_label(metric, epoch)
     drawn: list[Drawn] = []
 
-    def add(name: str, caption: str, figure, table=None):
-        drawn.append(Drawn(caption, save_figure(results, name, figure, formats), table))
+    def add(name: str, caption: str, figure, table):
+        drawn.append(Drawn(caption, save_figure(results, name, figure, formats, table), table))
 
     several_subgrids = len(results.subgrids) > 1  # then one side-by-side figure replaces the grid-wide ones
     if several_subgrids:
@@ -80,10 +84,12 @@ def build_report(
             add(f"phase_{metric}_gain", f"gain of {label} over A = 1 at the same other axes, paired by seed",
                 plots.phase_diagram(results, metric, x, y, epoch, gain=True), plots.phase_table(results, metric, epoch, gain=True))
     if "amplitude" in results.axes and not several_subgrids:
-        add(f"band_{metric}", f"{label} against amplitude: mean and ±1 std band over seeds", plots.std_band(results, metric, epoch))
+        add(f"band_{metric}", f"{label} against amplitude: mean and ±1 std band over seeds", plots.std_band(results, metric, epoch),
+            plots.phase_table(results, metric, epoch))
     has_curves = len(results.curves) and "val_accuracy" in results.curves
     if has_curves and not several_subgrids:
-        add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results))
+        add("curves_val_accuracy", "validation accuracy against epoch: mean and ±1 std band over seeds", plots.learning_curves(results),
+            plots.curve_table(results))
     best = plots.best_trial(results, metric) if has_curves else None
     for trial_id in dict.fromkeys([best, *results.traced] if best else results.traced):
         which = "the best trial" if trial_id == best else "a traced trial"
@@ -97,7 +103,7 @@ def trial_figures(results: Results, trial_id: str):
     """(name, caption, figure, table) of one trial's trajectory, and of its Hessian where measured."""
     view = plots.one_trial(results, trial_id)
     dense = " (its trace)" if view.source == "trace" else ""
-    yield f"trajectory_{trial_id}", f"weights, loss and accuracy over steps{dense}", plots.trajectory(results, trial_id), None
+    yield f"trajectory_{trial_id}", f"weights, loss and accuracy over steps{dense}", plots.trajectory(results, trial_id), view.curve
     if plots.has_hessian(results, trial_id):
         found = plots.instabilities(results, trial_id)
         table = pd.DataFrame({"instability starts (step)": found["starts"], "ends (step)": found["ends"]})
@@ -105,17 +111,21 @@ def trial_figures(results: Results, trial_id: str):
                plots.hessian_trajectory(results, trial_id), table)
 
 
-def save_figure(results: Results, name: str, figure, formats=("png",)) -> list[Path]:
+def save_figure(results: Results, name: str, figure, formats=("png",), table: Optional[pd.DataFrame] = None) -> list[Path]:
+    """The figure in each format, and the table it draws beside it as <name>.csv."""
     files = [results.figures_dir / f"{name}.{fmt}" for fmt in formats]
     for path, fmt in zip(files, formats):
         atomic_write(path, figures.save(figure, fmt))
+    if table is not None:
+        files.append(results.figures_dir / f"{name}.csv")
+        atomic_write(files[-1], table.to_csv(index=False).encode())
     return files
 
 
 def draw_trial(directory, trial_id: str) -> list[Path]:
     """One trial's figures (trial_figures) into DIR/figures/, as PNG."""
     results = load_results(directory)
-    return [path for name, _, figure, _ in trial_figures(results, trial_id) for path in save_figure(results, name, figure)]
+    return [path for name, _, figure, table in trial_figures(results, trial_id) for path in save_figure(results, name, figure, table=table)]
 
 
 def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
@@ -135,7 +145,10 @@ def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
         parts.append(f"<a href='{image.name}'><img src='{image.name}'></a>" if image.suffix != ".pdf"
                      else f"<p><a href='{image.name}'>{image.name}</a></p>")
         if item.table is not None:
-            parts.append(item.table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))
+            csv = next(p.name for p in item.files if p.suffix == ".csv")
+            parts.append(f"<p>its table: <a href='{csv}'>{csv}</a> ({len(item.table)} rows)</p>")
+            if len(item.table) <= TABLE_ROWS_SHOWN:
+                parts.append(item.table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))
     unfinished = results.trials[results.trials["status"] != "completed"]
     if len(unfinished):
         parts.append("<h2>Trials that did not complete</h2>")

@@ -1,15 +1,18 @@
 """Figures drawn from a small real results directory: what is annotated equals the reduced
 table, and the marked cells are exactly where points failed, diverged or are missing."""
 
+import io
 import json
+import math
 import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tiltsweep.analysis import plots
+from tiltsweep.analysis import plots, reduce
 from tiltsweep.analysis.report import build_report
 from tiltsweep.sweep.cli import main
 from tiltsweep.sweep.grid import load_grid
@@ -68,7 +71,7 @@ def test_report_writes_every_figure_and_an_index(results_dir):
     for stem in ("phase_val_accuracy", "phase_train_accuracy", "phase_val_accuracy_gain", "band_val_accuracy", "curves_val_accuracy"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
     assert any(name.startswith("trajectory_") for name in names)
-    for path in paths[:-1]:
+    for path in (p for p in paths[:-1] if p.suffix != ".csv"):
         assert path.stat().st_size > 1000
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -78,6 +81,12 @@ def test_report_writes_every_figure_and_an_index(results_dir):
         if path.suffix == ".png":
             assert f"src='{path.name}'" in index
     assert "Trials that did not complete" in index and "InjectedFault" in index
+    # Every figure's table beside it, as CSV, linked from the index.
+    for stem in ("phase_val_accuracy", "phase_val_accuracy_gain", "band_val_accuracy", "curves_val_accuracy"):
+        assert f"{stem}.csv" in names and f"href='{stem}.csv'" in index
+    gain = pd.read_csv(results_dir / "figures" / "phase_val_accuracy_gain.csv")
+    assert {"mean", "std", "n", "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "test"} <= set(gain.columns)
+    pd.testing.assert_frame_equal(gain, pd.read_csv(io.StringIO(plots.phase_table(results_dir, gain=True).to_csv(index=False))))
 
 
 def test_reading_results_loads_no_jax(results_dir):
@@ -162,3 +171,23 @@ loss: {amplitude: 70, period: 300, stop_oscillation_epoch: 2700}
 
 def gids_all(figure: Figure, gid: str) -> list:
     return figure.findobj(lambda artist: artist.get_gid() == gid)
+
+
+def test_the_gain_diagram_outlines_the_significant_cells_and_names_its_correction():
+    from tiltsweep.analysis import figures
+
+    rows = []
+    for period, gains in ((100.0, [0.10, 0.102, 0.098, 0.101]), (200.0, [0.3, -0.2, 0.1, -0.1])):
+        rows += [{"amplitude": 1.0, "period": period, "mean": 0.0, "std": 0.0, "n": 4, "n_diverged": 0, "n_failed": 0, "n_trials": 4,
+                  "cell_status": "ok", "test": "baseline", "p_adjusted": math.nan, "significant": False}]
+        test = reduce.paired_gain_test(gains)
+        rows += [{"amplitude": 10.0, "period": period, "mean": test["mean"], "std": test["std"], "n": 4, "n_diverged": 0, "n_failed": 0,
+                  "n_trials": 4, "cell_status": "ok", "test": "paired t", "p_value": test["p_value"]}]
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = reduce.holm(table["p_value"])
+    table["significant"] = table["p_adjusted"] < 0.05
+    figure = figures.phase_diagram(table, "period", "amplitude", "gain", fmt="+.3f", cmap="RdBu", center=0.0)
+    assert set(gids(figure, "significant:")) == {"significant:100:10"}
+    assert gids(figure, "cell:100:10")["cell:100:10"].get_text().splitlines()[-1].endswith("*")
+    assert not gids(figure, "cell:200:10")["cell:200:10"].get_text().endswith("*")
+    assert "p=" not in gids(figure, "cell:100:1")["cell:100:1"].get_text()  # the baseline is not tested

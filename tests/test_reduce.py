@@ -5,7 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from tiltsweep.analysis.reduce import curve_bands, gain_over_baseline, metric_at_epoch, reduce_seeds
+from tiltsweep.analysis.reduce import (
+    curve_bands, gain_over_baseline, holm, metric_at_epoch, paired_gain_test, reduce_seeds, significance_table,
+)
 
 AXES = {"amplitude": [1, 10], "period": [100, 200], "seed": [0, 1, 2]}
 
@@ -130,3 +132,36 @@ def test_analysis_reads_the_axes_the_run_wrote_and_never_the_grid_file(tmp_path)
     assert loaded.name == "subgrids" and loaded.axes == {"amplitude": [1, 10, 30], "period": [5, 7], "seed": [0, 1]}
     assert [sub["axes"] for sub in loaded.subgrids] == [{"amplitude": [1, 10], "period": [5, 7]}, {"amplitude": [1, 30], "seed": [0, 1]}]
     assert loaded.summary.empty and {"trial_id", "amplitude", "period", "seed", "val_accuracy"} <= set(loaded.summary.columns)
+
+
+def test_the_paired_t_interval_and_p_value_worked_out_by_hand():
+    """Gains 0.1, 0.2, 0.3, 0.4: mean 0.25, s = 0.129099, se = s / 2 = 0.064550, t = 3.8730 with
+    3 degrees of freedom; t_{0.975, 3} = 3.182446, so the 95% interval is 0.25 -+ 0.205426 and the
+    two-sided p-value is 0.030466."""
+    test = paired_gain_test([0.1, 0.2, 0.3, 0.4])
+    assert test["mean"] == pytest.approx(0.25) and test["std"] == pytest.approx(0.129099, abs=1e-6) and test["n"] == 4
+    assert (test["ci_low"], test["ci_high"]) == (pytest.approx(0.044574, abs=1e-6), pytest.approx(0.455426, abs=1e-6))
+    assert test["p_value"] == pytest.approx(0.030466, abs=1e-6)
+    alone = paired_gain_test([0.3, math.nan])
+    assert alone["n"] == 1 and alone["test"] == "too few seeds" and math.isnan(alone["p_value"]) and math.isnan(alone["ci_low"])
+
+
+def test_holm_adjusts_over_the_tested_cells_only():
+    """p = 0.01, 0.04, 0.03 (and an untested cell): sorted 0.01 x 3 = 0.03, 0.03 x 2 = 0.06,
+    0.04 x 1 = 0.04, raised to the running maximum 0.06."""
+    adjusted = holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+
+
+def test_significance_per_cell_pairs_each_seed_with_its_baseline():
+    rows = [(1.0, period, seed, "completed", 0.50 + 0.01 * seed) for period in (100.0, 200.0) for seed in range(4)]
+    rows += [(10.0, 100.0, seed, "completed", 0.60 + 0.01 * seed + gain) for seed, gain in enumerate([0.0, 0.002, -0.002, 0.001])]
+    rows += [(10.0, 200.0, 0, "completed", 0.9), (10.0, 200.0, 1, "failed", math.nan)]
+    table = significance_table(trials(rows), "val_accuracy", {"amplitude": [1, 10], "period": [100, 200], "seed": [0, 1, 2, 3]})
+    strong = cell(table, 10, 100)  # gains 0.100, 0.102, 0.098, 0.101: paired, the seed offsets cancel
+    assert strong["n"] == 4 and strong["mean"] == pytest.approx(0.10025) and strong["ci_low"] > 0.09
+    assert strong["p_value"] < 1e-5 and strong["p_adjusted"] == strong["p_value"] and bool(strong["significant"])
+    single = cell(table, 10, 200)  # one completed seed: no test, and not counted in the correction
+    assert single["test"] == "too few seeds" and math.isnan(single["p_adjusted"]) and not single["significant"]
+    assert set(table.loc[table["amplitude"] == 1, "test"]) == {"baseline"}
+    assert set(table["correction"]) == {"Holm over 1 cells"}
