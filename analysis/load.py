@@ -13,6 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
+from tiltsweep.analysis.reduce import comparable
 from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, description_of
 from tiltsweep.sweep.results import ResultsDir, SweepDescription
 
@@ -67,8 +68,13 @@ def grid_rows(summary: pd.DataFrame, description: SweepDescription) -> pd.DataFr
     of the grid's values its training stands for (amplitude 1 at every period: sweep.identity),
     with that combination's axis values. Records of points no longer in the grid are left out."""
     rows = summary[summary["trial_id"].isin(description.points.keys())]
-    copies = [rows[rows["trial_id"] == trial_id].assign(**axes) for trial_id, shared in description.shared.items() for axes in shared]
-    return pd.concat([rows, *copies], ignore_index=True) if copies else rows.reset_index(drop=True)
+    if not description.shared:
+        return rows.reset_index(drop=True)
+    alone = rows[~rows["trial_id"].isin(description.shared.keys())]
+    as_stored = lambda axes: {column: comparable(value) for column, value in axes.items()}  # lists as the summary holds them
+    standing = [rows[rows["trial_id"] == trial_id].assign(**as_stored({**description.points[trial_id], **axes}))
+                for trial_id, shared in description.shared.items() for axes in [{}, *shared]]
+    return pd.concat([alone, *standing], ignore_index=True)
 
 
 def num_classes(config: dict) -> int:

@@ -209,9 +209,9 @@ def adopt_former_ids(results: ResultsDir) -> None:
     final = lambda trial_id: trial_id in outcomes and outcomes[trial_id].final
     adopted = {}
     for trial_id, former_ids in description.former.items():
-        found = next((former for former in former_ids if final(former)), None)
         if final(trial_id):
             continue
+        found = next((former for former in former_ids if final(former)), None)
         if found:
             adopted[found] = trial_id
         elif not results.checkpoint_files(trial_id):
