@@ -23,7 +23,7 @@ from matplotlib.patches import Rectangle
 
 from tiltsweep.trainers.oscillation import class_weights
 
-MARK_COLOURS = {"diverged": "#d62728", "failed": "#7f3c8d", "missing": "#9e9e9e"}
+MARK_COLOURS = {"diverged": "#d62728", "failed": "#7f3c8d", "missing": "#9e9e9e", "not measured": "#d0d0d0"}
 
 
 def value_text(value) -> str:
@@ -51,7 +51,7 @@ def cell_text(row, fmt: str, show_n: bool) -> str:
     status = row["cell_status"]
     if status != "ok":
         bad = row["n_diverged"] if status == "diverged" else row["n_failed"]
-        return "missing" if status == "missing" else f"{status}\n{bad}/{row['n_trials']}"
+        return status if status in ("missing", "not measured") else f"{status}\n{bad}/{row['n_trials']}"
     spread = "±" + format(row["std"], fmt.lstrip("+")) if not math.isnan(row["std"]) else "(1 seed)"
     lines = [format(row["mean"], fmt), spread]
     if show_n:
@@ -99,7 +99,10 @@ def phase_panel(panel, part: pd.DataFrame, x: str, y: str, style: dict, title: s
         where = f"{value_text(xv)}:{value_text(yv)}"
         if row["cell_status"] != "ok":
             colour = MARK_COLOURS[row["cell_status"]]
-            panel.add_patch(Rectangle((j, i), 1, 1, facecolor="#eeeeee", edgecolor=colour, hatch="///", linewidth=1.5, gid=f"marked:{row['cell_status']}:{where}"))
+            if row["cell_status"] == "not measured":  # no point of the sweep there: blank, not a result
+                panel.add_patch(Rectangle((j, i), 1, 1, facecolor="white", edgecolor="none", gid=f"not-measured:{where}"))
+            else:
+                panel.add_patch(Rectangle((j, i), 1, 1, facecolor="#eeeeee", edgecolor=colour, hatch="///", linewidth=1.5, gid=f"marked:{row['cell_status']}:{where}"))
             text_colour = colour
         else:
             if row["n_diverged"] or row["n_failed"]:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from tiltsweep.analysis.reduce import comparable
+from tiltsweep.analysis.reduce import comparable, group_axes
 from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, description_of
 from tiltsweep.sweep.results import ResultsDir, SweepDescription
 
@@ -26,6 +26,9 @@ class Results:
     axes: dict[str, list]  # column -> the grid's values for that axis, in the file's order
     subgrids: list[dict] = field(default_factory=list)  # {"axes", "trial_ids"}; more than one when `grid` is a list
     store: ResultsDir = field(default=None, repr=False)
+    # the sweep's combinations of the non-seed axes (tuples, axes in order), when `tiltsweep
+    # refine` made it other than the product of its axes; None for a plain grid
+    cells: Optional[set] = None
 
     @property
     def figures_dir(self) -> Path:
@@ -60,7 +63,15 @@ def load_results(directory) -> Results:
         raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
     description = description_of(results)
     summary = results.read_summary(columns=[*SUMMARY_COLUMNS[:2], *description.axes, *SUMMARY_COLUMNS[2:]])
-    return Results(description.name, results.root, grid_rows(summary, description), description.axes, description.subgrids, results)
+    cells = sweep_cells(description) if results.added_points() else None
+    return Results(description.name, results.root, grid_rows(summary, description), description.axes, description.subgrids, results, cells)
+
+
+def sweep_cells(description: SweepDescription) -> set:
+    """Every combination of the non-seed axes that a point of the sweep stands for."""
+    by = group_axes(description.axes)
+    combinations = [axes for trial_id, own in description.points.items() for axes in [own, *({**own, **other} for other in description.shared.get(trial_id, []))]]
+    return {tuple(comparable(axes[axis]) for axis in by) for axes in combinations}
 
 
 def grid_rows(summary: pd.DataFrame, description: SweepDescription) -> pd.DataFrame:

@@ -81,11 +81,11 @@ def phase_table(source: Source, metric: str = "val_accuracy", epoch: Optional[in
     if gain:
         if not can_gain(results):
             raise PlotError(f"{results.name}: a gain needs an amplitude axis that includes A = 1")
-        reduced = reduce_seeds(gain_over_baseline(summary, metric, results.axes), f"{metric}_gain", results.axes)
+        reduced = reduce_seeds(gain_over_baseline(summary, metric, results.axes), f"{metric}_gain", results.axes, results.cells)
         tested = significance_table(summary, metric, results.axes).rename(columns={"n": "n_paired"})
         by = group_axes(results.axes)
         return reduced.merge(tested.drop(columns=["mean", "std"]), on=by, how="left") if by else pd.concat([reduced, tested.drop(columns=["mean", "std"])], axis=1)
-    return reduce_seeds(summary, metric, results.axes)
+    return reduce_seeds(summary, metric, results.axes, results.cells)
 
 
 def phase_diagram(

@@ -6,7 +6,8 @@ sample standard deviation; NaN for a single seed), `n` (completed seeds), `n_div
 `n_failed` and `n_trials`. Diverged and failed seeds never enter the mean: a diverged trial's
 metrics are those of its last finite evaluation, not of a finished training. A group with no
 completed seed has mean NaN and a `cell_status` saying why: `diverged`, `failed` or `missing`
-(a grid point without any result yet); otherwise `ok`.
+(a grid point without any result yet) or `not measured` (outside a refined sweep's points);
+otherwise `ok`.
 
 `significance_table(summary, metric, axes)` tests each cell's gain over its A = 1 baseline,
 paired by seed, with a 95% interval and Holm-adjusted p-values over the diagram's cells.
@@ -34,9 +35,11 @@ def comparable(value):
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def reduce_seeds(summary: pd.DataFrame, metric: str, axes: dict[str, list]) -> pd.DataFrame:
+def reduce_seeds(summary: pd.DataFrame, metric: str, axes: dict[str, list], cells=None) -> pd.DataFrame:
     """One row per combination of the non-seed axes of `axes` (column -> grid values), over the
-    full grid, so points never run appear as `missing`."""
+    full grid, so points never run appear as `missing`. `cells`: the set of the sweep's
+    combinations (tuples in the order of the non-seed axes), when it is not the whole product
+    (a refined sweep): the others are `not measured`."""
     by = group_axes(axes)
     groups = {(): summary}
     if by:
@@ -44,7 +47,10 @@ def reduce_seeds(summary: pd.DataFrame, metric: str, axes: dict[str, list]) -> p
     rows = []
     for key in itertools.product(*([comparable(v) for v in axes[axis]] for axis in by)):
         trials = groups.get(key, summary.iloc[0:0])
-        rows.append({**dict(zip(by, key)), **reduce_group(trials, metric)})
+        reduced = reduce_group(trials, metric)
+        if cells is not None and reduced["cell_status"] == "missing" and key not in cells:
+            reduced["cell_status"] = "not measured"
+        rows.append({**dict(zip(by, key)), **reduced})
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "n_diverged", "n_failed", "n_trials", "cell_status"])
 
 

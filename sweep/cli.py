@@ -38,6 +38,7 @@ examples:
   tiltsweep submit grids/paper/supp-fig2-3-myrtle5-cifar10.yaml --address http://10.0.0.5:8265 --out /shared/results
   tiltsweep lr-range grids/digits-two-oscillations.yaml
   tiltsweep trace results/quickstart TRIAL
+  tiltsweep refine results/quickstart --budget 12
   tiltsweep interpolate results/digits-two-oscillations TRIAL_A TRIAL_B"""
 
 
@@ -111,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--every", type=int, metavar="N",
                        help="optimizer steps between rows (default: ~2,000 rows, 50 a period, dividing the grid's eval_every)")
     trace.set_defaults(handler=command_trace)
+
+    refine = commands.add_parser("refine", help="add the points that tell most about the phase diagram, and run them",
+                                 description="Propose new points from the results in DIR, record them in DIR/refinements.json "
+                                             "(run and resume then know the extended sweep) and run them. --budget N: at most N "
+                                             "trainings between the neighbouring cells whose means differ most for their "
+                                             "uncertainty (the boundary), for every seed. --seeds-until SE: more seeds where the "
+                                             "standard error of a cell's mean exceeds SE, up to --max-seeds.")
+    refine.add_argument("directory", metavar="DIR", type=Path)
+    kind = refine.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--budget", type=int, metavar="N", help="at most N new trainings at the boundary")
+    kind.add_argument("--seeds-until", type=float, metavar="SE", help="add seeds until each cell's standard error is at most SE")
+    refine.add_argument("--max-seeds", type=int, default=10, metavar="K", help="with --seeds-until: at most K seeds a cell (default 10)")
+    refine.add_argument("--dry-run", action="store_true", help="print the proposals; record and run nothing")
+    add_sweep_options(refine)
+    refine.set_defaults(handler=command_refine)
 
     submit = commands.add_parser("submit", help="run a sweep as a Ray job on a running cluster",
                                  description="Submit `tiltsweep run GRID.yaml` to a Ray cluster's job server and print the job id.")
@@ -210,7 +226,10 @@ def command_run(args) -> int:
     from tiltsweep.sweep.runner import results_dir_for
 
     spec = load_grid(args.grid, smoke=args.smoke)
-    return execute(spec, results_dir_for(spec, args.out), args)
+    results = results_dir_for(spec, args.out)
+    if results.added_points():  # a refined sweep: the grid file and what `refine` added to it
+        spec = load_grid(args.grid, smoke=args.smoke, added=results.added_points())
+    return execute(spec, results, args)
 
 
 def existing_results(directory: Path):
@@ -230,7 +249,7 @@ def open_results(directory: Path):
     from tiltsweep.sweep.grid import load_grid
 
     results = existing_results(directory)
-    return load_grid(results.grid_file, base_dir=results.grid_base_dir()), results
+    return load_grid(results.grid_file, base_dir=results.grid_base_dir(), added=results.added_points()), results
 
 
 def command_resume(args) -> int:
@@ -273,6 +292,37 @@ def command_lr_range(args) -> int:
           f"suggested base_lr {suggestion['base_lr']:.3g}, max_lr {suggestion['max_lr']:.3g}")
     print(f"  {table}\n  {figure}")
     return EXIT_OK
+
+
+def command_refine(args) -> int:
+    from tiltsweep.analysis.figures import value_text
+    from tiltsweep.analysis.load import load_results
+    from tiltsweep.analysis.plots import phase_axes
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.ledger import sweep_status
+    from tiltsweep.sweep.refine import propose_boundary, propose_seeds
+
+    spec, results = open_results(args.directory)
+    status = sweep_status(results)
+    if status.trials["pending"] or status.trials["partial"]:
+        raise Refused(f"{results.root}: {len(status.trials['pending']) + len(status.trials['partial'])} points have not finished; "
+                      f"`tiltsweep resume {results.root}` first (refining needs the results)")
+    loaded = load_results(results.root)
+    if args.budget is not None:
+        x, y = phase_axes(loaded, args.x, args.y)
+        if not (x and y):
+            raise Refused(f"{spec.name}: refining a boundary needs two swept axes besides seed")
+        points, how = propose_boundary(loaded, args.budget, args.metric, x, y), f"--budget {args.budget} --metric {args.metric} --x {x} --y {y}"
+    else:
+        points, how = propose_seeds(loaded, args.metric, args.seeds_until, args.max_seeds), f"--seeds-until {args.seeds_until} --max-seeds {args.max_seeds}"
+    extended = load_grid(results.grid_file, base_dir=results.grid_base_dir(), added=results.added_points() + points)
+    print(f"{spec.name}: {len(points)} new points, {len(extended.points) - len(spec.points)} new trainings ({how})")
+    for point in points:
+        print("  " + ", ".join(f"{column}={value_text(value)}" for column, value in point.items()))
+    if args.dry_run or not points:
+        return EXIT_OK
+    results.add_points(points, how)
+    return execute(*open_results(results.root), args)
 
 
 def command_trace(args) -> int:

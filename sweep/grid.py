@@ -24,7 +24,7 @@ import re
 import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 from pydantic import Field, ValidationError
@@ -123,11 +123,13 @@ def axis_column(path: str) -> str:
     return next((short for short, full in SHORT_NAMES.items() if full == path), path)
 
 
-def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, smoke: bool = False) -> GridSpec:
+def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, smoke: bool = False, added: Sequence[dict] = ()) -> GridSpec:
     """Parse and validate a grid file. Relative data paths resolve against `base_dir`
     (default: the grid file's folder). `check_data` also refuses missing data directories and
     batches larger than the training set. `smoke` applies the file's `smoke` section (see
-    `with_smoke_override`); without it, that section is ignored."""
+    `with_smoke_override`); without it, that section is ignored. `added`: points {column: value}
+    of every axis that `tiltsweep refine` added to the sweep (its results directory keeps them),
+    joined to the grid's one mapping."""
     source = Path(path)
     document = read_yaml_mapping(source)
     text = source.read_text()
@@ -152,9 +154,17 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     resources = parse_resources(source, document.get("resources"))
     parsed = [(prefix, *parse_axes(source, mapping, prefix)) for prefix, mapping in grid_mappings(source, document.get("grid"))]
     refuse_too_many(source, [math.prod(len(values) for values in sub_axes.values()) for _, sub_axes, _ in parsed])
+    if added and len(parsed) > 1:
+        raise GridError(source, "grid", "points added by `tiltsweep refine` need a grid of one mapping, not a list of them")
     subgrids, points, axes = [], {}, {}
-    for prefix, sub_axes, written in parsed:
+    for index, (prefix, sub_axes, written) in enumerate(parsed):
         sub_points = expand(source, base, sub_axes, written, prefix)
+        if index == 0 and added:
+            sub_axes, refined = with_added_points(source, base, sub_axes, added)
+            merged: dict[str, GridPoint] = {}
+            for point in sub_points + refined:
+                add_point(merged, point)
+            sub_points = list(merged.values())
         subgrids.append(SubGrid(sub_axes, tuple(p.trial_id for p in sub_points)))
         for point in sub_points:
             add_point(points, point)
@@ -165,6 +175,22 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     if check_data:
         check_datasets(source, points)
     return GridSpec(name, source, text, axes, resources, tuple(points), tuple(subgrids))
+
+
+def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Sequence[dict]) -> tuple[dict[str, list], list[GridPoint]]:
+    """(the axes with the added points' values appended, the added points, validated)."""
+    axes = {path: list(values) for path, values in axes.items()}
+    points: dict[str, GridPoint] = {}
+    for index, given in enumerate(added):
+        at = {SHORT_NAMES.get(column, column): value for column, value in given.items()}
+        if set(at) != set(axes):
+            raise GridError(source, f"refinements[{index}]", f"names the axes {sorted(at)}, the grid has {sorted(axes)}")
+        single = {path: [at[path]] for path in axes}
+        for point in expand(source, base, single, {path: f"refinements[{index}].{path}" for path in axes}, f"refinements[{index}]"):
+            add_point(points, point)
+        for path in axes:
+            axes[path] += [] if at[path] in axes[path] else [at[path]]
+    return axes, list(points.values())
 
 
 MAX_POINTS = 1_000_000

@@ -12,6 +12,7 @@ writes its files (Parquet included):
     <root>/states/<pack>.states       the final states its points keep (and epoch-<n> states with
                                       training.keep_checkpoints), for `tiltsweep interpolate`
     <root>/traces/<trial>.parquet     one finished point replayed densely (`tiltsweep trace`)
+    <root>/refinements.json           the points `tiltsweep refine` added, round by round
     <root>/quarantine/                unreadable files, moved aside (never deleted), with log.jsonl
     <root>/figures/                   what `tiltsweep plot` draws
 
@@ -185,6 +186,7 @@ class ResultsDir:
     lock_path = property(lambda self: self.root / ".lock")
     states_dir = property(lambda self: self.root / "states")
     traces_dir = property(lambda self: self.root / "traces")
+    refinements_file = property(lambda self: self.root / "refinements.json")
 
     def exists(self) -> bool:
         return self.grid_file.is_file()
@@ -206,6 +208,23 @@ class ResultsDir:
         """The folder relative data paths in grid.yaml were written against."""
         base = self._sweep_json().get("base_dir")
         return Path(base) if base else None
+
+    def added_points(self) -> list[dict]:
+        """The points `tiltsweep refine` added to the sweep ({column: value} of every axis), in
+        the order they were added."""
+        try:
+            return [point for round in json.loads(self.refinements_file.read_text())["rounds"] for point in round["points"]]
+        except FileNotFoundError:
+            return []
+
+    def add_points(self, points: list[dict], how: str) -> None:
+        """Record a round of refinement: `how` (the command's options) and its points."""
+        try:
+            rounds = json.loads(self.refinements_file.read_text())["rounds"]
+        except FileNotFoundError:
+            rounds = []
+        rounds.append({"how": how, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "points": points})
+        atomic_write(self.refinements_file, json.dumps({"rounds": rounds}, indent=1).encode())
 
     def description(self) -> Optional[SweepDescription]:
         """None for a directory written before sweep.json described its sweep."""
