@@ -222,14 +222,20 @@ def command_plot(args) -> int:
 
 
 def command_run(args) -> int:
+    return execute(*spec_to_run(args.grid, args.out, args.smoke), args)
+
+
+def spec_to_run(grid: Path, out: Path, smoke: bool = False):
+    """(GridSpec, ResultsDir) of `tiltsweep run GRID --out OUT`: the grid file's points, and
+    those `refine` added to its results directory."""
     from tiltsweep.sweep.grid import load_grid
     from tiltsweep.sweep.runner import results_dir_for
 
-    spec = load_grid(args.grid, smoke=args.smoke)
-    results = results_dir_for(spec, args.out)
-    if results.added_points():  # a refined sweep: the grid file and what `refine` added to it
-        spec = load_grid(args.grid, smoke=args.smoke, added=results.added_points())
-    return execute(spec, results, args)
+    spec = load_grid(grid, smoke=smoke)
+    results = results_dir_for(spec, out)
+    if results.added_points():
+        spec = load_grid(grid, smoke=smoke, added=results.added_points())
+    return spec, results
 
 
 def existing_results(directory: Path):
