@@ -88,7 +88,8 @@ def propose_boundary(results: Results, budget: int, metric: str, x: str, y: str)
         chosen.append(cell)
         spent += len(seeds)
         baseline = {**cell, BASELINE: 1.0}
-        if along == FREE_AT_BASELINE and 1.0 in [float(a) for a in results.axes.get(BASELINE, [])] and baseline not in chosen:
+        known = baseline in chosen or tuple(sorted(baseline.items())) in existing
+        if along == FREE_AT_BASELINE and 1.0 in [float(a) for a in results.axes.get(BASELINE, [])] and not known:
             chosen.append(baseline)  # the same trainings as A = 1 at the other periods: free, and the gain's baseline
     return [{**cell, SEED: seed} if seed is not None else cell for cell in chosen for seed in seeds]
 
