@@ -57,7 +57,7 @@ def cell_text(row, fmt: str, show_n: bool) -> str:
     if show_n:
         lines.append(f"n={row['n']}")
     if "p_adjusted" in row.index and row.get("test") != "baseline":
-        lines.append(f"p={row['p_adjusted']:.2g}" + ("*" if significant(row) else "") if not math.isnan(row["p_adjusted"]) else "no test: 1 seed")
+        lines.append(f"p={row['p_adjusted']:.2g}" + ("*" if significant(row) else "") if not math.isnan(row["p_adjusted"]) else f"no test: {row['test']}")
     problems = [f"{row['n_diverged']} div" if row["n_diverged"] else "", f"{row['n_failed']} fail" if row["n_failed"] else ""]
     if any(problems):
         lines.append(" ".join(p for p in problems if p))

@@ -328,7 +328,7 @@ def command_refine(args) -> int:
     if args.dry_run or not points:
         return EXIT_OK
     results.add_points(points, how)
-    return execute(*open_results(results.root), args)
+    return execute(extended, results, args)  # the sweep as open_results now reads it
 
 
 def command_trace(args) -> int:

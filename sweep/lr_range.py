@@ -73,5 +73,5 @@ def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: 
     write_table(frame, table)
     figure = root / "figures" / "lr_range.png"
     title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
-    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title, log_rate=max_lr / min_lr > DECADE), "png"))
+    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title, log_rate=config.schedule.spacing == "geometric"), "png"))
     return frame, suggestion, table, figure
