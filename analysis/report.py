@@ -28,7 +28,7 @@ from typing import Optional
 
 import pandas as pd
 
-from tiltsweep.analysis import figures, plots
+from tiltsweep.analysis import figures, interactive, plots
 from tiltsweep.analysis.load import Results, load_results
 from tiltsweep.analysis.plots import PlotError, metric_label
 from tiltsweep.sweep.atomic import atomic_write
@@ -95,7 +95,7 @@ def build_report(
         which = "the best trial" if trial_id == best else "a traced trial"
         for name, caption, figure, table in trial_figures(results, trial_id):
             add(name, f"{which} ({trial_id}): {caption}", figure, table)
-    index = write_index(results, drawn, label)
+    index = write_index(results, drawn, label, metric, x, y)
     return [path for item in drawn for path in item.files] + [index]
 
 
@@ -128,14 +128,27 @@ def draw_trial(directory, trial_id: str) -> list[Path]:
     return [path for name, _, figure, table in trial_figures(results, trial_id) for path in save_figure(results, name, figure, table=table)]
 
 
-def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
+def write_index(results: Results, drawn: list[Drawn], label: str, metric: str = "val_accuracy",
+                x: Optional[str] = None, y: Optional[str] = None) -> Path:
+    """index.html: the interactive report (analysis.interactive), then the figures for papers."""
+    path = results.figures_dir / "index.html"
+    atomic_write(path, interactive.report_page(results, metric, x, y, static_html=static_section(results, drawn, label)).encode())
+    return path
+
+
+def write_live_index(directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None) -> Path:
+    """index.html while the sweep runs: the interactive report alone, reloading itself."""
+    results = load_results(directory)
+    path = results.figures_dir / "index.html"
+    atomic_write(path, interactive.report_page(results, metric, x, y, live=True).encode())
+    return path
+
+
+def static_section(results: Results, drawn: list[Drawn], label: str) -> str:
+    """The seaborn figures and their tables, as HTML."""
     counts = results.trials["status"].value_counts().to_dict()
     parts = [
-        "<!doctype html><meta charset='utf-8'>",
-        f"<title>{html.escape(results.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} img{max-width:100%;border:1px solid #ddd}"
-        " table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-        f"<h1>{html.escape(results.name)}</h1>",
+        "<details open><summary>Figures for papers (PNG, PDF, SVG) and their tables</summary>",
         "<p>" + ", ".join(f"{n} {html.escape(str(s))}" for s, n in sorted(counts.items())) + f" trials; metric: {html.escape(label)}. "
         "Means over completed seeds; std with ddof = 1; diverged and failed seeds are counted, not averaged.</p>",
     ]
@@ -153,6 +166,5 @@ def write_index(results: Results, drawn: list[Drawn], label: str) -> Path:
     if len(unfinished):
         parts.append("<h2>Trials that did not complete</h2>")
         parts.append(unfinished[["trial_id", "status", *[a for a in results.axes if a in unfinished], "error"]].to_html(index=False))
-    path = results.figures_dir / "index.html"
-    atomic_write(path, "\n".join(parts).encode())
-    return path
+    parts.append("</details>")
+    return "\n".join(parts)

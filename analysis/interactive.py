@@ -1,0 +1,380 @@
+"""The interactive report, DIR/figures/index.html: the phase diagrams as Vega-Lite charts (built
+with Altair; Vega, Vega-Lite and Vega-Embed inlined, so the page opens from file://, offline).
+
+- One heatmap per panel: the whole grid, or one per sub-grid, or one per value of the axes
+  besides x and y. Controls above them switch the metric (final or best validation accuracy,
+  training accuracy, the gain over A = 1 at the same other axes) and the panel.
+- Hovering a cell shows its mean, std and n over completed seeds, the 95% t interval of the mean
+  (of the paired gain, for the gain), the p-value of its gain over A = 1 (paired t-test, Holm's
+  adjustment over the panel's cells: analysis.reduce.significance_table) and the seeds that
+  failed or diverged.
+- Clicking a cell shows its seeds' learning curves (validation and training accuracy against
+  epoch, the stop epoch marked), their trial ids, statuses and the cell's config.
+
+Every number comes from analysis.reduce over the results directory (the tables the static
+figures draw), none is computed in the browser. With `live`, the page says how far the sweep got
+and reloads itself every REFRESH_SECONDS (sweep.live rewrites it as points finish).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tiltsweep.analysis import plots
+from tiltsweep.analysis.figures import ordered, value_text
+from tiltsweep.analysis.load import Results
+from tiltsweep.analysis.reduce import SEED, comparable, group_axes, reduce_seeds
+
+REFRESH_SECONDS = 10
+CURVE_POINTS = 200  # at most this many epochs of a trial's curve go into the page (evenly strided)
+LABELLED_CELLS = 400  # panels with more cells are drawn without the numbers in the cells
+CURVES = {"val_accuracy": "validation", "train_accuracy": "training"}
+
+
+@dataclass
+class Panel:
+    title: str
+    results: Results  # the panel's trials, with the panel's axes (x, y and seed)
+    x: str
+    y: str
+
+
+def panels_of(results: Results, x: Optional[str], y: Optional[str]) -> list[Panel]:
+    """The sub-grids of a list grid; else one panel per combination of the axes besides x and y."""
+    if len(results.subgrids) > 1:
+        panels = []
+        for index, sub in enumerate(results.subgrids):
+            sub_x, sub_y, axes = plots.subgrid_axes(sub)
+            if sub_x:
+                summary = results.summary[results.summary["trial_id"].isin(sub["trial_ids"])]
+                panels.append(Panel(f"sub-grid {index + 1}: {sub_y} against {sub_x}", restricted(results, summary, axes), sub_x, sub_y))
+        return panels
+    x, y = plots.phase_axes(results, x, y)
+    if not (x and y):
+        return []
+    axes = {a: v for a, v in results.axes.items() if a in (x, y, SEED)}
+    others = [a for a in group_axes(results.axes) if a not in (x, y)]
+    if not others:
+        return [Panel(results.name, restricted(results, results.summary, axes), x, y)]
+    panels = []
+    for values in itertools.product(*([comparable(v) for v in results.axes[a]] for a in others)):
+        where = dict(zip(others, values))
+        chosen = np.logical_and.reduce([results.summary[a].map(comparable) == v for a, v in where.items()]) if len(results.summary) else []
+        summary = results.summary[chosen] if len(results.summary) else results.summary
+        title = ", ".join(f"{a} = {value_text(v)}" for a, v in where.items())
+        panels.append(Panel(title, restricted(results, summary, axes, where), x, y))
+    return panels
+
+
+def restricted(results: Results, summary: pd.DataFrame, axes: dict, where: Optional[dict] = None) -> Results:
+    """`results` with only `summary`'s rows and `axes`; a refined sweep's cells projected on them."""
+    cells = None
+    if results.cells is not None:
+        by, kept = group_axes(results.axes), group_axes(axes)
+        cells = {tuple(dict(zip(by, cell))[a] for a in kept) for cell in results.cells
+                 if all(dict(zip(by, cell))[a] == v for a, v in (where or {}).items())}
+    return Results(results.name, results.directory, summary.reset_index(drop=True), axes, [], results.store, cells)
+
+
+def metrics_of(results: Results, metric: str) -> dict[str, str]:
+    """{key: label} of the metrics the report switches between; the gain is `<metric>_gain`."""
+    chosen = [m for m in dict.fromkeys([metric, "val_accuracy", "best_val_accuracy", "train_accuracy"])
+              if m in results.summary.columns or results.summary.empty]
+    labels = {m: plots.metric_label(m) for m in chosen}
+    if plots.can_gain(results):
+        labels[f"{metric}_gain"] = f"gain in {plots.metric_label(metric)} over A = 1"
+    return labels
+
+
+def number(value, fmt: str = ".4f") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def mean_interval(row) -> tuple[float, float]:
+    """The 95% t interval of a cell's mean (NaN with fewer than 2 seeds)."""
+    if row["n"] < 2 or not np.isfinite(row["std"]):
+        return math.nan, math.nan
+    half = stats.t.ppf(0.975, row["n"] - 1) * row["std"] / math.sqrt(row["n"])
+    return row["mean"] - half, row["mean"] + half
+
+
+def cell_key(panel_index: int, row, panel: Panel) -> str:
+    return f"{panel_index}|{value_text(row[panel.x])}|{value_text(row[panel.y])}"
+
+
+def not_completed(trials: pd.DataFrame) -> str:
+    """'seed 1 failed (reason); seed 2 diverged' of a cell's trials, or '' if all completed."""
+    parts = []
+    for row in trials[trials["status"] != "completed"].itertuples():
+        reason = f" ({str(row.error)[:60]})" if isinstance(row.error, str) and row.error else ""
+        parts.append(f"seed {getattr(row, SEED, '?')} {row.status}{reason}")
+    return "; ".join(parts)
+
+
+def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: str) -> list[dict]:
+    """The heatmap's data: a row per cell and metric, every shown number formatted here."""
+    results, x, y = panel.results, panel.x, panel.y
+    live_empty = results.summary.empty
+    tables = {}
+    for key in labels:
+        gain = key.endswith("_gain") and key not in results.summary.columns
+        tables[key] = (reduce_seeds(results.summary, key, results.axes, results.cells) if live_empty
+                       else plots.phase_table(results, metric if gain else key, gain=gain))
+    tested = tables.get(f"{metric}_gain")
+    test_of = {(t[x], t[y]): t for t in tested.to_dict("records")} if tested is not None and not live_empty else {}
+    by_cell = {key: frame for key, frame in results.summary.groupby([x, y], dropna=False)} if len(results.summary) else {}
+    rows = []
+    for key, table in tables.items():
+        gain = tested is not None and table is tested
+        low_end, high_end = table["mean"].min(), table["mean"].max()
+        for _, row in table.iterrows():
+            low, high = (row["ci_low"], row["ci_high"]) if gain else mean_interval(row)
+            test = test_of.get((row[x], row[y]))
+            p = test["p_adjusted"] if test is not None else math.nan
+            trials = by_cell.get((row[x], row[y]), results.summary.iloc[0:0])
+            status = row["cell_status"]
+            shown = {"ok": number(row["mean"], "+.3f" if gain else ".3f"), "missing": "not run yet"}.get(status, status)
+            rows.append({
+                "metric": key, "cell": cell_key(panel_index, row, panel), "x": value_text(row[x]), "y": value_text(row[y]),
+                "mean": None if math.isnan(row["mean"]) else float(row["mean"]), "label": shown, "status": status,
+                "light": bool(high_end > low_end and (row["mean"] - low_end) / (high_end - low_end) > 0.55),  # viridis' yellow end
+                "significant": bool(gain and test is not None and test["significant"]),
+                "tooltip_mean": number(row["mean"]), "tooltip_std": number(row["std"]), "tooltip_n": int(row["n"]),
+                "tooltip_ci": "–" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]",
+                "tooltip_p": "–" if math.isnan(p) else f"{p:.3g}" + (" (significant)" if test is not None and test["significant"] else ""),
+                "tooltip_not_completed": not_completed(trials) or "none",
+            })
+    return rows
+
+
+def heatmap_spec(panel: Panel, rows: list[dict], metric: str):
+    """The Vega-Lite spec of one panel (an Altair chart): rects coloured by `mean` (grey where
+    there is none), the numbers in the cells, significant gains outlined; the `metric` param
+    chooses which rows are drawn."""
+    import altair as alt
+
+    chosen = alt.param(name="metric", value=metric)
+    x_order = [value_text(v) for v in ordered(panel.results.axes[panel.x])]
+    y_order = [value_text(v) for v in reversed(ordered(panel.results.axes[panel.y]))]
+    tooltip = [
+        alt.Tooltip("x:N", title=panel.x), alt.Tooltip("y:N", title=panel.y), alt.Tooltip("tooltip_mean:N", title="mean"),
+        alt.Tooltip("tooltip_std:N", title="std"), alt.Tooltip("tooltip_n:Q", title="n (completed seeds)"),
+        alt.Tooltip("tooltip_ci:N", title="95% CI"), alt.Tooltip("tooltip_p:N", title="p, gain ≠ 0 (Holm)"),
+        alt.Tooltip("tooltip_not_completed:N", title="not completed"),
+    ]
+    cells = len(x_order) * len(y_order)
+    side = max(18, min(60, int(560 / max(len(x_order), len(y_order)))))
+    base = alt.Chart(alt.Data(values=rows)).transform_filter(alt.datum.metric == chosen).encode(
+        x=alt.X("x:N", sort=x_order, title=panel.x, axis=alt.Axis(labelAngle=0)), y=alt.Y("y:N", sort=y_order, title=panel.y),
+        tooltip=tooltip, description=alt.Description("cell:N"))
+    layers = [
+        base.mark_rect().encode(color=alt.Color("mean:Q", scale=alt.Scale(scheme="viridis"), title="value")),
+        base.transform_filter("!isValid(datum.mean)").mark_rect(color="#e0e0e0"),
+        base.transform_filter(alt.datum.significant).mark_rect(fillOpacity=0, stroke="black", strokeWidth=2),
+    ]
+    if cells <= LABELLED_CELLS:
+        layers.append(base.mark_text(fontSize=10 if side >= 40 else 8).encode(
+            text="label:N", color=alt.condition("!isValid(datum.mean) || datum.light", alt.value("#222"), alt.value("white"))))
+    return alt.layer(*layers).add_params(chosen).properties(
+        width=side * len(x_order), height=side * len(y_order), title=panel.title)
+
+
+def curves_spec():
+    """The clicked cell's curves: two named data sets the page fills (`curves`, `stops`)."""
+    import altair as alt
+
+    lines = alt.Chart(alt.NamedData(name="curves")).mark_line(strokeWidth=1.5).encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(zero=False)),
+        color=alt.Color("seed:N", title="seed"), strokeDash=alt.StrokeDash("curve:N", title="curve"), detail="trial_id:N",
+        tooltip=["trial_id:N", "seed:N", "curve:N", "epoch:Q", alt.Tooltip("value:Q", format=".4f")])
+    stops = alt.Chart(alt.NamedData(name="stops")).mark_rule(color="firebrick", strokeDash=[4, 3]).encode(
+        x="epoch:Q", tooltip=[alt.Tooltip("epoch:Q", title="oscillations stop at epoch")])
+    return alt.layer(lines, stops).properties(width=560, height=280).configure_legend(orient="bottom", labelLimit=0)
+
+
+def trial_details(panel_index: int, panel: Panel, curves: pd.DataFrame) -> tuple[dict, dict]:
+    """({cell: {trials, config, stop}}, {trial_id: {epoch, validation, training}}) for the clicks."""
+    cells, curve_of = {}, {}
+    summary = panel.results.summary
+    if summary.empty:
+        return cells, curve_of
+    for (x_value, y_value), trials in summary.groupby([panel.x, panel.y], dropna=False):
+        row = {panel.x: x_value, panel.y: y_value}
+        config = json.loads(trials["config"].iloc[0])
+        config.pop("seed", None)
+        cells[cell_key(panel_index, row, panel)] = {
+            "trials": [{"trial_id": t.trial_id, "seed": str(getattr(t, SEED, "")), "status": t.status,
+                        "error": t.error if isinstance(t.error, str) else ""} for t in trials.itertuples()],
+            "where": f"{panel.x} = {value_text(x_value)}, {panel.y} = {value_text(y_value)}",
+            "config": json.dumps(config, indent=1, sort_keys=True),
+            "stop": config.get("loss", {}).get("stop_oscillation_epoch"),
+        }
+    if len(curves):
+        for trial_id, curve in curves[curves["trial_id"].isin(set(summary["trial_id"]))].groupby("trial_id"):
+            curve = curve.sort_values("epoch")
+            curve = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, min(len(curve), CURVE_POINTS)).round().astype(int))]
+            curve_of[trial_id] = {"epoch": curve["epoch"].astype(int).tolist(),
+                                  **{name: [None if math.isnan(v) else round(float(v), 4) for v in curve[column]]
+                                     for column, name in CURVES.items() if column in curve}}
+    return cells, curve_of
+
+
+@functools.lru_cache(maxsize=1)
+def vega_javascript() -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert's bundle, ~0.9 MB), kept in
+    $XDG_CACHE_HOME/tiltsweep/ because bundling takes seconds."""
+    import vl_convert
+
+    from tiltsweep.sweep.atomic import atomic_write
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tiltsweep"
+    path = cache / f"vega-{vl_convert.get_vega_version()}-lite-{vl_convert.get_vegalite_versions()[-1]}-embed-{vl_convert.get_vega_embed_version()}.js"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    bundle = vl_convert.javascript_bundle()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, bundle.encode())
+    except OSError:
+        pass  # a read-only home: bundle again next time
+    return bundle
+
+
+def script_json(value) -> str:
+    """JSON safe inside <script>: no '</' can close the tag."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+
+
+def report_page(results: Results, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None,
+                live: bool = False, static_html: str = "") -> str:
+    """The whole index.html: the interactive part, then `static_html` (the figures for papers)."""
+    panels = panels_of(results, x, y)
+    labels = metrics_of(results, metric) if panels else {}
+    metric = metric if metric in labels else next(iter(labels), metric)
+    specs, cells, curves = [], {}, {}
+    all_curves = results.curves if not results.summary.empty else pd.DataFrame()
+    for index, panel in enumerate(panels):
+        specs.append(heatmap_spec(panel, cell_rows(index, panel, labels, metric), metric).to_dict())
+        panel_cells, panel_curves = trial_details(index, panel, all_curves)
+        cells.update(panel_cells)
+        curves.update(panel_curves)
+    data = {"panels": specs, "curves_spec": curves_spec().to_dict(), "cells": cells, "curves": curves, "metric": metric}
+    counts = results.trials["status"].value_counts().to_dict() if len(results.summary) else {}
+    description = results.store.description() if results.store else None
+    total = len(description.points) if description else len(results.trials)
+    finished = sum(counts.get(s, 0) for s in ("completed", "diverged", "failed"))
+    state = (f"running: {finished} of {total} points finished; this page reloads every {REFRESH_SECONDS} s" if live
+             else f"{finished} of {total} points finished")
+    options = lambda items: "".join(f"<option value='{html.escape(k)}'>{html.escape(v)}</option>" for k, v in items)
+    return PAGE.format(
+        title=html.escape(results.name), refresh=f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>" if live else "",
+        state=html.escape(state), counts=html.escape(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no point finished yet"),
+        metric_options=options(labels.items()), panel_options=options((str(i), p.title) for i, p in enumerate(panels)),
+        panel_control="" if len(panels) > 1 else "hidden",
+        panel_divs="".join(f"<div class='panel' id='panel-{i}'{'' if i == 0 else ' hidden'}></div>" for i in range(len(panels)))
+        or "<p>No phase diagram: the grid needs two swept axes besides seed.</p>",
+        vega=vega_javascript().replace("</script", "<\\/script"), data=script_json(data), script=SCRIPT, static=static_html)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset='utf-8'>{refresh}<title>{title}</title>
+<style>
+body{{font-family:sans-serif;margin:1.5em 2em;max-width:1250px;color:#222}}
+.controls{{margin:.6em 0;display:flex;gap:1.5em;align-items:center}}
+#detail{{border-top:1px solid #ccc;margin-top:1em;padding-top:.5em}}
+pre{{background:#f6f6f6;padding:.5em;max-height:18em;overflow:auto;font-size:12px}}
+table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}
+img{{max-width:100%;border:1px solid #ddd}} details{{margin-top:2em}} summary{{font-size:1.3em;cursor:pointer}}
+</style></head><body>
+<h1>{title}</h1>
+<p id='state'>{state} ({counts}).</p>
+<div class='controls'>
+<label>metric <select id='metric'>{metric_options}</select></label>
+<label {panel_control}>panel <select id='panel'>{panel_options}</select></label>
+<span id='shown'></span>
+</div>
+<p>Hover a cell for its numbers; click it for its seeds. Means over completed seeds, std with ddof = 1,
+95% t intervals; p: the paired t-test of the cell's gain over A = 1, Holm-adjusted over the panel's cells
+(outlined on the gain: p below 0.05). Grey cells have no completed seed.</p>
+{panel_divs}
+<div id='detail' hidden>
+<h2 id='detail-title'></h2>
+<div id='curves'></div>
+<table id='trials'><thead><tr><th>trial id</th><th>seed</th><th>status</th><th>error</th></tr></thead><tbody></tbody></table>
+<p>the cell's config (seed aside):</p><pre id='config'></pre>
+</div>
+<script>{vega}</script>
+<script type='application/json' id='report-data'>{data}</script>
+<script>{script}</script>
+{static}
+</body></html>
+"""
+
+SCRIPT = """
+const report = JSON.parse(document.getElementById('report-data').textContent);
+const views = [];
+let curvesView = null;
+const options = {renderer: 'svg', actions: false};
+function showMetric(metric) {
+  for (const view of views) view.signal('metric', metric).runAsync();
+  const select = document.getElementById('metric');
+  document.getElementById('shown').textContent = 'shown: ' + select.options[select.selectedIndex].text;
+}
+function showCell(key) {
+  const cell = report.cells[key];
+  if (!cell) return;
+  document.getElementById('detail').hidden = false;
+  document.getElementById('detail-title').textContent = cell.where + ': ' + cell.trials.length + ' seeds';
+  const rows = [];
+  for (const trial of cell.trials) {
+    const curve = report.curves[trial.trial_id];
+    if (!curve) continue;
+    for (const name of ['validation', 'training']) {
+      if (!curve[name]) continue;
+      curve.epoch.forEach((epoch, i) => { if (curve[name][i] !== null) rows.push({trial_id: trial.trial_id, seed: trial.seed, curve: name, epoch: epoch, value: curve[name][i]}); });
+    }
+  }
+  const stops = cell.stop === null || cell.stop === undefined ? [] : [{epoch: cell.stop}];
+  curvesView.data('curves', rows).data('stops', stops).runAsync();
+  const body = document.querySelector('#trials tbody');
+  body.replaceChildren(...cell.trials.map(trial => {
+    const tr = document.createElement('tr');
+    for (const value of [trial.trial_id, trial.seed, trial.status, trial.error]) {
+      const td = document.createElement('td'); td.textContent = value; tr.appendChild(td);
+    }
+    tr.className = 'trial'; return tr;
+  }));
+  document.getElementById('config').textContent = cell.config;
+}
+async function start() {
+  curvesView = (await vegaEmbed('#curves', report.curves_spec, options)).view;
+  for (let i = 0; i < report.panels.length; i++) {
+    const view = (await vegaEmbed('#panel-' + i, report.panels[i], options)).view;
+    view.addEventListener('click', (event, item) => { if (item && item.datum && item.datum.cell) showCell(item.datum.cell); });
+    views.push(view);
+  }
+  const metric = document.getElementById('metric');
+  metric.value = report.metric;
+  metric.addEventListener('change', () => showMetric(metric.value));
+  document.getElementById('panel').addEventListener('change', event => {
+    document.querySelectorAll('.panel').forEach((div, i) => { div.hidden = String(i) !== event.target.value; });
+  });
+  showMetric(metric.value);
+  document.body.dataset.ready = 'yes';
+}
+start();
+"""
