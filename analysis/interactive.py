@@ -201,7 +201,8 @@ def curves_spec():
         tooltip=["trial_id:N", "seed:N", "curve:N", "epoch:Q", alt.Tooltip("value:Q", format=".4f")])
     stops = alt.Chart(alt.NamedData(name="stops")).mark_rule(color="firebrick", strokeDash=[4, 3]).encode(
         x="epoch:Q", tooltip=[alt.Tooltip("epoch:Q", title="oscillations stop at epoch")])
-    return alt.layer(lines, stops).properties(width=560, height=280).configure_legend(orient="bottom", labelLimit=0)
+    return (alt.layer(lines, stops).properties(width=560, height=280, autosize=alt.AutoSizeParams(type="pad", resize=True))  # lays out again when filled
+            .configure_legend(orient="bottom", labelLimit=0))
 
 
 def trial_details(panel_index: int, panel: Panel, curves: pd.DataFrame) -> tuple[dict, dict]:

@@ -122,3 +122,11 @@ def tally():
     if path:
         with open(path, "w") as handle:
             json.dump(recorder.entries, handle, indent=1)
+
+
+@pytest.fixture(scope="session")
+def faulty_results(tmp_path_factory) -> Path:
+    """faulty_sweep's results directory, shared by the figure and report tests."""
+    from faulty_sweep import run_faulty_sweep
+
+    return run_faulty_sweep(tmp_path_factory.mktemp("figures"))
