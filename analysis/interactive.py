@@ -140,7 +140,7 @@ def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: st
         gain = tested is not None and table is tested
         low_end, high_end = table["mean"].min(), table["mean"].max()
         for _, row in table.iterrows():
-            low, high = (row["ci_low"], row["ci_high"]) if gain else mean_interval(row)
+            low, high = (row.get("ci_low", math.nan), row.get("ci_high", math.nan)) if gain else mean_interval(row)
             test = test_of.get((row[x], row[y]))
             p = test["p_adjusted"] if test is not None else math.nan
             trials = by_cell.get((row[x], row[y]), results.summary.iloc[0:0])

@@ -136,11 +136,11 @@ def write_index(results: Results, drawn: list[Drawn], label: str, metric: str = 
     return path
 
 
-def write_live_index(directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None) -> Path:
-    """index.html while the sweep runs: the interactive report alone, reloading itself."""
+def write_live_index(directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None, live: bool = True) -> Path:
+    """index.html while the sweep runs: the interactive report alone, reloading itself while `live`."""
     results = load_results(directory)
     path = results.figures_dir / "index.html"
-    atomic_write(path, interactive.report_page(results, metric, x, y, live=True).encode())
+    atomic_write(path, interactive.report_page(results, metric, x, y, live=live).encode())
     return path
 
 

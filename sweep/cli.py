@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw phase diagrams, std bands and learning curves",
                                description="Draw the figures of the sweep in DIR into DIR/figures/, with an index.html.")
     plot.add_argument("directory", metavar="DIR", type=Path)
+    plot.add_argument("--watch", action="store_true",
+                      help="while a sweep runs in DIR, redraw index.html as its points finish; then draw every figure")
     add_plot_options(plot)
     plot.set_defaults(handler=command_plot)
 
@@ -186,7 +189,7 @@ def execute(spec, results, args) -> int:
 
     check_plot_options(spec, args)
     try:
-        outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard)
+        outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, live_report=live_report(results.root, args))
     except SweepStopped as stopped:
         print(f"\ntiltsweep: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code
@@ -214,8 +217,44 @@ def draw(directory: Path, args) -> list[Path]:
     return paths
 
 
+def live_report(directory: Path, args):
+    """write(live) of the report while a sweep runs (None with --no-plot)."""
+    if getattr(args, "no_plot", False):
+        return None
+    from tiltsweep.analysis.report import write_live_index
+
+    return lambda live: write_live_index(directory, args.metric, args.x, args.y, live)
+
+
+def watch(results, args) -> None:
+    """Redraw the report as points finish while a run holds the directory's lock."""
+    from tiltsweep.sweep.live import LiveReport
+    from tiltsweep.sweep.lock import RunLock, owner_alive
+
+    running = lambda: bool((owner := RunLock(results.lock_path).owner()) and owner_alive(owner))
+    if not running():
+        print(f"{results.root}: no sweep is running there; drawing its figures once", flush=True)
+        return
+    print(f"watching {results.root}: {results.root / 'figures' / 'index.html'} is redrawn as points finish "
+          f"(Ctrl-C stops watching; the sweep goes on)", flush=True)
+    live = LiveReport(live_report(results.root, args), results.summary_path, on_problem=lambda message: print(f"warning: {message}", flush=True))
+    try:
+        while running():
+            live.poll()
+            time.sleep(LiveReport.POLL_SECONDS)
+    except KeyboardInterrupt:
+        live.poll(live=False, force=True)
+        print(f"\nstopped watching; {results.root / 'figures' / 'index.html'} shows the sweep as it was", flush=True)
+        raise
+
+
 def command_plot(args) -> int:
     results = existing_results(args.directory)
+    if args.watch:
+        try:
+            watch(results, args)
+        except KeyboardInterrupt:
+            return EXIT_OK
     for path in draw(results.root, args)[:-1]:
         print(f"  {path}")
     return EXIT_OK

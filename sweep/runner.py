@@ -5,7 +5,8 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
    checked, and no other run may hold the directory's lock;
 2. Ray starts (or joins the cluster), and a trial's resources must fit on one of its nodes; then
    the lock is taken and grid.yaml saved;
-3. the records already there are filed (a run killed earlier may have left some unfiled);
+3. the records already there are filed (a run killed earlier may have left some unfiled), and
+   the report (figures/index.html) is drawn, then redrawn as points finish (sweep.live);
 4. the points without a completed or diverged record run; partial ones resume from their
    checkpoints, failed ones are tried again; each is filed as it finishes (sweep.ledger.Filer);
 5. the tables are rebuilt from the records once more.
@@ -17,11 +18,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import GridSpec
 from tiltsweep.sweep.ledger import Ledger
+from tiltsweep.sweep.live import LiveReport
 from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
 from tiltsweep.sweep.progress import Progress, clock
 from tiltsweep.sweep.provenance import code_version
@@ -66,8 +68,9 @@ def refuse_if_locked(results: ResultsDir) -> None:
 
 def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
-    dashboard: bool = False, stream: Optional[TextIO] = None,
+    dashboard: bool = False, stream: Optional[TextIO] = None, live_report: Optional[Callable[[bool], object]] = None,
 ) -> RunOutcome:
+    """live_report(live): draws the report while the sweep runs (sweep.live), if given."""
     from tiltsweep.sweep import executor  # Ray loads only for runs
 
     if address:
@@ -77,7 +80,7 @@ def run_sweep(
     stop = Stop()
     try:
         with executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
-            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout)
+            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, live_report)
     except KeyboardInterrupt:
         if stop.signum is None:
             raise
@@ -102,7 +105,8 @@ class SweepStopped(Exception):
         self.exit_code = stop.exit_code
 
 
-def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO):
+def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO,
+               live_report: Optional[Callable[[bool], object]] = None):
     """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
     say = lambda message: print(message, file=stream, flush=True)
     executor.refuse_unmeetable_resources(spec, address)
@@ -111,10 +115,13 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         lock.acquire()
     except LockHeld as error:
         raise RunRefused(str(error)) from None
+    live = None
     try:
         results.save_grid(spec.text, spec.source, spec.description())
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
         ledger.sync()
+        if live_report:
+            live = LiveReport(live_report, results.summary_path, on_problem=lambda message: say(f"warning: {message}")).start()
         todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
         done = len(spec.points) - len(todo)
         where = f"the Ray cluster at {address}" if address else "local Ray"
@@ -126,6 +133,8 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
             progress.close()
         ledger.sync()
     finally:
+        if live:
+            live.close()
         lock.release()
     return ledger, todo
 

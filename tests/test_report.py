@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
 import browser
 from faulty_sweep import LR
+from sweep_helpers import Driver, holding, trial_id_at, write_grid
 from tiltsweep.analysis import plots
 from tiltsweep.analysis.figures import value_text
 from tiltsweep.analysis.report import build_report
 
 pytestmark = pytest.mark.slow
+POINTS = 6  # the live test's grid: A = 1 (one training per seed at both periods), A = 10 at 2 periods; 2 seeds
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +96,37 @@ def test_hovering_and_clicking_a_cell_in_chromium(report, faulty_results, tmp_pa
         WebDriverWait(driver, 10).until(lambda d: "gain" in d.find_element("id", "shown").text)
         labels = lambda: {t.get_attribute("aria-label"): t.text for t in driver.find_elements("css selector", "#panel-0 text[aria-label]")}
         WebDriverWait(driver, 10).until(lambda d: labels().get(at(0.5, 1)) == "+0.000")  # A = 1 is the gain's baseline
+
+
+def test_the_report_is_live_while_a_sweep_runs_and_plot_watch_follows_it(tmp_path):
+    """One point holds (a real fault) while the others finish: the page is there and says so,
+    reloading itself; `plot --watch` follows the run and draws every figure once it ends."""
+    grid = write_grid(tmp_path, name="live", epochs=2000)
+    grid.write_text(grid.read_text().replace("  seed: [0, 1, 2]", "  loss.period: [200, 400]\n  seed: [0, 1]"))
+    directory = tmp_path / "results" / "live"
+    index = directory / "figures" / "index.html"
+    release = tmp_path / "release"
+    held = trial_id_at(grid, **{"loss.amplitude": 10.0, "loss.period": 400.0, "seed": 0})
+    driver = Driver(["run", str(grid), "--out", str(tmp_path / "results"), "--format", "png"], env=holding(release, where={"trial_id": held}))
+    watcher = None
+    try:
+        driver.wait_until(lambda: index.exists() and f"running: {POINTS - 1} of {POINTS} points finished" in index.read_text(),
+                          what="a live page with every point but the held one")
+        page = index.read_text()
+        assert "http-equiv='refresh'" in page and "Figures for papers" not in page
+        shown = {t["trial_id"] for cell in report_data(page)["cells"].values() for t in cell["trials"]}
+        assert len(shown) == POINTS - 1 and held not in shown
+        watcher = subprocess.Popen([sys.executable, "-m", "tiltsweep", "plot", str(directory), "--watch"], stdout=subprocess.PIPE, text=True)
+        assert watcher.stdout.readline().startswith(f"watching {directory}")
+        release.touch()
+        assert driver.wait(timeout=240) == 0
+        out, _ = watcher.communicate(timeout=120)
+        assert watcher.returncode == 0 and "figures:" in out, out
+    finally:
+        release.touch()
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
+        if watcher and watcher.poll() is None:
+            watcher.kill()
+    page = index.read_text()
+    assert "http-equiv='refresh'" not in page and f"{POINTS} of {POINTS} points finished" in page and "Figures for papers" in page
+    assert len({t["trial_id"] for cell in report_data(page)["cells"].values() for t in cell["trials"]}) == POINTS
