@@ -156,7 +156,8 @@ def add_sweep_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: start Ray on this machine")
     command.add_argument("--verbose", action="store_true", help="show Ray's trial table and worker logs instead of the progress line")
     command.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1 only) for a local run")
-    command.add_argument("--no-plot", action="store_true", help="do not draw the figures at the end")
+    command.add_argument("--no-plot", action="store_true", help="do not draw the report while the sweep runs, nor the figures at the end")
+    command.add_argument("--log-to", metavar="TRACKER", help="log every finished point as a run: mlflow[:URI] (e.g. mlflow:sqlite:///mlflow.db) or wandb (offline)")
     add_plot_options(command)
 
 
@@ -188,8 +189,14 @@ def execute(spec, results, args) -> int:
     from tiltsweep.sweep.runner import SweepStopped, format_outcome, run_sweep
 
     check_plot_options(spec, args)
+    followers = [("the live report", live_report(results.root, args))] if not args.no_plot else []
+    if args.log_to:
+        from tiltsweep.sweep.trackers import open_tracker
+
+        tracker = open_tracker(args.log_to, results, spec.name)
+        followers.append((f"logging to {args.log_to}", tracker.sync))
     try:
-        outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, live_report=live_report(results.root, args))
+        outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, followers=followers)
     except SweepStopped as stopped:
         print(f"\ntiltsweep: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code
@@ -218,9 +225,7 @@ def draw(directory: Path, args) -> list[Path]:
 
 
 def live_report(directory: Path, args):
-    """write(live) of the report while a sweep runs (None with --no-plot)."""
-    if getattr(args, "no_plot", False):
-        return None
+    """write(live) of the report while a sweep runs."""
     from tiltsweep.analysis.report import write_live_index
 
     return lambda live: write_live_index(directory, args.metric, args.x, args.y, live)
@@ -228,7 +233,7 @@ def live_report(directory: Path, args):
 
 def watch(results, args) -> None:
     """Redraw the report as points finish while a run holds the directory's lock."""
-    from tiltsweep.sweep.live import LiveReport
+    from tiltsweep.sweep.live import Follower
     from tiltsweep.sweep.lock import RunLock, owner_alive
 
     running = lambda: bool((owner := RunLock(results.lock_path).owner()) and owner_alive(owner))
@@ -237,11 +242,11 @@ def watch(results, args) -> None:
         return
     print(f"watching {results.root}: {results.root / 'figures' / 'index.html'} is redrawn as points finish "
           f"(Ctrl-C stops watching; the sweep goes on)", flush=True)
-    live = LiveReport(live_report(results.root, args), results.summary_path, on_problem=lambda message: print(f"warning: {message}", flush=True))
+    live = Follower(live_report(results.root, args), results.summary_path, on_problem=lambda message: print(f"warning: {message}", flush=True))
     try:
         while running():
             live.poll()
-            time.sleep(LiveReport.POLL_SECONDS)
+            time.sleep(Follower.POLL_SECONDS)
     except KeyboardInterrupt:
         live.poll(live=False, force=True)
         print(f"\nstopped watching; {results.root / 'figures' / 'index.html'} shows the sweep as it was", flush=True)

@@ -1,11 +1,11 @@
-"""The report while a sweep runs: DIR/figures/index.html rewritten as points finish.
+"""What follows a sweep while it runs: the report (DIR/figures/index.html, redrawn by
+analysis.report.write_live_index) and the trackers (sweep.trackers), as points finish.
 
-`write(live)` draws the page (analysis.report.write_live_index: the interactive report alone,
-reloading itself while `live`). A LiveReport calls it when summary.parquet has changed since the
-last page, and at most once every max(MIN_SECONDS, PACE x the last page's duration): the pages
-take a tenth of one core at most, so the sweep does not wait for them. `run` keeps one on a
-thread of its own (`start` ... `close`); `tiltsweep plot DIR --watch` polls in the foreground.
-A page that cannot be drawn is said once and no more are tried: the sweep goes on.
+A Follower calls `act(live)` when summary.parquet has changed since its last call, and at most
+once every max(MIN_SECONDS, PACE x the last call's duration): it takes a tenth of one core at
+most, so the sweep does not wait for it. `run` keeps each on a thread of its own (`start` ...
+`close`, which calls it once more with live=False); `tiltsweep plot DIR --watch` polls one in the
+foreground. An act that fails is said once and not tried again: the sweep goes on.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
-class LiveReport:
+class Follower:
     MIN_SECONDS, PACE, POLL_SECONDS = 2.0, 10, 0.5
 
-    def __init__(self, write: Callable[[bool], object], summary_path: Path, on_problem: Callable[[str], None] = lambda message: None):
-        self.write, self.summary_path, self.on_problem = write, Path(summary_path), on_problem
-        self.seen: Optional[float] = -1.0  # the summary's mtime at the last page (-1: no page yet)
+    def __init__(self, act: Callable[[bool], object], summary_path: Path, on_problem: Callable[[str], None] = lambda message: None,
+                 what: str = "the live report"):
+        self.act, self.summary_path, self.on_problem, self.what = act, Path(summary_path), on_problem, what
+        self.seen: Optional[float] = -1.0  # the summary's mtime at the last call (-1: none yet)
         self.due = 0.0
         self.broken = False
         self.stopping = threading.Event()
@@ -34,7 +35,7 @@ class LiveReport:
             return None
 
     def poll(self, live: bool = True, force: bool = False) -> bool:
-        """Draw the page if the summary changed and the pace allows (or `force`); True if drawn."""
+        """Act if the summary changed and the pace allows (or `force`); True if it acted."""
         if self.broken:
             return False
         mtime = self.summary_mtime()
@@ -42,19 +43,19 @@ class LiveReport:
             return False
         started = time.monotonic()
         try:
-            self.write(live)
-        except Exception as error:  # the sweep matters more than its page
+            self.act(live)
+        except Exception as error:  # the sweep matters more than what follows it
             self.broken = True
-            self.on_problem(f"the live report stopped: {type(error).__name__}: {error}")
+            self.on_problem(f"{self.what} stopped: {type(error).__name__}: {error}")
             return False
         self.seen = mtime
         self.due = time.monotonic() + max(self.MIN_SECONDS, self.PACE * (time.monotonic() - started))
         return True
 
-    def start(self) -> "LiveReport":
-        """The first page at once, then a page as points finish, on a thread."""
+    def start(self) -> "Follower":
+        """Act at once, then as points finish, on a thread."""
         self.poll(force=True)
-        self.thread = threading.Thread(target=self._run, name="tiltsweep-live-report", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="tiltsweep-follower", daemon=True)
         self.thread.start()
         return self
 
@@ -63,7 +64,7 @@ class LiveReport:
             self.poll()
 
     def close(self) -> None:
-        """Stop the thread and leave a page that no longer reloads itself."""
+        """Stop the thread and act once more, no longer live (a page that does not reload itself)."""
         self.stopping.set()
         if self.thread is not None:
             self.thread.join()

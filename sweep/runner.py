@@ -18,12 +18,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, TextIO
+from typing import Callable, Optional, Sequence, TextIO
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import GridSpec
 from tiltsweep.sweep.ledger import Ledger
-from tiltsweep.sweep.live import LiveReport
+from tiltsweep.sweep.live import Follower
 from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
 from tiltsweep.sweep.progress import Progress, clock
 from tiltsweep.sweep.provenance import code_version
@@ -68,9 +68,9 @@ def refuse_if_locked(results: ResultsDir) -> None:
 
 def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
-    dashboard: bool = False, stream: Optional[TextIO] = None, live_report: Optional[Callable[[bool], object]] = None,
+    dashboard: bool = False, stream: Optional[TextIO] = None, followers: Sequence[tuple[str, Callable[[bool], object]]] = (),
 ) -> RunOutcome:
-    """live_report(live): draws the report while the sweep runs (sweep.live), if given."""
+    """followers: (what, act(live)) called as points finish (sweep.live): the report, the trackers."""
     from tiltsweep.sweep import executor  # Ray loads only for runs
 
     if address:
@@ -80,7 +80,7 @@ def run_sweep(
     stop = Stop()
     try:
         with executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
-            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, live_report)
+            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, followers)
     except KeyboardInterrupt:
         if stop.signum is None:
             raise
@@ -106,7 +106,7 @@ class SweepStopped(Exception):
 
 
 def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO,
-               live_report: Optional[Callable[[bool], object]] = None):
+               followers: Sequence[tuple[str, Callable[[bool], object]]] = ()):
     """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
     say = lambda message: print(message, file=stream, flush=True)
     executor.refuse_unmeetable_resources(spec, address)
@@ -115,13 +115,13 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         lock.acquire()
     except LockHeld as error:
         raise RunRefused(str(error)) from None
-    live = None
+    following: list[Follower] = []
     try:
         results.save_grid(spec.text, spec.source, spec.description())
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
         ledger.sync()
-        if live_report:
-            live = LiveReport(live_report, results.summary_path, on_problem=lambda message: say(f"warning: {message}")).start()
+        for what, act in followers:
+            following.append(Follower(act, results.summary_path, lambda message: say(f"warning: {message}"), what).start())
         todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
         done = len(spec.points) - len(todo)
         where = f"the Ray cluster at {address}" if address else "local Ray"
@@ -133,8 +133,8 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
             progress.close()
         ledger.sync()
     finally:
-        if live:
-            live.close()
+        for follower in following:
+            follower.close()
         lock.release()
     return ledger, todo
 
