@@ -160,7 +160,7 @@ def side_by_side(panels: list[tuple[str, pd.DataFrame, str, str]], title: str = 
         phase_panel(panel, table, x, y, style, name)
         for artist in panel.findobj(lambda a: bool(a.get_gid())):
             artist.set_gid(f"{index}/{artist.get_gid()}")
-    figure.suptitle(title)
+    figure.suptitle(title, wrap=True)
     return figure
 
 
@@ -193,7 +193,7 @@ def std_band(reduced: pd.DataFrame, x: str = "amplitude", hue: Sequence[str] = (
     panel.set_xticks(ordered(reduced[x]), [value_text(v) for v in ordered(reduced[x])])
     panel.set_xlabel(x)
     panel.set_ylabel(label)
-    panel.set_title(title)
+    figure.suptitle(title, wrap=True)
     if hue:
         panel.legend(fontsize=7, ncol=2 if len(keys) > 6 else 1)
     panel.grid(alpha=0.3)
@@ -227,7 +227,7 @@ def learning_curves(
     for panel in list(axes.flat)[len(facets):]:
         panel.set_visible(False)
     axes.flat[0].legend(fontsize=7)
-    figure.suptitle(title)
+    figure.suptitle(title, wrap=True)
     return figure
 
 
@@ -390,7 +390,7 @@ def interpolation(frame: pd.DataFrame, title: str = "") -> Figure:
         panel.grid(alpha=0.3)
     loss.set_yscale("log")
     loss.legend(fontsize=8)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(title, fontsize=10, wrap=True)
     return figure
 
 
@@ -414,7 +414,7 @@ def lr_range(frame: pd.DataFrame, suggestion: dict, title: str = "", log_rate: b
         if log_rate:
             panel.set_xscale("log")
     loss.legend(fontsize=8)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(title, fontsize=10, wrap=True)
     return figure
 
 
