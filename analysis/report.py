@@ -148,7 +148,7 @@ def static_section(results: Results, drawn: list[Drawn], label: str) -> str:
     """The seaborn figures and their tables, as HTML."""
     counts = results.trials["status"].value_counts().to_dict()
     parts = [
-        "<details open><summary>Figures for papers (PNG, PDF, SVG) and their tables</summary>",
+        "<details><summary>Figures for papers (PNG, PDF, SVG) and their tables (click to open)</summary>",
         "<p>" + ", ".join(f"{n} {html.escape(str(s))}" for s, n in sorted(counts.items())) + f" trials; metric: {html.escape(label)}. "
         "Means over completed seeds; std with ddof = 1; diverged and failed seeds are counted, not averaged.</p>",
     ]
