@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=command_status)
 
     plot = commands.add_parser("plot", help="draw phase diagrams, std bands and learning curves",
-                               description="Draw the figures of the sweep in DIR into DIR/figures/, with an index.html.")
+                               description="Draw the figures of the sweep in DIR into DIR/figures/, with the interactive report index.html.")
     plot.add_argument("directory", metavar="DIR", type=Path)
     plot.add_argument("--watch", action="store_true",
                       help="while a sweep runs in DIR, redraw index.html as its points finish; then draw every figure")
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--address", required=True, metavar="URL", help="the cluster's job server, e.g. http://HEAD:8265")
     submit.add_argument("--out", default="~/tiltsweep-results", metavar="DIR",
                         help="results directory on the cluster, on storage every node sees (default: ~/tiltsweep-results on the cluster)")
+    add_log_to(submit)
     submit.set_defaults(handler=command_submit)
     return parser
 
@@ -157,8 +158,12 @@ def add_sweep_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verbose", action="store_true", help="show Ray's trial table and worker logs instead of the progress line")
     command.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1 only) for a local run")
     command.add_argument("--no-plot", action="store_true", help="do not draw the report while the sweep runs, nor the figures at the end")
-    command.add_argument("--log-to", metavar="TRACKER", help="log every finished point as a run: mlflow[:URI] (e.g. mlflow:sqlite:///mlflow.db) or wandb (offline)")
+    add_log_to(command)
     add_plot_options(command)
+
+
+def add_log_to(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--log-to", metavar="TRACKER", help="log every finished point as a run: mlflow[:URI] (e.g. mlflow:sqlite:///mlflow.db) or wandb (offline)")
 
 
 def formats_of(args) -> list[str]:
@@ -326,7 +331,12 @@ def command_submit(args) -> int:
         raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
     from tiltsweep.sweep import executor
 
-    job_id = executor.submit_job(args.address, args.grid, args.out, ["--smoke"] if args.smoke else [])
+    if args.log_to:
+        from tiltsweep.sweep.trackers import parse_log_to
+
+        parse_log_to(args.log_to)  # refused here, not in the job
+    options = (["--smoke"] if args.smoke else []) + (["--log-to", args.log_to] if args.log_to else [])
+    job_id = executor.submit_job(args.address, args.grid, args.out, options)
     print(f"submitted {spec.name} ({len(spec.points)} points) as Ray job {job_id}")
     print(f"follow it:  ray job logs --follow --address {args.address} {job_id}")
     print(f"status:     ray job status --address {args.address} {job_id}")

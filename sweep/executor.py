@@ -22,6 +22,7 @@ import functools
 import importlib
 import logging
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -425,7 +426,7 @@ def submit_job(address: str, grid_path: Path, out: str, extra_args: list[str]) -
         raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {' '.join(str(error).split())[:300]}") from None
     staging = Path(tempfile.mkdtemp(prefix="tiltsweep-submit-"))
     (staging / grid_path.name).write_bytes(grid_path.read_bytes())
-    entrypoint = " ".join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])
+    entrypoint = " ".join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *map(shlex.quote, extra_args)])
     return client.submit_job(
         entrypoint=entrypoint,
         runtime_env={"working_dir": str(staging), "py_modules": [shipped_package()], "env_vars": {CODE_SHIPPED: "1"}},

@@ -2,7 +2,7 @@
 analysis.report.write_live_index) and the trackers (sweep.trackers), as points finish.
 
 A Follower calls `act(live)` when summary.parquet has changed since its last call, and at most
-once every max(MIN_SECONDS, PACE x the last call's duration): it takes a tenth of one core at
+once every max(MIN_SECONDS, PACE x the last call's duration): it takes a twentieth of one core at
 most, so the sweep does not wait for it. `run` keeps each on a thread of its own (`start` ...
 `close`, which calls it once more with live=False); `tiltsweep plot DIR --watch` polls one in the
 foreground. An act that fails is said once and not tried again: the sweep goes on.
@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 
 class Follower:
-    MIN_SECONDS, PACE, POLL_SECONDS = 2.0, 10, 0.5
+    MIN_SECONDS, PACE, POLL_SECONDS = 5.0, 20, 0.5
 
     def __init__(self, act: Callable[[bool], object], summary_path: Path, on_problem: Callable[[str], None] = lambda message: None,
                  what: str = "the live report"):

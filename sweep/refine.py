@@ -5,9 +5,12 @@ the same points) and recording them in DIR/refinements.json, so that `run` and `
 extended sweep:
 
 - `--budget N`: the boundary. For every pair of neighbouring cells of the diagram over (x, y)
-  (at equal other axes) whose seed-means both exist, the score |m1 - m2| / sqrt(se1^2 + se2^2)
-  says how surely the metric changes between them (se = std / sqrt(n); a cell of one seed takes
-  the diagram's median std). The pairs with the highest scores get a cell halfway between them
+  (at equal other axes) whose seed-means both exist, z = |m1 - m2| / sqrt(se1^2 + se2^2) says how
+  surely the metric changes between them (se = std / sqrt(n); a cell of one seed takes the
+  diagram's median std), and the score z x w weighs it by w, the pair's gap as a share of its
+  axis's range (in log on a geometric axis): a sure change across a wide gap says more about where
+  the boundary lies than one already pinned between close cells, which z alone would keep
+  splitting (benchmarks section 11). The pairs with the highest scores get a cell halfway between them
   (the geometric mean on an axis whose values are positive and span more than a decade, else the
   arithmetic mean; rounded to 3 significant digits, and to an integer on an integer axis), for
   every seed of the grid, until N trainings are spent. A halfway value closer than MIN_SPACING
@@ -36,17 +39,31 @@ MIN_SPACING = 0.05
 BASELINE, FREE_AT_BASELINE = "amplitude", "period"  # with A = 1 the period is irrelevant (sweep.identity)
 
 
+def geometric(values) -> bool:
+    """Whether an axis is spaced geometrically: positive values spanning more than a decade."""
+    numbers = [float(v) for v in values]
+    return min(numbers) > 0 and max(numbers) / min(numbers) > 10
+
+
 def halfway(a, b, values) -> Optional[float]:
     """The value between neighbours a and b on an axis of `values`, or None if too close to them."""
-    numbers = [float(v) for v in values]
-    geometric = min(numbers) > 0 and max(numbers) / min(numbers) > 10
-    middle = math.sqrt(a * b) if geometric else (a + b) / 2
+    middle = math.sqrt(a * b) if geometric(values) else (a + b) / 2
     middle = float(f"{middle:.3g}")
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         middle = int(round(middle))
     if min(abs(middle - a), abs(b - middle)) < MIN_SPACING * abs(b - a) or middle in (a, b):
         return None
     return middle
+
+
+def gap_share(values):
+    """(a, b) -> the gap between a and b as a share of the axis's range (in log when geometric)."""
+    numbers = [float(v) for v in values]
+    if geometric(numbers):
+        span = math.log(max(numbers) / min(numbers))
+        return lambda a, b: abs(math.log(float(b) / float(a))) / span
+    span = (max(numbers) - min(numbers)) or 1.0
+    return lambda a, b: abs(float(b) - float(a)) / span
 
 
 def cell_se(table, fallback_std: float) -> np.ndarray:
@@ -68,6 +85,7 @@ def propose_boundary(results: Results, budget: int, metric: str, x: str, y: str)
     candidates = []
     for along, across in ((x, y), (y, x)):
         values = ordered(results.axes[along])
+        share = gap_share(values)
         for key, line in table.groupby([across, *others], dropna=False):
             line = line.set_index(along)
             present = [v for v in values if v in line.index]
@@ -76,7 +94,7 @@ def propose_boundary(results: Results, budget: int, metric: str, x: str, y: str)
                 if middle is None:
                     continue
                 first, second = line.loc[a], line.loc[b]
-                score = abs(first["mean"] - second["mean"]) / max(math.hypot(first["se"], second["se"]), 1e-12)
+                score = share(a, b) * abs(first["mean"] - second["mean"]) / max(math.hypot(first["se"], second["se"]), 1e-12)
                 cell = {**dict(zip([across, *others], key if isinstance(key, tuple) else (key,))), along: middle}
                 candidates.append((-score, along, sorted(cell.items(), key=str), cell))
     chosen, spent = [], 0
