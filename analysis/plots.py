@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from tiltsweep.analysis import figures
 from tiltsweep.analysis.load import Results, load_results, num_classes
+from tiltsweep.trainers.config import LossConfig
 from tiltsweep.analysis.reduce import (
     SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds, significance_table,
 )
@@ -193,7 +194,7 @@ def one_trial(results: Results, trial_id: Optional[str]) -> figures.TrialView:
     config = json.loads(row["config"])
     steps_per_epoch = max(1, int(row["steps"]) // max(1, int(row["epochs"])))
     loss = config["loss"]
-    period = loss["period"] * (steps_per_epoch if loss.get("period_unit") == "epochs" else 1)
+    period = LossConfig(**loss).period_in_steps(steps_per_epoch)
     stop = loss.get("stop_oscillation_epoch")
     where = ", ".join(f"{a} = {figures.value_text(row[a])}" for a in results.axes if a in row.index)
     trace = results.trace(trial_id)

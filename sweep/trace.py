@@ -57,8 +57,7 @@ def default_every(config, steps_per_epoch: int) -> int:
     training, loss = config.training, config.loss
     wanted = training.epochs * steps_per_epoch / ROWS
     if loss.amplitude > 1:
-        period = loss.period * (steps_per_epoch if loss.period_unit == "epochs" else 1)
-        wanted = min(wanted, period / PER_PERIOD)
+        wanted = min(wanted, loss.period_in_steps(steps_per_epoch) / PER_PERIOD)
     most = max(1, int(wanted // steps_per_epoch))
     return max(d for d in range(1, most + 1) if training.eval_every % d == 0)
 

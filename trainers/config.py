@@ -242,6 +242,10 @@ class LossConfig(Section):
     shape: Literal["triangle", "cosine"] = "triangle"
     stop_oscillation_epoch: Optional[Annotated[int, Field(ge=0)]] = None
 
+    def period_in_steps(self, steps_per_epoch: int) -> float:
+        """T in optimizer steps."""
+        return self.period * (steps_per_epoch if self.period_unit == "epochs" else 1)
+
 
 class TrainingConfig(Section):
     epochs: PositiveInt

@@ -52,7 +52,8 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.reshape((x.shape[0], -1))
-        kernel_init = KERNEL_INITS.get(self.initializer, KERNEL_INITS["lecun_normal"])
+        # stax's parameters replace these after init (stax_params): any kernel init stands in
+        kernel_init = KERNEL_INITS["lecun_normal" if self.initializer == "stax" else self.initializer]
         if not self.feature_major:
             dense = lambda features: nn.Dense(features, dtype=self.dtype, param_dtype=self.dtype, kernel_init=kernel_init)
             for _ in range(self.depth):

@@ -41,7 +41,7 @@ class OptimizerKind:
 def hyperparameters(cfg: TrialConfig, steps_per_epoch: int, dtype) -> dict[str, np.ndarray]:
     """The traced numbers of one trial, each a scalar (or knot vector) of `dtype`."""
     opt, loss, sched = cfg.optimizer, cfg.loss, cfg.schedule
-    period = loss.period * (steps_per_epoch if loss.period_unit == "epochs" else 1)
+    period = loss.period_in_steps(steps_per_epoch)
     stop = np.inf if loss.stop_oscillation_epoch is None else loss.stop_oscillation_epoch * steps_per_epoch
     values = {
         "amplitude": loss.amplitude,
