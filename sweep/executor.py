@@ -124,6 +124,22 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
 
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray keeps the token of the clusters it starts
+OPEN_RAY = "TILTSWEEP_OPEN_RAY"
+
+
+class OpenRayRefused(Refused):
+    """The local Ray would run without token authentication."""
+
+
+def refuse_open_local_ray(environ=os.environ) -> None:
+    """The local Ray keeps Ray's token authentication: with RAY_AUTH_MODE set to anything but
+    `token`, it would admit anyone who reaches this machine, since Ray's servers listen on every
+    interface (its GCS binds 0.0.0.0 whatever node address it is given), so it cannot be kept
+    to loopback instead. Refused, unless TILTSWEEP_OPEN_RAY=1 says the user means it."""
+    mode = environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token" and environ.get(OPEN_RAY) != "1":
+        raise OpenRayRefused(f"RAY_AUTH_MODE={mode}: a local Ray without its token would admit anyone who reaches this machine "
+                             f"(Ray listens on every interface); unset RAY_AUTH_MODE, or set {OPEN_RAY}=1 if this machine is yours alone")
 
 
 def keep_token_private() -> None:

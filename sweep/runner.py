@@ -75,6 +75,8 @@ def run_sweep(
 
     if address:
         executor.probe_address(address)
+    else:
+        executor.refuse_open_local_ray()
     refuse_if_locked(results)
     started = time.perf_counter()
     stop = Stop()

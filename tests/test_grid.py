@@ -195,3 +195,22 @@ def test_a_list_of_mappings_is_the_union_of_sub_grids(tmp_path):
 def test_bad_sub_grids_are_named_by_their_index(tmp_path, text, expected):
     with pytest.raises(GridError, match=re.escape(expected)):
         load_grid(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("mode", ["disabled", "DISABLED"])
+def test_a_local_ray_without_token_authentication_is_refused(tmp_path, monkeypatch, capsys, tally, mode):
+    """Ray's servers listen on every interface, so a local Ray without its token would admit
+    anyone who reaches the machine: refused before Ray starts, unless the user says it is theirs."""
+    grid = write(tmp_path, GOOD, "open.yaml")
+    out = tmp_path / "results"
+    monkeypatch.setenv("RAY_AUTH_MODE", mode)
+    assert main(["run", str(grid), "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and f"RAY_AUTH_MODE={mode}" in message and "TILTSWEEP_OPEN_RAY=1" in message
+    assert not out.exists()
+    from tiltsweep.sweep.executor import refuse_open_local_ray
+
+    refuse_open_local_ray({"RAY_AUTH_MODE": mode, "TILTSWEEP_OPEN_RAY": "1"})  # the user's choice, said
+    refuse_open_local_ray({"RAY_AUTH_MODE": "token"})
+    refuse_open_local_ray({})
+    tally.refusal("local Ray without token authentication")
