@@ -114,13 +114,14 @@ def cell_key(panel_index: int, row, panel: Panel) -> str:
     return f"{panel_index}|{value_text(row[panel.x])}|{value_text(row[panel.y])}"
 
 
-def not_completed(trials: pd.DataFrame) -> str:
-    """'seed 1 failed (reason); seed 2 diverged' of a cell's trials, or '' if all completed."""
-    parts = []
-    for row in trials[trials["status"] != "completed"].itertuples():
-        reason = f" ({str(row.error)[:60]})" if isinstance(row.error, str) and row.error else ""
-        parts.append(f"seed {getattr(row, SEED, '?')} {row.status}{reason}")
-    return "; ".join(parts)
+def not_completed(summary: pd.DataFrame, x: str, y: str) -> dict[tuple, str]:
+    """{(x, y): 'seed 1 failed (reason); seed 2 diverged'} of the cells with such trials."""
+    said: dict[tuple, list[str]] = {}
+    for row in summary[summary["status"] != "completed"].to_dict("records"):
+        error = row.get("error")
+        reason = f" ({error[:60]})" if isinstance(error, str) and error else ""
+        said.setdefault((row[x], row[y]), []).append(f"seed {row.get(SEED, '?')} {row['status']}{reason}")
+    return {cell: "; ".join(parts) for cell, parts in said.items()}
 
 
 def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: str) -> list[dict]:
@@ -134,16 +135,15 @@ def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: st
                        else plots.phase_table(results, metric if gain else key, gain=gain))
     tested = tables.get(f"{metric}_gain")
     test_of = {(t[x], t[y]): t for t in tested.to_dict("records")} if tested is not None and not live_empty else {}
-    by_cell = {key: frame for key, frame in results.summary.groupby([x, y], dropna=False)} if len(results.summary) else {}
+    unfinished = not_completed(results.summary, x, y)
     rows = []
     for key, table in tables.items():
         gain = tested is not None and table is tested
         low_end, high_end = table["mean"].min(), table["mean"].max()
-        for _, row in table.iterrows():
+        for row in table.to_dict("records"):
             low, high = (row.get("ci_low", math.nan), row.get("ci_high", math.nan)) if gain else mean_interval(row)
             test = test_of.get((row[x], row[y]))
             p = test["p_adjusted"] if test is not None else math.nan
-            trials = by_cell.get((row[x], row[y]), results.summary.iloc[0:0])
             status = row["cell_status"]
             shown = {"ok": number(row["mean"], "+.3f" if gain else ".3f"), "missing": "not run yet"}.get(status, status)
             rows.append({
@@ -154,7 +154,7 @@ def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: st
                 "tooltip_mean": number(row["mean"]), "tooltip_std": number(row["std"]), "tooltip_n": int(row["n"]),
                 "tooltip_ci": "–" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]",
                 "tooltip_p": "–" if math.isnan(p) else f"{p:.3g}" + (" (significant)" if test is not None and test["significant"] else ""),
-                "tooltip_not_completed": not_completed(trials) or "none",
+                "tooltip_not_completed": unfinished.get((row[x], row[y]), "none"),
             })
     return rows
 
@@ -269,11 +269,11 @@ def report_page(results: Results, metric: str = "val_accuracy", x: Optional[str]
     specs, cells, curves = [], {}, {}
     all_curves = results.curves if not results.summary.empty else pd.DataFrame()
     for index, panel in enumerate(panels):
-        specs.append(heatmap_spec(panel, cell_rows(index, panel, labels, metric), metric).to_dict())
+        specs.append(heatmap_spec(panel, cell_rows(index, panel, labels, metric), metric).to_dict(validate=False))  # the tests validate it
         panel_cells, panel_curves = trial_details(index, panel, all_curves)
         cells.update(panel_cells)
         curves.update(panel_curves)
-    data = {"panels": specs, "curves_spec": curves_spec().to_dict(), "cells": cells, "curves": curves, "metric": metric}
+    data = {"panels": specs, "curves_spec": curves_spec().to_dict(validate=False), "cells": cells, "curves": curves, "metric": metric}
     counts = results.trials["status"].value_counts().to_dict() if len(results.summary) else {}
     description = results.store.description() if results.store else None
     total = len(description.points) if description else len(results.trials)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import altair as alt
 import pytest
 
 import browser
@@ -38,6 +39,8 @@ def test_the_report_is_self_contained_and_shows_the_reduced_tables(report, fault
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page), "the page must load nothing from the network"
     assert "window.vegaEmbed" in page  # Vega's JavaScript is inlined
     data = report_data(page)
+    for spec in (*data["panels"], data["curves_spec"]):  # valid Vega-Lite (the page skips Altair's validation)
+        alt.LayerChart.from_dict(spec, validate=True)
     rows = data["panels"][0]["data"]["values"]
     x, y = plots.phase_axes(plots.as_results(faulty_results))
     for expected in plots.phase_table(faulty_results).to_dict("records"):
