@@ -264,16 +264,18 @@ def report_page(results: Results, metric: str = "val_accuracy", x: Optional[str]
                 live: bool = False, static_html: str = "") -> str:
     """The whole index.html: the interactive part, then `static_html` (the figures for papers)."""
     panels = panels_of(results, x, y)
-    labels = metrics_of(results, metric) if panels else {}
-    metric = metric if metric in labels else next(iter(labels), metric)
+    labels = [metrics_of(panel.results, metric) for panel in panels]  # a sub-grid without A = 1 has no gain
+    shown = [metric if metric in own else next(iter(own)) for own in labels]
     specs, cells, curves = [], {}, {}
     all_curves = results.curves if not results.summary.empty else pd.DataFrame()
     for index, panel in enumerate(panels):
-        specs.append(heatmap_spec(panel, cell_rows(index, panel, labels, metric), metric).to_dict(validate=False))  # the tests validate it
+        rows = cell_rows(index, panel, labels[index], metric)
+        specs.append(heatmap_spec(panel, rows, shown[index]).to_dict(validate=False))  # the tests validate it
         panel_cells, panel_curves = trial_details(index, panel, all_curves)
         cells.update(panel_cells)
         curves.update(panel_curves)
-    data = {"panels": specs, "curves_spec": curves_spec().to_dict(validate=False), "cells": cells, "curves": curves, "metric": metric}
+    data = {"panels": specs, "curves_spec": curves_spec().to_dict(validate=False), "cells": cells, "curves": curves,
+            "metric": shown[0] if panels else metric, "metrics": [list(own.items()) for own in labels]}
     counts = results.trials["status"].value_counts().to_dict() if len(results.summary) else {}
     description = results.store.description() if results.store else None
     total = len(description.points) if description else len(results.trials)
@@ -284,17 +286,19 @@ def report_page(results: Results, metric: str = "val_accuracy", x: Optional[str]
     return PAGE.format(
         title=html.escape(results.name), refresh=f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>" if live else "",
         state=html.escape(state), counts=html.escape(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no point finished yet"),
-        metric_options=options(labels.items()), panel_options=options((str(i), p.title) for i, p in enumerate(panels)),
+        metric_options=options(labels[0].items() if panels else []), panel_options=options((str(i), p.title) for i, p in enumerate(panels)),
         panel_control="" if len(panels) > 1 else "hidden",
         panel_divs="".join(f"<div class='panel' id='panel-{i}'{'' if i == 0 else ' hidden'}></div>" for i in range(len(panels)))
         or "<p>No phase diagram: the grid needs two swept axes besides seed.</p>",
         vega=vega_javascript().replace("</script", "<\\/script"), data=script_json(data), script=SCRIPT, static=static_html)
 
 
+# [hidden] is forced: vega-embed's own `.vega-embed {display: inline-block}` would show hidden panels.
 PAGE = """<!doctype html>
 <html><head><meta charset='utf-8'>{refresh}<title>{title}</title>
 <style>
 body{{font-family:sans-serif;margin:1.5em 2em;max-width:1250px;color:#222}}
+[hidden]{{display:none !important}}
 .controls{{margin:.6em 0;display:flex;gap:1.5em;align-items:center}}
 #detail{{border-top:1px solid #ccc;margin-top:1em;padding-top:.5em}}
 pre{{background:#f6f6f6;padding:.5em;max-height:18em;overflow:auto;font-size:12px}}
@@ -372,7 +376,11 @@ async function start() {
   metric.value = report.metric;
   metric.addEventListener('change', () => showMetric(metric.value));
   document.getElementById('panel').addEventListener('change', event => {
-    document.querySelectorAll('.panel').forEach((div, i) => { div.hidden = String(i) !== event.target.value; });
+    const panel = Number(event.target.value), kept = metric.value;
+    document.querySelectorAll('.panel').forEach((div, i) => { div.hidden = i !== panel; });
+    metric.replaceChildren(...report.metrics[panel].map(([key, label]) => new Option(label, key)));  // the panel's own metrics
+    metric.value = report.metrics[panel].some(([key]) => key === kept) ? kept : report.metrics[panel][0][0];
+    showMetric(metric.value);
   });
   showMetric(metric.value);
   document.body.dataset.ready = 'yes';

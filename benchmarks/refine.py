@@ -1,21 +1,24 @@
-"""Does refining pay? The amplitude at which the oscillation starts to help, per period, located
-by a coarse grid refined with `tiltsweep refine --budget` rounds (sweep.refine.propose_boundary,
-the function the command calls) and by uniform grids of as many trainings, both against a dense
-grid as the ground truth.
+"""Does refining pay? The region of the (T, A) diagram where the oscillation helps, located by a
+coarse grid refined with `tiltsweep refine --budget` rounds (sweep.refine.propose_boundary, the
+function the command calls) and by uniform grids, both against a dense grid as the ground truth.
 
 Setting: the quickstart's spiral and network (width 20, learning rate 1, full batch), STEPS
-steps, T in PERIODS, 3 seeds. The boundary at one T is the amplitude where the seed-mean gain in
-training accuracy over A = 1 first rises above LEVEL, interpolated linearly in log A between the
-two measured amplitudes around it; its error is |log10 A_found - log10 A_dense| (decades), averaged
-over the periods (a boundary one side finds and the other does not counts MISSED decades).
-Trainings run in this process (tiltsweep.trainers.train), each (A, T, seed) once and shared by
-the methods that ask for it; a method's cost is the number of trainings it asks for.
+steps, SEEDS seeds. A cell "helps" where the seed-mean gain in training accuracy over A = 1
+exceeds LEVEL. The dense grid (DENSE_A x DENSE_T, 8 amplitudes and 4 periods a decade) says
+which of its cells help. A method that measured some cells predicts every dense cell from its
+nearest measured cell (distance in decades, both axes); its error is the fraction of dense cells
+it predicts wrongly: the boundary's error over the whole diagram, whether or not the truth is
+monotone in A. Trainings run in this process (tiltsweep.trainers.train), each (A, T, seed) once
+and shared by the methods that ask for it; a method's cost is the number of distinct trainings
+it asks for (A = 1 is one training per seed at every period). Uniform grids are sub-grids of the
+dense one, evenly spaced in log T and log A.
 
-    python benchmarks/refine.py        # about 10 minutes on 2 cores
+    python benchmarks/refine.py        # about 12 minutes on 2 cores
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -27,15 +30,21 @@ from tiltsweep.analysis.reduce import gain_over_baseline, reduce_seeds
 from tiltsweep.sweep.refine import propose_boundary
 from tiltsweep.trainers import train
 
-STEPS, PERIODS, SEEDS = 20_000, (100.0, 300.0, 1000.0, 3000.0), (0, 1, 2)
-DENSE = [float(f"{10 ** (k / 8):.3g}") for k in range(17)]  # 1 ... 100, 8 a decade
-COARSE = [1.0, 10.0, 100.0]
-LEVEL, MISSED, ROUNDS, BUDGET = 0.1, 1.0, 4, 12
+STEPS, SEEDS = 40_000, (0, 1, 2, 3)
+DENSE_A = [float(f"{10 ** (k / 8):.3g}") for k in range(17)]  # 1 ... 100
+DENSE_T = [float(f"{10 ** (2 + k / 4):.3g}") for k in range(9)]  # 100 ... 10,000
+COARSE_A, COARSE_T = [1.0, 10.0, 100.0], [100.0, 1000.0, 10000.0]
+LEVEL, ROUNDS, BUDGET = 0.05, 14, 16
+ERRORS = (0.2, 0.15, 0.1, 0.05)
 TRAINED: dict[tuple, float] = {}
 
 
+def key_of(amplitude: float, period: float, seed: int) -> tuple:
+    return (amplitude, 1000.0 if amplitude == 1 else period, seed)
+
+
 def accuracy(amplitude: float, period: float, seed: int) -> float:
-    key = (amplitude, 1000.0 if amplitude == 1 else period, seed)  # A = 1: one training per seed at every period
+    key = key_of(amplitude, period, seed)
     if key not in TRAINED:
         config = {
             "data": {"name": "spiral", "points_per_class": 100, "classes": 3}, "model": {"name": "mlp", "width": 20},
@@ -47,82 +56,93 @@ def accuracy(amplitude: float, period: float, seed: int) -> float:
     return TRAINED[key]
 
 
+def grid(amplitudes, periods) -> list[tuple]:
+    return [(a, t, s) for a in amplitudes for t in periods for s in SEEDS]
+
+
+def trainings(points) -> int:
+    return len({key_of(*point) for point in points})
+
+
 def summary_of(points) -> pd.DataFrame:
     rows = [{"trial_id": f"{a}/{t}/{s}", "status": "completed", "amplitude": a, "period": t, "seed": s,
              "train_accuracy": accuracy(a, t, s)} for a, t, s in points]
     return pd.DataFrame(rows)
 
 
-def boundaries(summary: pd.DataFrame) -> dict[float, float]:
-    """Per period in PERIODS, the amplitude where the seed-mean gain first rises above LEVEL (NaN if never)."""
-    axes = {"amplitude": sorted(set(summary["amplitude"])), "period": sorted(set(summary["period"])), "seed": list(SEEDS)}
+def axes_of(summary: pd.DataFrame) -> dict:
+    return {"amplitude": sorted(set(summary["amplitude"])), "period": sorted(set(summary["period"])), "seed": list(SEEDS)}
+
+
+def helps(points) -> dict[tuple, bool]:
+    """(A, T) -> whether the seed-mean gain over A = 1 exceeds LEVEL, for every measured cell."""
+    summary = summary_of(points)
+    axes = axes_of(summary)
     gains = reduce_seeds(gain_over_baseline(summary, "train_accuracy", axes), "train_accuracy_gain", axes)
-    found = {}
-    for period in PERIODS:
-        line = gains[(gains["period"] == period) & gains["mean"].notna()].sort_values("amplitude")
-        amplitudes, means = line["amplitude"].to_numpy(dtype=float), line["mean"].to_numpy(dtype=float)
-        above = np.flatnonzero(means > LEVEL)
-        if not len(above) or above[0] == 0:
-            found[period] = math.nan
-            continue
-        i = above[0]
-        low, high = math.log10(amplitudes[i - 1]), math.log10(amplitudes[i])
-        fraction = (LEVEL - means[i - 1]) / (means[i] - means[i - 1])
-        found[period] = 10 ** (low + fraction * (high - low))
-    return found
+    gains = gains[gains["mean"].notna()]
+    return {(float(a), float(t)): bool(m > LEVEL) for a, t, m in gains[["amplitude", "period", "mean"]].itertuples(index=False)}
 
 
-def error(found: dict, truth: dict) -> float:
-    errors = []
-    for period in PERIODS:
-        a, b = found[period], truth[period]
-        errors.append(0.0 if math.isnan(a) and math.isnan(b) else MISSED if math.isnan(a) or math.isnan(b) else abs(math.log10(a / b)))
-    return float(np.mean(errors))
-
-
-def grid_points(amplitudes) -> list[tuple]:
-    return [(a, t, s) for a in amplitudes for t in PERIODS for s in SEEDS]
+def error(measured: dict[tuple, bool], truth: dict[tuple, bool]) -> float:
+    """The fraction of the dense cells whose nearest measured cell (in decades) says otherwise."""
+    cells = np.log10(np.array(list(measured), dtype=float))
+    said = np.array(list(measured.values()))
+    wrong = 0
+    for (a, t), helps_here in truth.items():
+        nearest = np.argmin(np.hypot(cells[:, 0] - math.log10(a), cells[:, 1] - math.log10(t)))
+        wrong += said[nearest] != helps_here
+    return wrong / len(truth)
 
 
 def refined_runs(truth: dict) -> list[dict]:
-    points = grid_points(COARSE)
+    points = grid(COARSE_A, COARSE_T)
     runs = []
     for round_ in range(ROUNDS + 1):
-        summary = summary_of(points)
-        runs.append({"method": "coarse + refine", "rounds": round_, "trainings": trainings(points),
-                     "error_decades": error(boundaries(summary), truth)})
+        runs.append({"method": "coarse + refine", "rounds": round_, "trainings": trainings(points), "error": error(helps(points), truth)})
+        print(runs[-1], flush=True)
         if round_ == ROUNDS:
             break
-        axes = {"amplitude": sorted(set(summary["amplitude"])), "period": sorted(set(summary["period"])), "seed": list(SEEDS)}
-        results = Results("refine-benchmark", None, summary, axes, cells={(a, t) for a, t, _ in points})
+        summary = summary_of(points)
+        results = Results("refine-benchmark", None, summary, axes_of(summary), cells={(a, t) for a, t, _ in points})
         proposed = propose_boundary(results, BUDGET, "train_accuracy", "period", "amplitude")
-        points += [(float(p["amplitude"]), float(p["period"]), p["seed"]) for p in proposed]  # new periods cost too
+        points += [(float(p["amplitude"]), float(p["period"]), p["seed"]) for p in proposed]
     return runs
 
 
-def trainings(points) -> int:
-    """Distinct trainings: A = 1 is one training per seed at every period."""
-    return len({(a, 1000.0 if a == 1 else t, s) for a, t, s in points})
+def evenly(values: list, count: int) -> list:
+    """`count` of `values` evenly spaced by index, both ends included (count - 1 divides len - 1)."""
+    step = (len(values) - 1) // (count - 1)
+    return values[::step]
 
 
-def uniform_runs(truth: dict, sizes) -> list[dict]:
+def uniform_runs(truth: dict) -> list[dict]:
     runs = []
-    for size in sizes:
-        amplitudes = [1.0] + [float(f"{10 ** (2 * k / (size - 1)):.3g}") for k in range(1, size)]
-        points = grid_points(amplitudes)
-        runs.append({"method": "uniform", "amplitudes": size, "trainings": trainings(points), "error_decades": error(boundaries(summary_of(points)), truth)})
-    return runs
+    for n_a, n_t in itertools.product((3, 5, 9, 17), (3, 5, 9)):
+        points = grid(evenly(DENSE_A, n_a), evenly(DENSE_T, n_t))
+        runs.append({"method": "uniform", "amplitudes": n_a, "periods": n_t, "trainings": trainings(points), "error": error(helps(points), truth)})
+        print(runs[-1], flush=True)
+    return sorted(runs, key=lambda run: run["trainings"])
+
+
+def needed(runs: list[dict], level: float) -> int | None:
+    """The fewest trainings with which a method's error was at most `level`."""
+    reached = [run["trainings"] for run in runs if run["error"] <= level]
+    return min(reached) if reached else None
 
 
 def main() -> None:
-    truth = boundaries(summary_of(grid_points(DENSE)))
-    print("dense boundary (A where the gain passes", LEVEL, "):", {t: round(a, 2) for t, a in truth.items()}, flush=True)
-    runs = refined_runs(truth) + uniform_runs(truth, range(3, 10))
-    for run in runs:
-        print(run, flush=True)
-    dense = {"trainings": trainings(grid_points(DENSE)), "boundary": truth}
-    print(save("refine", {"setting": {"steps": STEPS, "periods": PERIODS, "seeds": SEEDS, "level": LEVEL, "budget_per_round": BUDGET},
-                          "dense": dense, "runs": runs}))
+    dense = grid(DENSE_A, DENSE_T)
+    truth = helps(dense)
+    print(f"dense: {trainings(dense)} trainings, {sum(truth.values())} of {len(truth)} cells help", flush=True)
+    refined, uniform = refined_runs(truth), uniform_runs(truth)
+    table = [{"error at most": level, "coarse + refine": needed(refined, level), "uniform": needed(uniform, level)} for level in ERRORS]
+    for row in table:
+        print(row)
+    print(save("refine", {
+        "setting": {"steps": STEPS, "seeds": SEEDS, "level": LEVEL, "budget_per_round": BUDGET, "rounds": ROUNDS,
+                    "dense_amplitudes": DENSE_A, "dense_periods": DENSE_T},
+        "dense": {"trainings": trainings(dense), "helps": [[a, t, h] for (a, t), h in sorted(truth.items())]},
+        "runs": refined + uniform, "trainings_needed": table}))
 
 
 if __name__ == "__main__":

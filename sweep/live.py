@@ -53,13 +53,14 @@ class Follower:
         return True
 
     def start(self) -> "Follower":
-        """Act at once, then as points finish, on a thread."""
-        self.poll(force=True)
+        """Act at once, then as points finish, on a thread (the first act too: the sweep does not
+        wait for the report's imports and first page)."""
         self.thread = threading.Thread(target=self._run, name="tiltsweep-follower", daemon=True)
         self.thread.start()
         return self
 
     def _run(self) -> None:
+        self.poll(force=True)
         while not self.stopping.wait(self.POLL_SECONDS):
             self.poll()
 

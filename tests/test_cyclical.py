@@ -1,10 +1,13 @@
 """Cyclical learning rates beside dynamical losses, on real sweeps: interpolation between kept
 states, the learning-rate range test, and the two kinds of phase diagram side by side."""
 
+import json
 import re
 
 import pandas as pd
 import pytest
+
+import browser
 
 from tiltsweep.analysis import figures, plots
 from tiltsweep.sweep.cli import main
@@ -88,6 +91,36 @@ def test_the_two_phase_diagrams_side_by_side(sweep_dir):
         assert len(texts) == 4
         for _, row in table.iterrows():
             assert texts[f"{index}/cell:{row[x]:g}:{row[y]:g}"].splitlines()[0] == f"{row['mean']:.3f}"
+
+
+def test_the_report_has_a_panel_per_subgrid_each_with_its_own_metrics(sweep_dir):
+    """The run drew the interactive report; its second panel (the cyclical rates, no A = 1) has no
+    gain, and its cells are side_by_side's table."""
+    page = (sweep_dir / "figures" / "index.html").read_text()
+    data = json.loads(re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", page, re.S).group(1))
+    assert len(data["panels"]) == 2 and "<label >panel <select id='panel'>" in page
+    assert [key for key, _ in data["metrics"][0]][-1] == "val_accuracy_gain"
+    assert not any(key.endswith("_gain") for key, _ in data["metrics"][1])
+    _, table, x, y = plots.side_by_side_tables(sweep_dir)[1]
+    rows = {(r["x"], r["y"]): r for r in data["panels"][1]["data"]["values"] if r["metric"] == "val_accuracy"}
+    assert len(rows) == len(table) == 4
+    for row in table.to_dict("records"):
+        assert rows[(figures.value_text(row[x]), figures.value_text(row[y]))]["mean"] == pytest.approx(row["mean"], rel=1e-12)
+
+
+@pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+def test_the_panel_control_shows_a_subgrid_with_its_own_metrics_in_chromium(sweep_dir):
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    with browser.chromium() as driver:
+        driver.get((sweep_dir / "figures" / "index.html").as_uri())
+        browser.wait_until_ready(driver)
+        metrics = lambda: [o.get_attribute("value") for o in Select(driver.find_element("id", "metric")).options]
+        assert "val_accuracy_gain" in metrics() and driver.find_element("id", "panel-0").is_displayed()
+        Select(driver.find_element("id", "panel")).select_by_value("1")
+        WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "panel-1").is_displayed())
+        assert not driver.find_element("id", "panel-0").is_displayed() and "val_accuracy_gain" not in metrics()
+        assert "schedule.ratio" in driver.find_element("id", "panel-1").text
 
 
 def test_range_test_rates_rise_linearly_and_suggestions_fall_inside(tmp_path, capsys):
