@@ -24,7 +24,7 @@ import itertools
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +49,10 @@ class Panel:
     results: Results  # the panel's trials, with the panel's axes (x, y and seed)
     x: str
     y: str
+    # The tables are reduced over `source` and cut to `where` (the values of the other axes), so
+    # that a panel of a faceted grid shows the static figures' numbers (Holm over all their cells)
+    source: Optional[Results] = None
+    where: dict = field(default_factory=dict)
 
 
 def panels_of(results: Results, x: Optional[str], y: Optional[str]) -> list[Panel]:
@@ -67,14 +71,14 @@ def panels_of(results: Results, x: Optional[str], y: Optional[str]) -> list[Pane
     axes = {a: v for a, v in results.axes.items() if a in (x, y, SEED)}
     others = [a for a in group_axes(results.axes) if a not in (x, y)]
     if not others:
-        return [Panel(results.name, restricted(results, results.summary, axes), x, y)]
+        return [Panel(results.name, restricted(results, results.summary, axes), x, y, results)]
     panels = []
     for values in itertools.product(*([comparable(v) for v in results.axes[a]] for a in others)):
         where = dict(zip(others, values))
         chosen = np.logical_and.reduce([results.summary[a].map(comparable) == v for a, v in where.items()]) if len(results.summary) else []
         summary = results.summary[chosen] if len(results.summary) else results.summary
         title = ", ".join(f"{a} = {value_text(v)}" for a, v in where.items())
-        panels.append(Panel(title, restricted(results, summary, axes, where), x, y))
+        panels.append(Panel(title, restricted(results, summary, axes, where), x, y, results, where))
     return panels
 
 
@@ -127,12 +131,18 @@ def not_completed(summary: pd.DataFrame, x: str, y: str) -> dict[tuple, str]:
 def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: str) -> list[dict]:
     """The heatmap's data: a row per cell and metric, every shown number formatted here."""
     results, x, y = panel.results, panel.x, panel.y
+    source = panel.source or results
     live_empty = results.summary.empty
     tables = {}
     for key in labels:
         gain = key.endswith("_gain") and key not in results.summary.columns
-        tables[key] = (reduce_seeds(results.summary, key, results.axes, results.cells) if live_empty
-                       else plots.phase_table(results, metric if gain else key, gain=gain))
+        if live_empty:  # no point of the panel finished yet: every cell pending
+            tables[key] = reduce_seeds(results.summary, key, results.axes, results.cells)
+            continue
+        table = plots.phase_table(source, metric if gain else key, gain=gain)
+        for axis, value in panel.where.items():
+            table = table[table[axis].map(comparable) == value]
+        tables[key] = table.reset_index(drop=True)
     tested = tables.get(f"{metric}_gain")
     test_of = {(t[x], t[y]): t for t in tested.to_dict("records")} if tested is not None and not live_empty else {}
     unfinished = not_completed(results.summary, x, y)
