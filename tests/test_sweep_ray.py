@@ -52,15 +52,15 @@ def test_small_grid_end_to_end(tmp_path, capsys):
         by_worker.setdefault(record["host"], []).append(record["worker_compilations"])
     assert len(by_worker) < 6 and all(max(counts) == 1 for counts in by_worker.values()), by_worker
     # Running the same grid again runs nothing.
-    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert "0 to run" in capsys.readouterr().out
 
 
 def test_extended_grid_runs_only_its_new_points(tmp_path, capsys):
     out = tmp_path / "results"
-    assert main(["run", str(write_grid(tmp_path, epochs=1000)), "--out", str(out)]) == 0
+    assert main(["run", str(write_grid(tmp_path, epochs=1000)), "--out", str(out), "--no-plot"]) == 0
     before = records(out / "ray-sweep")
-    assert main(["run", str(write_grid(tmp_path, amplitudes="[1, 10, 30]", epochs=1000)), "--out", str(out)]) == 0
+    assert main(["run", str(write_grid(tmp_path, amplitudes="[1, 10, 30]", epochs=1000)), "--out", str(out), "--no-plot"]) == 0
     assert "6 already done, 3 to run" in capsys.readouterr().out
     after = records(out / "ray-sweep")
     assert len(after) == 9
@@ -73,7 +73,7 @@ def test_extended_grid_runs_only_its_new_points(tmp_path, capsys):
 def test_amplitude_one_trains_once_per_seed_and_fills_every_period(tmp_path, capsys):
     grid = write_grid(tmp_path, amplitudes="[1, 10]\n  period: [100, 200]", epochs=1000)
     out = tmp_path / "results"
-    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert "9 points, 0 already done, 9 to run" in capsys.readouterr().out  # 12 cells: A = 1's 3 seeds serve both periods
     directory = out / "ray-sweep"
     assert status_json(directory, capsys)["completed"] == 9
@@ -87,7 +87,7 @@ def test_amplitude_one_trains_once_per_seed_and_fills_every_period(tmp_path, cap
 
     # A directory written before A = 1's period left the identity: nothing in it trains again.
     rewrite_as_the_former_identity(directory, load_grid(grid).description().former)
-    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert "9 points, 9 already done, 0 to run" in capsys.readouterr().out
     status = status_json(directory, capsys)
     assert (status["completed"], status["outside_grid"]) == (9, 0)
@@ -119,7 +119,7 @@ def test_injected_failures_are_retried_from_checkpoints(tmp_path, monkeypatch):
     ]
     monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps(faults))
     out = tmp_path / "results"
-    assert main(["run", str(write_grid(tmp_path)), "--out", str(out)]) == 0
+    assert main(["run", str(write_grid(tmp_path)), "--out", str(out), "--no-plot"]) == 0
     summary = pd.read_parquet(out / "ray-sweep" / "summary.parquet").set_index(["amplitude", "seed"])
     assert set(summary["status"]) == {"completed"} and len(summary) == 6
     assert summary.loc[(10.0, 1), "resumed_from_epoch"] == 1000
@@ -133,7 +133,7 @@ def test_a_point_that_keeps_failing_is_recorded_and_the_others_finish(tmp_path, 
     monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"amplitude": 10, "seed": 0}, "epoch": 500, "action": "raise", "times": 5}]))
     out = tmp_path / "results"
     grid = write_grid(tmp_path, epochs=1000)
-    assert main(["run", str(grid), "--out", str(out)]) == 3
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 3
     summary = pd.read_parquet(out / "ray-sweep" / "summary.parquet").set_index(["amplitude", "seed"])
     assert summary.loc[(10.0, 0), "status"] == "failed"
     assert "InjectedFault: injected fault at epoch 500" in summary.loc[(10.0, 0), "error"]
@@ -143,7 +143,7 @@ def test_a_point_that_keeps_failing_is_recorded_and_the_others_finish(tmp_path, 
     assert "InjectedFault" in next(iter(state["errors"].values()))
     # Without the fault, the next run trains the failed point again and nothing else.
     monkeypatch.delenv("TILTSWEEP_FAULTS")
-    assert main(["run", str(grid), "--out", str(out)]) == 0
+    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
     assert "5 already done, 1 to run" in capsys.readouterr().out
     assert status_json(out / "ray-sweep", capsys)["completed"] == 6
 
