@@ -230,10 +230,14 @@ def draw(directory: Path, args) -> list[Path]:
 
 
 def live_report(directory: Path, args):
-    """write(live) of the report while a sweep runs."""
-    from tiltsweep.analysis.report import write_live_index
+    """write(live) of the report while a sweep runs; it imports the report on the follower's
+    thread, not before the sweep starts."""
+    def write(live: bool):
+        from tiltsweep.analysis.report import write_live_index
 
-    return lambda live: write_live_index(directory, args.metric, args.x, args.y, live)
+        return write_live_index(directory, args.metric, args.x, args.y, live)
+
+    return write
 
 
 def watch(results, args) -> None:
