@@ -169,10 +169,11 @@ def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: st
     return rows
 
 
-def heatmap_spec(panel: Panel, rows: list[dict], metric: str):
-    """The Vega-Lite spec of one panel (an Altair chart): rects coloured by `mean` (grey where
-    there is none), the numbers in the cells, significant gains outlined; the `metric` param
-    chooses which rows are drawn."""
+def heatmap_spec(panel: Panel, rows: list[dict], metric: str) -> dict:
+    """The Vega-Lite spec of one panel: rects coloured by `mean` (grey where there is none), the
+    numbers in the cells, significant gains outlined; the `metric` param chooses which rows are
+    drawn. The rows go in as the spec's `cells` dataset after Altair's to_dict, which would
+    otherwise walk every value (the tests validate the spec)."""
     import altair as alt
 
     chosen = alt.param(name="metric", value=metric)
@@ -186,7 +187,7 @@ def heatmap_spec(panel: Panel, rows: list[dict], metric: str):
     ]
     cells = len(x_order) * len(y_order)
     side = max(18, min(60, int(560 / max(len(x_order), len(y_order)))))
-    base = alt.Chart(alt.Data(values=rows)).transform_filter(alt.datum.metric == chosen).encode(
+    base = alt.Chart(alt.NamedData(name="cells")).transform_filter(alt.datum.metric == chosen).encode(
         x=alt.X("x:N", sort=x_order, title=panel.x, axis=alt.Axis(labelAngle=0)), y=alt.Y("y:N", sort=y_order, title=panel.y),
         tooltip=tooltip, description=alt.Description("cell:N"))
     layers = [
@@ -197,8 +198,10 @@ def heatmap_spec(panel: Panel, rows: list[dict], metric: str):
     if cells <= LABELLED_CELLS:
         layers.append(base.mark_text(fontSize=10 if side >= 40 else 8).encode(
             text="label:N", color=alt.condition("!isValid(datum.mean) || datum.light", alt.value("#222"), alt.value("white"))))
-    return alt.layer(*layers).add_params(chosen).properties(
-        width=side * len(x_order), height=side * len(y_order), title=panel.title)
+    spec = alt.layer(*layers).add_params(chosen).properties(
+        width=side * len(x_order), height=side * len(y_order), title=panel.title).to_dict(validate=False)
+    spec["datasets"] = {"cells": rows}
+    return spec
 
 
 def curves_spec():
@@ -217,29 +220,39 @@ def curves_spec():
 
 def trial_details(panel_index: int, panel: Panel, curves: pd.DataFrame) -> tuple[dict, dict]:
     """({cell: {trials, config, stop}}, {trial_id: {epoch, validation, training}}) for the clicks."""
-    cells, curve_of = {}, {}
+    cells = {}
     summary = panel.results.summary
     if summary.empty:
-        return cells, curve_of
+        return cells, {}
     for (x_value, y_value), trials in summary.groupby([panel.x, panel.y], dropna=False):
         row = {panel.x: x_value, panel.y: y_value}
         config = json.loads(trials["config"].iloc[0])
         config.pop("seed", None)
         cells[cell_key(panel_index, row, panel)] = {
-            "trials": [{"trial_id": t.trial_id, "seed": str(getattr(t, SEED, "")), "status": t.status,
-                        "error": t.error if isinstance(t.error, str) else ""} for t in trials.itertuples()],
+            "trials": [{"trial_id": t["trial_id"], "seed": str(t.get(SEED, "")), "status": t["status"],
+                        "error": t["error"] if isinstance(t["error"], str) else ""} for t in trials.to_dict("records")],
             "where": f"{panel.x} = {value_text(x_value)}, {panel.y} = {value_text(y_value)}",
             "config": json.dumps(config, indent=1, sort_keys=True),
             "stop": config.get("loss", {}).get("stop_oscillation_epoch"),
         }
-    if len(curves):
-        for trial_id, curve in curves[curves["trial_id"].isin(set(summary["trial_id"]))].groupby("trial_id"):
-            curve = curve.sort_values("epoch")
-            curve = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, min(len(curve), CURVE_POINTS)).round().astype(int))]
-            curve_of[trial_id] = {"epoch": curve["epoch"].astype(int).tolist(),
-                                  **{name: [None if math.isnan(v) else round(float(v), 4) for v in curve[column]]
-                                     for column, name in CURVES.items() if column in curve}}
-    return cells, curve_of
+    return cells, curves_of(curves[curves["trial_id"].isin(set(summary["trial_id"]))] if len(curves) else curves)
+
+
+def curves_of(curves: pd.DataFrame) -> dict[str, dict]:
+    """{trial_id: {epoch: [...], validation: [...], training: [...]}}, at most CURVE_POINTS
+    evaluations a trial (evenly strided), rounded to 4 decimals; one sort for all trials."""
+    if curves.empty:
+        return {}
+    curves = curves.sort_values(["trial_id", "epoch"], kind="stable")
+    ids, epochs = curves["trial_id"].to_numpy(), curves["epoch"].to_numpy()
+    values = {name: curves[column].to_numpy(dtype=float).round(4) for column, name in CURVES.items() if column in curves}
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    found = {}
+    for start, end in zip(starts, np.r_[starts[1:], len(ids)]):
+        take = start + np.unique(np.linspace(0, end - start - 1, min(end - start, CURVE_POINTS)).round().astype(int))
+        found[ids[start]] = {"epoch": epochs[take].astype(int).tolist(),
+                             **{name: [None if math.isnan(v) else v for v in column[take].tolist()] for name, column in values.items()}}
+    return found
 
 
 @functools.lru_cache(maxsize=1)
@@ -279,8 +292,7 @@ def report_page(results: Results, metric: str = "val_accuracy", x: Optional[str]
     specs, cells, curves = [], {}, {}
     all_curves = results.curves if not results.summary.empty else pd.DataFrame()
     for index, panel in enumerate(panels):
-        rows = cell_rows(index, panel, labels[index], metric)
-        specs.append(heatmap_spec(panel, rows, shown[index]).to_dict(validate=False))  # the tests validate it
+        specs.append(heatmap_spec(panel, cell_rows(index, panel, labels[index], metric), shown[index]))
         panel_cells, panel_curves = trial_details(index, panel, all_curves)
         cells.update(panel_cells)
         curves.update(panel_curves)

@@ -102,7 +102,7 @@ def test_the_report_has_a_panel_per_subgrid_each_with_its_own_metrics(sweep_dir)
     assert [key for key, _ in data["metrics"][0]][-1] == "val_accuracy_gain"
     assert not any(key.endswith("_gain") for key, _ in data["metrics"][1])
     _, table, x, y = plots.side_by_side_tables(sweep_dir)[1]
-    rows = {(r["x"], r["y"]): r for r in data["panels"][1]["data"]["values"] if r["metric"] == "val_accuracy"}
+    rows = {(r["x"], r["y"]): r for r in data["panels"][1]["datasets"]["cells"] if r["metric"] == "val_accuracy"}
     assert len(rows) == len(table) == 4
     for row in table.to_dict("records"):
         assert rows[(figures.value_text(row[x]), figures.value_text(row[y]))]["mean"] == pytest.approx(row["mean"], rel=1e-12)

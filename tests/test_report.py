@@ -41,7 +41,7 @@ def test_the_report_is_self_contained_and_shows_the_reduced_tables(report, fault
     data = report_data(page)
     for spec in (*data["panels"], data["curves_spec"]):  # valid Vega-Lite (the page skips Altair's validation)
         alt.LayerChart.from_dict(spec, validate=True)
-    rows = data["panels"][0]["data"]["values"]
+    rows = data["panels"][0]["datasets"]["cells"]
     x, y = plots.phase_axes(plots.as_results(faulty_results))
     for expected in plots.phase_table(faulty_results).to_dict("records"):
         shown = [r for r in rows if r["metric"] == "val_accuracy" and r["x"] == value_text(expected[x]) and r["y"] == value_text(expected[y])]
