@@ -22,13 +22,13 @@ class Follower:
     def __init__(self, act: Callable[[bool], object], summary_path: Path, on_problem: Callable[[str], None] = lambda message: None,
                  what: str = "the live report"):
         self.act, self.summary_path, self.on_problem, self.what = act, Path(summary_path), on_problem, what
-        self.seen: Optional[float] = -1.0  # the summary's mtime at the last call (-1: none yet)
+        self.seen: Optional[int] = -1  # the summary's mtime (ns) at the last call (-1: none yet)
         self.due = 0.0
         self.broken = False
         self.stopping = threading.Event()
         self.thread: Optional[threading.Thread] = None
 
-    def summary_mtime(self) -> Optional[float]:
+    def summary_mtime(self) -> Optional[int]:
         try:
             return self.summary_path.stat().st_mtime_ns
         except FileNotFoundError:

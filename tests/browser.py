@@ -49,15 +49,3 @@ def wait_until_ready(driver, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
-
-
-def full_page_screenshot(driver, path) -> None:
-    """The whole page, not only the window (Chromium's DevTools protocol)."""
-    import base64
-
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics["cssContentSize"]
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
-    with open(path, "wb") as file:
-        file.write(base64.b64decode(shot["data"]))
