@@ -30,12 +30,11 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tiltsweep.analysis import plots
 from tiltsweep.analysis.figures import ordered, value_text
 from tiltsweep.analysis.load import Results
-from tiltsweep.analysis.reduce import SEED, comparable, group_axes, reduce_seeds
+from tiltsweep.analysis.reduce import SEED, comparable, group_axes, reduce_seeds, t_interval
 
 REFRESH_SECONDS = 10
 CURVE_POINTS = 200  # at most this many epochs of a trial's curve go into the page (evenly strided)
@@ -106,14 +105,6 @@ def number(value, fmt: str = ".4f") -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
-def mean_interval(row) -> tuple[float, float]:
-    """The 95% t interval of a cell's mean (NaN with fewer than 2 seeds)."""
-    if row["n"] < 2 or not np.isfinite(row["std"]):
-        return math.nan, math.nan
-    half = stats.t.ppf(0.975, row["n"] - 1) * row["std"] / math.sqrt(row["n"])
-    return row["mean"] - half, row["mean"] + half
-
-
 def cell_key(panel_index: int, row, panel: Panel) -> str:
     return f"{panel_index}|{value_text(row[panel.x])}|{value_text(row[panel.y])}"
 
@@ -151,7 +142,7 @@ def cell_rows(panel_index: int, panel: Panel, labels: dict[str, str], metric: st
         gain = tested is not None and table is tested
         low_end, high_end = table["mean"].min(), table["mean"].max()
         for row in table.to_dict("records"):
-            low, high = (row.get("ci_low", math.nan), row.get("ci_high", math.nan)) if gain else mean_interval(row)
+            low, high = (row.get("ci_low", math.nan), row.get("ci_high", math.nan)) if gain else t_interval(row["mean"], row["std"], row["n"])
             test = test_of.get((row[x], row[y]))
             p = test["p_adjusted"] if test is not None else math.nan
             status = row["cell_status"]

@@ -102,6 +102,17 @@ def gain_over_baseline(summary: pd.DataFrame, metric: str, axes, baseline: str =
 CONFIDENCE = 0.95
 
 
+def t_interval(mean: float, std: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The `confidence` interval of a mean over n values: mean +- t_{(1+confidence)/2, n-1} std / sqrt(n)
+    (NaN with fewer than 2 values or no std)."""
+    from scipy import stats
+
+    if n < 2 or not np.isfinite(std):
+        return math.nan, math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def paired_gain_test(gains, confidence: float = CONFIDENCE) -> dict:
     """The paired t-test of per-seed gains (metric minus its A = 1 partner of the same seed):
     mean, std (ddof 1), n, the `confidence` interval mean +- t_{(1+confidence)/2, n-1} std / sqrt(n),
@@ -119,9 +130,9 @@ def paired_gain_test(gains, confidence: float = CONFIDENCE) -> dict:
     std = float(gains.std(ddof=1))
     if std == 0:
         return {"mean": mean, "std": 0.0, "n": n, "ci_low": mean, "ci_high": mean, "p_value": 0.0 if mean else 1.0, "test": "paired t"}
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+    low, high = t_interval(mean, std, n, confidence)
     p_value = float(stats.ttest_1samp(gains, 0.0).pvalue)
-    return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half, "p_value": p_value, "test": "paired t"}
+    return {"mean": mean, "std": std, "n": n, "ci_low": low, "ci_high": high, "p_value": p_value, "test": "paired t"}
 
 
 def holm(p_values) -> np.ndarray:
