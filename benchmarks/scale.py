@@ -8,6 +8,9 @@ Measured, one after another on the same results directory:
 - `tiltsweep status DIR` and `tiltsweep plot DIR`, wall time of each command;
 - the results directory: its size and its number of files.
 
+And the same at 1/10 of the points with long curves: 4,000 epochs, 400 evaluations a point, so
+that what the driver holds of the curves shows.
+
     python benchmarks/scale.py [POINTS]   # default 10000; writes benchmarks/results/scale.json
 """
 
@@ -76,14 +79,16 @@ def directory_size(root: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def measure(points: int, scratch: Path) -> dict:
-    grid = scratch / f"scale-{points}.yaml"
-    grid.write_text(GRID.replace("name: scale", f"name: scale-{points}").replace("SEEDS", str(list(range(points // 100)))))
-    run = run_sampled(tiltsweep("run", str(grid), "--out", str(scratch), "--no-plot"), scratch / f"run-{points}.log")
-    directory = scratch / f"scale-{points}"
+def measure(points: int, scratch: Path, epochs: int = 20) -> dict:
+    name = f"scale-{points}-{epochs}"
+    grid = scratch / f"{name}.yaml"
+    grid.write_text(GRID.replace("name: scale", f"name: {name}").replace("SEEDS", str(list(range(points // 100))))
+                    .replace("epochs: 20,", f"epochs: {epochs},"))
+    run = run_sampled(tiltsweep("run", str(grid), "--out", str(scratch), "--no-plot"), scratch / f"run-{name}.log")
+    directory = scratch / name
     files, size = directory_size(directory)
     return {
-        "points": points, **run, "ms_per_point": 1000 * run["wall_seconds"] / points,
+        "points": points, "epochs": epochs, **run, "ms_per_point": 1000 * run["wall_seconds"] / points,
         "status_seconds": timed_command(tiltsweep("status", str(directory))),
         "plot_seconds": timed_command(tiltsweep("plot", str(directory))),
         "files": files, "megabytes": size / 1e6,
@@ -94,10 +99,11 @@ def main() -> None:
     points = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     with tempfile.TemporaryDirectory(prefix="tiltsweep-scale-") as scratch:
         report = {f"{n} points": measure(n, Path(scratch)) for n in (points // 10, points)}
+        report[f"{points // 10} points of 4000 epochs"] = measure(points // 10, Path(scratch), epochs=4000)
     small, big = report[f"{points // 10} points"], report[f"{points} points"]
     report["driver_kib_per_point"] = 1024 * (big["driver_peak_rss_mib"] - small["driver_peak_rss_mib"]) / (big["points"] - small["points"])
-    for row in (small, big):
-        print(f"{row['points']} points: run {row['wall_seconds']:.0f} s ({row['ms_per_point']:.1f} ms per point), driver peak "
+    for row in (small, big, report[f"{points // 10} points of 4000 epochs"]):
+        print(f"{row['points']} points of {row['epochs']} epochs: run {row['wall_seconds']:.0f} s ({row['ms_per_point']:.1f} ms per point), driver peak "
               f"{row['driver_peak_rss_mib']:.0f} MiB (Ray and workers {row['ray_and_workers_peak_rss_mib']:.0f} MiB); status "
               f"{row['status_seconds']:.1f} s, plot {row['plot_seconds']:.1f} s; {row['files']} files, {row['megabytes']:.0f} MB")
     print(f"driver memory per point: {report['driver_kib_per_point']:.1f} KiB")

@@ -164,7 +164,8 @@ def payload_for(pack: Pack, spec: GridSpec, results: ResultsDir, code_version: s
     """What a worker gets to train one pack (plain data, shipped by Ray; sweep.worker)."""
     return {
         "pack_id": pack.pack_id,
-        "members": [{"trial_id": p.trial_id, "config": p.config.model_dump(mode="json"), "axes": p.axes} for p in pack.points],
+        "base": spec.base,
+        "members": [{"trial_id": p.trial_id, "settings": p.settings, "axes": p.axes} for p in pack.points],
         "results_dir": str(results.root),
         "code_version": code_version,
         "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},

@@ -22,7 +22,7 @@ import math
 import os
 import re
 import typing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -59,24 +59,51 @@ class Resources(Section):
     retries: int = Field(default=2, ge=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GridPoint:
     """One training. Where settings it makes irrelevant differ (amplitude 1 at several periods,
     sweep.identity), one training stands for several combinations of the grid's values: `axes` is
     the first of them, `stands_for` all of them, and `former_ids` the ids those combinations had
     before tiltsweep dropped irrelevant settings from the identity (for results directories
-    written then)."""
+    written then).
+
+    A point keeps its settings, not its validated config: `config` is `point_config(base,
+    settings)`, validated anew on each use, so that a sweep's driver holds a few hundred bytes a
+    point however many points it has (`base` is its sweep's, shared by every point)."""
 
     trial_id: str
-    config: TrialConfig
-    axes: dict[str, Any]  # axis path -> value at this point
+    axes: dict[str, Any]  # axis path -> value at this point, as the config types it
+    settings: dict[str, Any]  # axis path -> value at this point, as the grid file gives it
+    base: dict = field(repr=False, compare=False)
     stands_for: tuple[dict[str, Any], ...] = ()
     former_ids: tuple[str, ...] = ()
+
+    @property
+    def config(self) -> TrialConfig:
+        return point_config(self.base, self.settings)
 
     def joined(self, other: GridPoint) -> GridPoint:
         """This training, standing also for what `other` (of the same trial id) stands for."""
         new = lambda mine, theirs: mine + tuple(item for item in theirs if item not in mine)
         return replace(self, stands_for=new(self.stands_for, other.stands_for), former_ids=new(self.former_ids, other.former_ids))
+
+
+def point_config(base: dict, settings: dict[str, Any]) -> TrialConfig:
+    """The config of the point that sets each axis path of `settings` to its value in `base`, a
+    grid file's config sections (the driver checked it; a worker builds its points' configs so)."""
+    return TrialConfig.model_validate(with_settings(base, settings))
+
+
+def with_settings(base: dict, settings: dict[str, Any]) -> dict:
+    """A copy of `base` with each dotted path of `settings` set; KeyError(path) where a part of
+    the path is not a mapping."""
+    raw = copy.deepcopy(base)
+    for path, value in settings.items():
+        try:
+            set_path(raw, path, value)
+        except KeyError:
+            raise KeyError(path) from None
+    return raw
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class GridSpec:
     text: str  # the file as submitted
     axes: dict[str, list]  # axis path -> values, in file order (over all sub-grids)
     resources: Resources
+    base: dict = field(repr=False)  # the config sections each point sets its settings in (GridPoint.config)
     points: tuple[GridPoint, ...]
     subgrids: tuple[SubGrid, ...] = ()
 
@@ -156,11 +184,11 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     refuse_too_many(source, [math.prod(len(values) for values in sub_axes.values()) for _, sub_axes, _ in parsed])
     if added and len(parsed) > 1:
         raise GridError(source, "grid", "points added by `tiltsweep refine` need a grid of one mapping, not a list of them")
-    subgrids, points, axes = [], {}, {}
+    subgrids, points, axes, datasets = [], {}, {}, {}
     for index, (prefix, sub_axes, written) in enumerate(parsed):
-        sub_points = expand(source, base, sub_axes, written, prefix)
+        sub_points = expand(source, base, sub_axes, written, prefix, datasets)
         if index == 0 and added:
-            sub_axes, refined = with_added_points(source, base, sub_axes, added)
+            sub_axes, refined = with_added_points(source, base, sub_axes, added, datasets)
             merged: dict[str, GridPoint] = {}
             for point in sub_points + refined:
                 add_point(merged, point)
@@ -173,11 +201,12 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
             axes[path] += [v for v in values if v not in axes[path]]
     points = list(points.values())
     if check_data:
-        check_datasets(source, points)
-    return GridSpec(name, source, text, axes, resources, tuple(points), tuple(subgrids))
+        check_datasets(source, datasets.values())
+    return GridSpec(name, source, text, axes, resources, base, tuple(points), tuple(subgrids))
 
 
-def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Sequence[dict]) -> tuple[dict[str, list], list[GridPoint]]:
+def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Sequence[dict],
+                      datasets: Optional[dict] = None) -> tuple[dict[str, list], list[GridPoint]]:
     """(the axes with the added points' values appended, the added points, validated)."""
     axes = {path: list(values) for path, values in axes.items()}
     points: dict[str, GridPoint] = {}
@@ -186,7 +215,7 @@ def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Se
         if set(at) != set(axes):
             raise GridError(source, f"refinements[{index}]", f"names the axes {sorted(at)}, the grid has {sorted(axes)}")
         single = {path: [at[path]] for path in axes}
-        for point in expand(source, base, single, {path: f"refinements[{index}].{path}" for path in axes}, f"refinements[{index}]"):
+        for point in expand(source, base, single, {path: f"refinements[{index}].{path}" for path in axes}, f"refinements[{index}]", datasets):
             add_point(points, point)
         for path in axes:
             axes[path] += [] if at[path] in axes[path] else [at[path]]
@@ -353,20 +382,21 @@ def set_path(config: dict, path: str, value) -> None:
     node[leaf] = value
 
 
-def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, str], prefix: str = "grid") -> list[GridPoint]:
+def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, str], prefix: str = "grid",
+           datasets: Optional[dict] = None) -> list[GridPoint]:
     """Every point of the product, validated; the first invalid one raises GridError. An error
     in the first point is a problem of the file; a later one depends on the grid's values, so
-    its message says at which point."""
+    its message says at which point. `datasets` collects the distinct (data, batch size) settings
+    of the points, for check_datasets."""
     points: dict[str, GridPoint] = {}
     full_ids: dict[str, dict] = {}
     for index, values in enumerate(itertools.product(*axes.values())):
         at = dict(zip(axes, values))
-        raw = copy.deepcopy(base)
-        for path, value in at.items():
-            try:
-                set_path(raw, path, value)
-            except KeyError:
-                raise GridError(source, written[path], f"is not a config path ({path.split('.')[0]} is not a section)") from None
+        try:
+            raw = with_settings(base, at)
+        except KeyError as error:
+            path = error.args[0]
+            raise GridError(source, written[path], f"is not a config path ({path.split('.')[0]} is not a section)") from None
         try:
             config = TrialConfig.model_validate(raw)
         except ValidationError as error:
@@ -381,8 +411,12 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
         if full_id in full_ids:
             raise GridError(source, prefix, f"points {format_point(full_ids[full_id])} and {format_point(typed)} are the same configuration")
         full_ids[full_id] = typed
-        point = GridPoint(trial_id(config), config, typed, (typed,), (full_id,))
-        add_point(points, point)
+        if datasets is not None:
+            datasets.setdefault((config.data.model_dump_json(), config.optimizer.batch_size), (config.data, config.optimizer.batch_size))
+        own_id = trial_id(config)
+        # the point's dicts and id are shared where equal: a point's memory is what differs
+        settings = typed if at == typed else at
+        add_point(points, GridPoint(own_id, typed, settings, base, (typed,), (own_id if full_id == own_id else full_id,)))
     return list(points.values())
 
 
@@ -455,15 +489,11 @@ def suggest(word: str, choices) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def check_datasets(source: Path, points: list[GridPoint]) -> None:
-    """Refuse missing data directories and batches larger than the training set before running."""
-    checked = set()
-    for point in points:
-        key = (point.config.data.model_dump_json(), point.config.optimizer.batch_size)
-        if key in checked:
-            continue
-        checked.add(key)
+def check_datasets(source: Path, datasets) -> None:
+    """Refuse missing data directories and batches larger than the training set before running.
+    datasets: the distinct (data config, batch size) pairs of the sweep's points."""
+    for data, batch_size in datasets:
         try:
-            check_data(point.config.data, point.config.optimizer.batch_size)
+            check_data(data, batch_size)
         except DatasetError as error:
             raise GridError(source, error.field, error.message) from None

@@ -28,13 +28,16 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Optional
 
 from tiltsweep.sweep.atomic import remove_stale_asides
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.results import (
     CorruptFile, CorruptTable, ResultsDir, SweepDescription, TrialRecord, check_readable, read_table, write_table,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # `tiltsweep status` loads it only to read a table
 
 FINAL_METRICS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
 SUMMARY_COLUMNS = (
@@ -43,7 +46,7 @@ SUMMARY_COLUMNS = (
 )
 PLOTTABLE_COLUMNS = (*FINAL_METRICS, "best_val_accuracy", "steps", "wall_seconds")
 CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
-RECENT_PACKS = 32
+FOLD_AT_LEAST = 1000  # pending rows that a sync folds into the table at once
 
 
 def config_value(config: dict, path: str) -> Any:
@@ -68,18 +71,29 @@ def summary_row(record: TrialRecord, axes: dict[str, str]) -> dict:
     return row
 
 
+class Counted(NamedTuple):
+    """Of the record of a point that counts: its status, the pack holding it, its precedence."""
+
+    status: str
+    pack_id: str
+    precedence: tuple
+
+
 class Ledger:
-    """The driver's view of the records; files finished points into the tables."""
+    """The driver's view of the records; files finished points into the tables.
+
+    The summary's rows are kept as one Arrow table (`table`), into which the rows filed since
+    are folded (`pending`) before each rewrite, at most a few thousand at a time: a row held so
+    takes the bytes it has in summary.parquet, not the ~6 KiB a row of Python objects takes of
+    the driver's memory, so that the driver's memory barely grows with the points."""
 
     def __init__(self, results: ResultsDir, axes: dict[str, str], on_problem: Callable[[str], None] = lambda message: None):
         """axes: summary column name -> config path of every swept axis."""
         self.results, self.axes, self.on_problem = results, dict(axes), on_problem
-        self.rows: dict[str, dict] = {}
-        self.holder: dict[str, str] = {}  # trial id -> the pack whose record of it counts
-        self.ranks: dict[str, tuple] = {}  # trial id -> that record's precedence
-        # The held records of the packs filed lately, so that filing one more point of a pack
-        # rewrites its curve file without reading and checking its other records again.
-        self.curves: dict[str, dict[str, TrialRecord]] = {}
+        self.columns = ["trial_id", "status", *self.axes, *SUMMARY_COLUMNS[2:]]
+        self.counted: dict[str, Counted] = {}  # trial id -> its record that counts
+        self.table: Optional["pa.Table"] = None  # the summary's rows, but those pending
+        self.pending: dict[str, dict] = {}  # trial id -> its summary row, filed since the last fold
 
     def sync(self) -> None:
         """Rebuild both tables from the records, quarantining whatever cannot be read. Runs while
@@ -87,7 +101,7 @@ class Ledger:
         remove_stale_asides(self.results.root)
         adopt_per_point_records(self.results)
         adopt_former_ids(self.results)
-        self.rows, self.holder, self.ranks = {}, {}, {}
+        self.counted, self.table, self.pending = {}, None, {}
         # First which pack holds each point's record (from the packs' headers), then one pack's
         # records at a time: the driver never has every record in memory at once.
         held: dict[str, list[str]] = {}
@@ -105,6 +119,8 @@ class Ledger:
             for record in records:
                 self.take(pack_id, record)
             self.ensure_curves(pack_id, records)
+            if len(self.pending) >= max(FOLD_AT_LEAST, len(self.table or ()) // 4):  # each row is copied a few times at most
+                self.fold()
         if self.results.summary_path.exists():
             try:
                 check_readable(self.results.summary_path)
@@ -121,11 +137,17 @@ class Ledger:
 
     def take(self, pack_id: str, record: TrialRecord) -> bool:
         """Count `record` if it ranks above the point's record so far."""
-        if record.trial_id in self.ranks and record.precedence() <= self.ranks[record.trial_id]:
+        counted = self.counted.get(record.trial_id)
+        if counted and record.precedence() <= counted.precedence:
             return False
-        self.rows[record.trial_id] = summary_row(record, self.axes)
-        self.holder[record.trial_id], self.ranks[record.trial_id] = pack_id, record.precedence()
+        self.pending[record.trial_id] = summary_row(record, self.axes)
+        self.counted[record.trial_id] = Counted(record.status, pack_id, record.precedence())
         return True
+
+    def holder(self, trial_id: str) -> Optional[str]:
+        """The pack whose record of the point counts."""
+        counted = self.counted.get(trial_id)
+        return counted.pack_id if counted else None
 
     def ensure_curves(self, pack_id: str, records: list[TrialRecord]) -> None:
         """Leave the pack's curve file if it is readable and holds exactly these points' curves."""
@@ -141,40 +163,61 @@ class Ledger:
         self.results.write_curves(pack_id, records)
 
     def file(self, pack_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
-        """File newly written records of one pack: its curve file, and their rows for the next
-        `write_summary` (one rewrite of summary.parquet serves many). Returns their statuses."""
+        """File newly written records of one pack: their curves into the pack's curve file, and
+        their rows for the next `write_summary` (one rewrite of summary.parquet serves many).
+        Returns their statuses."""
         trial_ids = list(trial_ids)
         try:
-            new = self.results.read_pack(pack_id, only=trial_ids if pack_id in self.curves else None).records
+            new = self.results.read_pack(pack_id, only=trial_ids).records
         except CorruptFile as error:
             self.quarantine_file(error)
             return {}
-        if pack_id not in self.curves:
-            self.curves[pack_id] = {t: r for t, r in new.items() if self.holder.get(t) == pack_id}
-            while len(self.curves) > RECENT_PACKS:
-                self.curves.pop(next(iter(self.curves)))
+        taken = []
         for trial_id in trial_ids:
             record = new.get(trial_id)
-            previous = self.holder.get(trial_id)
+            previous = self.holder(trial_id)
             if record is None or not self.take(pack_id, record):
                 continue
-            self.curves[pack_id][trial_id] = record
+            taken.append(record)
             if previous not in (None, pack_id):  # retried in this pack: its curve leaves the other pack's file
-                self.curves.pop(previous, None)
-                others = self.results.read_pack(previous).records.values()
-                self.results.write_curves(previous, [r for r in others if self.holder.get(r.trial_id) == previous])
-        self.results.write_curves(pack_id, self.curves[pack_id].values())
+                self.replace_curves(previous, [], dropped=[trial_id])
+        if taken:
+            self.replace_curves(pack_id, taken)
         return {trial_id: new[trial_id].status for trial_id in trial_ids if trial_id in new}
 
+    def replace_curves(self, pack_id: str, records: list[TrialRecord], dropped: Iterable[str] = ()) -> None:
+        """The pack's curve file, read back and rewritten with these curves (the driver holds none:
+        a pack's curves of long trainings take tens of MiB); rebuilt from the pack's records if
+        it cannot be read."""
+        try:
+            self.results.replace_curves(pack_id, records, dropped)
+        except CorruptTable as error:
+            self.quarantine(error.path, str(error))
+            held = self.results.read_pack(pack_id).records.values()
+            self.results.write_curves(pack_id, [record for record in held if self.holder(record.trial_id) == pack_id])
+
     def status_of(self, trial_id: str) -> Optional[str]:
-        row = self.rows.get(trial_id)
-        return row["status"] if row else None
+        counted = self.counted.get(trial_id)
+        return counted.status if counted else None
+
+    def fold(self) -> None:
+        """The pending rows into the table, each replacing the point's row there if it has one
+        (Arrow types a column by all its values: a column of integers and floats is float)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not self.pending:
+            return
+        new = pa.Table.from_pylist(list(self.pending.values())).select(self.columns)
+        if self.table is not None:
+            replaced = pc.is_in(self.table["trial_id"], value_set=pa.array(list(self.pending), pa.string()))
+            new = pa.concat_tables([self.table.filter(pc.invert(replaced)), new], promote_options="permissive")
+        self.table, self.pending = new, {}
 
     def write_summary(self) -> None:
-        """summary.parquet from the rows, column by column (a DataFrame of them would take ~5 KiB
-        a row more, for a moment, of the driver's memory)."""
-        columns = ["trial_id", "status", *self.axes, *SUMMARY_COLUMNS[2:]]
-        write_table({column: [row.get(column) for row in self.rows.values()] for column in columns}, self.results.summary_path)
+        """summary.parquet: one row per point that has a record, in the order they were filed."""
+        self.fold()
+        write_table(self.table if self.table is not None else {column: [] for column in self.columns}, self.results.summary_path)
 
 
 def adopt_per_point_records(results: ResultsDir) -> None:

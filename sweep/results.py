@@ -452,6 +452,24 @@ class ResultsDir:
             return
         write_table(pd.DataFrame(rows), path)
 
+    def replace_curves(self, pack_id: str, records: Iterable[TrialRecord], dropped: Iterable[str] = ()) -> None:
+        """Rewrite a pack's curve file with the curves of `records` in place of their points'
+        rows there, and without the rows of the points `dropped`; CorruptTable if it cannot be read."""
+        import pandas as pd
+
+        records = list(records)
+        path = self.curve_path(pack_id)
+        leaving = {record.trial_id for record in records} | set(dropped)
+        frames = [read_table(path)] if path.exists() else []
+        frames = [frame[~frame["trial_id"].isin(leaving)] for frame in frames]
+        rows = [{"trial_id": record.trial_id, **row} for record in records for row in record.history]
+        frames += [pd.DataFrame(rows)] if rows else []
+        frames = [frame for frame in frames if len(frame)]
+        if not frames:
+            path.unlink(missing_ok=True)
+            return
+        write_table(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True), path)
+
     def read_curves(self, trial_ids: Optional[Iterable[str]] = None, on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The curves of the given points (all by default), file by file, so points whose metric
         columns differ still line up; an unreadable file goes to on_corrupt (or raises)."""
@@ -496,13 +514,17 @@ class CorruptTable(ValueError):
 
 
 def write_table(frame, path: Path) -> None:
-    """Write `frame` (a DataFrame, or columns: {name: [values]}) to `path` atomically: readers
-    see the old file or the new one, never half."""
+    """Write `frame` (an Arrow table, a DataFrame, or columns: {name: [values]}) to `path`
+    atomically: readers see the old file or the new one, never half."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if isinstance(frame, dict):
+        frame = pa.table(frame)
+    elif not isinstance(frame, pa.Table):
+        frame = pa.Table.from_pandas(frame, preserve_index=False)
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(frame) if isinstance(frame, dict) else pa.Table.from_pandas(frame, preserve_index=False), sink)
+    pq.write_table(frame, sink)
     atomic_write(Path(path), sink.getvalue().to_pybytes())
 
 

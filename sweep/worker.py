@@ -3,8 +3,9 @@ passes `report`.
 
     run_pack(payload, report)
 
-payload: {pack_id, members: [{trial_id, config (plain dict), axes}], results_dir (absolute),
-code_version, resources, on_accelerator}. The pack's records live in records/<pack_id>.msgpack
+payload: {pack_id, base (the grid's config sections), members: [{trial_id, settings, axes}],
+results_dir (absolute), code_version, resources, on_accelerator}: a point's config is its
+settings set in the base (sweep.grid.point_config), validated here, where it trains. The pack's records live in records/<pack_id>.msgpack
 (sweep.results): before a block trains, its points' starts are counted there; as each point
 finishes, its record is added. Each point resumes from its newest checkpoint that verifies
 (unreadable ones are quarantined), checkpoints every `training.checkpoint_every` epochs, and
@@ -25,6 +26,7 @@ import jax
 
 from tiltsweep.sweep.errors import storage_trouble
 from tiltsweep.sweep.faults import faults_for
+from tiltsweep.sweep.grid import with_settings
 from tiltsweep.sweep.packs import block_width
 from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord, checkpoint_name
 
@@ -64,6 +66,7 @@ class PackRun:
         self.payload = payload
         self.results = ResultsDir(payload["results_dir"])
         self.members = {member["trial_id"]: member for member in payload["members"]}
+        self.configs: dict[str, dict] = {}  # trial id -> its config as its record keeps it (plain data)
         try:
             self.book = self.results.read_pack(payload["pack_id"])
         except CorruptFile as error:  # moved aside; the points without a record train again
@@ -76,6 +79,16 @@ class PackRun:
         left = [t for t in self.members if not (t in self.book.records and self.book.records[t].final)]
         return sorted(left, key=lambda t: self.book.attempts.get(t, 0) > 0)
 
+    def config_of(self, trial_id: str):
+        """The point's validated TrialConfig; raises what validation raises (the point's record
+        then keeps its config as the grid gave it)."""
+        from tiltsweep.trainers import TrialConfig
+
+        self.configs[trial_id] = with_settings(self.payload["base"], self.members[trial_id]["settings"])
+        config = TrialConfig.model_validate(self.configs[trial_id])
+        self.configs[trial_id] = config.model_dump(mode="json")
+        return config
+
     def start(self, trial_ids: list[str]) -> None:
         for trial_id in trial_ids:
             self.book.attempts[trial_id] = self.book.attempts.get(trial_id, 0) + 1
@@ -83,9 +96,8 @@ class PackRun:
         self.results.write_pack(self.book)
 
     def finish(self, trial_id: str, **fields) -> None:
-        member = self.members[trial_id]
         self.book.records[trial_id] = TrialRecord(
-            trial_id=trial_id, config=member["config"], attempts=self.book.attempts.get(trial_id, 0),
+            trial_id=trial_id, config=self.configs[trial_id], attempts=self.book.attempts.get(trial_id, 0),
             code_version=self.payload["code_version"], finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             written=time.time(), host=WORKER, **fields,
         )
@@ -103,13 +115,11 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
     the end: each report waits for Tune's driver to take it (~10 ms), so one per point would cost
     more than training a small point. An exception in one block is raised after the others have
     trained."""
-    from tiltsweep.trainers import TrialConfig
-
     run = PackRun(payload)
     configs, finished, errors = {}, [], []
     for trial_id in run.todo():
         try:
-            configs[trial_id] = TrialConfig.model_validate(run.members[trial_id]["config"])
+            configs[trial_id] = run.config_of(trial_id)
         except PERMANENT_ERRORS as error:
             run.start([trial_id])
             run.finish(trial_id, status="failed", error=one_line(error))

@@ -79,9 +79,40 @@ def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     assert sorted(summary["trial_id"]) == ["a", "b"] and summary.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "completed"}
     curves = pd.read_parquet(results.curves_dir)
     assert curves.groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
-    rebuilt = Ledger(results, AXES)
-    rebuilt.sync()  # the same from the records alone
-    assert rebuilt.rows == ledger.rows and pd.read_parquet(results.curves_dir).groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+    Ledger(results, AXES).sync()  # the same from the records alone
+    by_id = lambda frame: frame.sort_values("trial_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_id(results.read_summary()), by_id(summary))
+    assert pd.read_parquet(results.curves_dir).groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+
+
+def test_a_sync_folding_its_rows_in_several_times_keeps_one_row_per_point_the_one_that_counts(results):
+    from tiltsweep.sweep.ledger import FOLD_AT_LEAST
+
+    packs = 3
+    per_pack = FOLD_AT_LEAST // 2 + 1  # the rows are folded into the table after the second pack
+    ids = [f"t{index}" for index in range(packs * per_pack)]
+    for pack in range(packs):
+        put(results, f"p{pack}", *[record(trial_id, status="failed", history_len=0) for trial_id in ids[pack * per_pack : (pack + 1) * per_pack]])
+    retried = ids[:10]  # trained again in a later pack, after the first fold
+    put(results, "p9", *[record(trial_id, written=2.0, amplitude=1) for trial_id in retried])  # an int amplitude among floats
+    Ledger(results, AXES).sync()
+    summary = results.read_summary()
+    assert sorted(summary["trial_id"]) == sorted(ids) and summary["trial_id"].is_unique
+    status = summary.set_index("trial_id")["status"]
+    assert set(status[retried]) == {"completed"} and set(status.drop(retried)) == {"failed"}
+    assert summary["amplitude"].dtype == float
+
+
+def test_filing_into_an_unreadable_curve_file_moves_it_aside_and_rebuilds_it_from_the_records(results):
+    problems = []
+    ledger = Ledger(results, AXES, on_problem=problems.append)
+    put(results, "p1", record("a"))
+    ledger.file("p1", ["a"])
+    results.curve_path("p1").write_bytes(b"not parquet")  # damaged between two filings
+    put(results, "p1", record("b"))
+    ledger.file("p1", ["b"])
+    assert results.read_curves().groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+    assert len(problems) == 1 and "p1.parquet" in problems[0] and len(list(results.quarantine_dir.iterdir())) >= 1
 
 
 def test_a_final_record_outranks_a_later_failed_one_of_the_same_point(results):
@@ -210,7 +241,7 @@ def test_filer_files_off_the_calling_thread_with_one_summary_per_batch(results):
     with progress.lock:  # the filer stops at its first progress update...
         filer.file("p1", ["a"])
         deadline = time.monotonic() + 10
-        while "a" not in ledger.rows and time.monotonic() < deadline:
+        while ledger.status_of("a") is None and time.monotonic() < deadline:
             time.sleep(0.01)
         filer.file("p1", ["b"])  # ...so these two finish while it is busy
         filer.file("p1", ["c"])
@@ -257,6 +288,6 @@ def test_a_directory_of_per_point_records_is_adopted_by_the_next_sync(results):
     (results.curves_dir / "a.parquet").write_bytes(b"an old per-point curve file")
     ledger = Ledger(results, AXES)
     ledger.sync()
-    assert sorted(ledger.rows) == ["a", "b"] and results.pack_ids() == ["p-adopted"]
+    assert sorted(ledger.counted) == ["a", "b"] and results.pack_ids() == ["p-adopted"]
     assert [p.name for p in results.curve_files()] == ["p-adopted.parquet"] and len(results.read_curves()) == 6
     assert sorted(p.name for p in (results.root / "trials.adopted").iterdir()) == ["a.msgpack", "b.msgpack"]
