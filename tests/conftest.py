@@ -55,6 +55,19 @@ def x64():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def session_ray_token():
+    """The local Rays the tests start (and their drivers in subprocesses) take this session's
+    token from the environment, so that they neither read nor write the user's ~/.ray/auth_token,
+    and two of them starting at once on a fresh machine do not race to create it."""
+    import os
+    import secrets
+
+    if "RAY_AUTH_TOKEN" not in os.environ:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def session_compile_cache(tmp_path_factory):
     """Ray workers started by the tests (and drivers in subprocesses) share one persistent
     compilation cache of their own, not the user's; `TILTSWEEP_COMPILE_CACHE=off` keeps it off

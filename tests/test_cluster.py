@@ -74,7 +74,9 @@ def test_the_local_default_runs_on_a_ray_of_its_own_that_admits_no_one_without_i
     """A Ray cluster already runs on this machine, and RAY_ADDRESS names it (what a bare
     ray.init() would join): `tiltsweep run` without --address trains on a Ray of its own. While it
     runs, a client at this machine's network address is refused by that Ray without the token and
-    connects with it (so the refusal is the token's doing); the token file is its owner's alone."""
+    connects with it (so the refusal is the token's doing). The driver runs as on a fresh machine,
+    with a home of its own and no token in its environment: its Ray writes the token file, which
+    is then its owner's alone."""
     from sweep_helpers import Driver, checkpoint_epochs, holding, started_by, write_grid
 
     cluster = LocalCluster(head_cpus=2)
@@ -82,15 +84,17 @@ def test_the_local_default_runs_on_a_ray_of_its_own_that_admits_no_one_without_i
     directory = tmp_path / "out" / "own-ray"
     try:
         grid = write_grid(tmp_path, name="own-ray", amplitudes="[10]", epochs=2000)
-        env = holding(release, env={**cluster.env, "RAY_ADDRESS": cluster.address})
+        home = tmp_path / "home"
+        fresh = {name: value for name, value in os.environ.items() if name not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+        env = holding(release, env={**fresh, "HOME": str(home), "RAY_ADDRESS": cluster.address})
         driver = Driver(["run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"], env=env)
         try:
             driver.wait_until(lambda: checkpoint_epochs(directory), what="a point held after its checkpoint")
             address = gcs_address(driver.tree)
-            token_file = Path.home() / ".ray" / "auth_token"
+            token_file = home / ".ray" / "auth_token"
             assert token_file.stat().st_mode & 0o077 == 0
             if not address.startswith("127."):  # else this machine has no other address to knock at
-                token = env["RAY_AUTH_TOKEN"]  # the driver's Ray takes the token from its environment
+                token = token_file.read_text().strip()
                 refused = connects(address, "0" * len(token))
                 assert refused.returncode != 0 and "connected" not in refused.stdout
                 assert "auth" in (refused.stderr + refused.stdout).lower(), refused.stderr[-2000:]
