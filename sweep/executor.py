@@ -42,8 +42,6 @@ from tiltsweep.sweep.ledger import Filer, Ledger
 from tiltsweep.sweep.packs import Pack, accelerated, plan_packs
 from tiltsweep.sweep.progress import Progress
 from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord
-from tiltsweep.sweep.worker import configure_accelerator, run_pack
-from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
 
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
@@ -153,7 +151,11 @@ def keep_token_private() -> None:
 
 
 def trainable(tune_config: dict, packs: dict[str, dict]) -> None:
-    """What a Tune trial runs: one pack of grid points, `packs[tune_config["pack"]]`."""
+    """What a Tune trial runs: one pack of grid points, `packs[tune_config["pack"]]`. JAX loads
+    here, in the worker: the driver trains nothing and never loads it."""
+    from tiltsweep.sweep.worker import configure_accelerator, run_pack
+    from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
+
     pack = packs[tune_config["pack"]]
     configure_accelerator(**pack["resources"])
     enable_compile_cache(cache_directory())

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.trainers.config import TrialConfig
-from tiltsweep.trainers.training import batch_signature
+from tiltsweep.trainers.config import batch_signature
 
 SHARE = 4  # a pack takes at most a quarter of a slot's fair share of the remaining points
 LONGEST = 64

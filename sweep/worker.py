@@ -153,7 +153,7 @@ def one_line(error: BaseException) -> str:
 def blocks(run: PackRun, configs: dict) -> list[list[str]]:
     """Consecutive points of one batch signature and one newest checkpoint epoch, at most
     `width_of` their first point at a time."""
-    from tiltsweep.trainers.training import batch_signature
+    from tiltsweep.trainers.config import batch_signature
 
     def key(trial_id: str) -> tuple:
         newest = run.results.checkpoint_files(trial_id)[:1]

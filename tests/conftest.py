@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +61,6 @@ def session_ray_token():
     """The local Rays the tests start (and their drivers in subprocesses) take this session's
     token from the environment, so that they neither read nor write the user's ~/.ray/auth_token,
     and two of them starting at once on a fresh machine do not race to create it."""
-    import os
     import secrets
 
     if "RAY_AUTH_TOKEN" not in os.environ:
@@ -72,13 +73,19 @@ def session_compile_cache(tmp_path_factory):
     """Ray workers started by the tests (and drivers in subprocesses) share one persistent
     compilation cache of their own, not the user's; `TILTSWEEP_COMPILE_CACHE=off` keeps it off
     (for runs under a restricted instruction set: every program compiled for it)."""
-    import os
-
     from tiltsweep.trainers.compile_cache import OFF
 
     if os.environ.get("TILTSWEEP_COMPILE_CACHE", "").strip().lower() not in OFF:
-        os.environ["TILTSWEEP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+        cache = shared_temp(tmp_path_factory) / "xla-cache"
+        cache.mkdir(exist_ok=True)
+        os.environ["TILTSWEEP_COMPILE_CACHE"] = str(cache)
     yield
+
+
+def shared_temp(tmp_path_factory) -> Path:
+    """The test run's temporary folder, shared by its pytest-xdist workers where it has several."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
 class Tally:
@@ -124,22 +131,56 @@ class Tally:
 
 
 @pytest.fixture(scope="session")
-def tally():
-    """The session's Tally; with TILTSWEEP_TALLY=path set, its entries are written there as JSON."""
-    import json
-    import os
-
+def tally(request):
+    """The session's Tally; with TILTSWEEP_TALLY=path set, its entries are written there as JSON
+    (by pytest-xdist's controller, from every worker's, where the tests ran in several)."""
     recorder = Tally()
     yield recorder
+    workeroutput = getattr(request.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its entries go to the controller
+        workeroutput["tally"] = recorder.entries
+    else:
+        write_tally(recorder.entries)
+
+
+WORKERS_TALLIES: list[dict] = []  # on pytest-xdist's controller: the entries its workers sent
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    WORKERS_TALLIES.extend(node.workeroutput.get("tally", []))
+
+
+def pytest_sessionfinish(session):
+    if WORKERS_TALLIES:
+        write_tally(WORKERS_TALLIES)
+
+
+def write_tally(entries: list[dict]) -> None:
+    import json
+
     path = os.environ.get("TILTSWEEP_TALLY")
     if path:
         with open(path, "w") as handle:
-            json.dump(recorder.entries, handle, indent=1)
+            json.dump(entries, handle, indent=1)
 
 
 @pytest.fixture(scope="session")
 def faulty_results(tmp_path_factory) -> Path:
-    """faulty_sweep's results directory, shared by the figure and report tests."""
+    """faulty_sweep's results directory, for the figure and report tests. The sweep runs once a
+    test run (under pytest -n, in the first worker that asks, the others waiting on its lock), and
+    each worker draws its figures into a copy of its own."""
+    from filelock import FileLock
+
     from faulty_sweep import run_faulty_sweep
 
-    return run_faulty_sweep(tmp_path_factory.mktemp("figures"))
+    shared = shared_temp(tmp_path_factory)
+    with FileLock(shared / "faulty-sweep.lock"):
+        done = shared / "faulty-sweep.done"
+        if not done.exists():
+            (shared / "faulty-sweep").mkdir(exist_ok=True)
+            done.write_text(str(run_faulty_sweep(shared / "faulty-sweep")))
+        swept = Path(done.read_text())
+    copy = tmp_path_factory.mktemp("figures") / swept.name
+    shutil.copytree(swept, copy)
+    return copy

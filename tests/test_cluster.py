@@ -91,6 +91,8 @@ def test_the_local_default_runs_on_a_ray_of_its_own_that_admits_no_one_without_i
         try:
             driver.wait_until(lambda: checkpoint_epochs(directory), what="a point held after its checkpoint")
             address = gcs_address(driver.tree)
+            maps = Path(f"/proc/{driver.process.pid}/maps").read_text()
+            assert "jaxlib" not in maps and "libtpu" not in maps  # the driver trains nothing: JAX loads in the workers only
             token_file = home / ".ray" / "auth_token"
             assert token_file.stat().st_mode & 0o077 == 0
             if not address.startswith("127."):  # else this machine has no other address to knock at

@@ -11,7 +11,7 @@ _HOMES = {
     "training_loop_compilations": "compiles",
     "TrialConfig": "config",
     "TrainResult": "training",
-    "batch_signature": "training",
+    "batch_signature": "config",
     "train": "training",
     "train_group": "training",
     "train_evaluated": "training",

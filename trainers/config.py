@@ -7,6 +7,7 @@ full-batch gradient descent one epoch is one optimizer step.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Literal, Optional, Union
 
@@ -298,3 +299,17 @@ class TrialConfig(Section):
         if self.model.name in ("myrtle5", "wide_resnet") and self.data.name != "cifar10":
             raise ValueError(f"model {self.model.name} needs images: use data.name cifar10")
         return self
+
+
+def batch_signature(cfg: TrialConfig) -> str:
+    """What grid points must share to be trained together in one group: everything that shapes
+    the compiled program, the data, and when to evaluate and checkpoint. The numbers that enter
+    as values (A, T, stop epoch, seed, learning rate, momentum, schedule numbers) may differ."""
+    return json.dumps({
+        "data": cfg.data.model_dump(mode="json"),
+        "model": cfg.model.model_dump(mode="json"),
+        "optimizer": [cfg.optimizer.name, cfg.optimizer.batch_size, cfg.optimizer.nesterov, cfg.optimizer.momentum > 0],
+        "schedule": [cfg.schedule.name, len(getattr(cfg.schedule, "knots", []))],
+        "training": cfg.training.model_dump(mode="json", exclude={"batch_points"}),
+        "loss": [cfg.loss.name, cfg.loss.shape],
+    }, sort_keys=True)

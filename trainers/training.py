@@ -21,7 +21,6 @@ evaluations up to the last finite one. The trainer never raises for a divergence
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
@@ -34,7 +33,7 @@ import numpy as np
 
 from tiltsweep.trainers.checkpoint import Checkpoint
 from tiltsweep.trainers.compile_share import build_in_turn
-from tiltsweep.trainers.config import TrialConfig
+from tiltsweep.trainers.config import TrialConfig, batch_signature
 from tiltsweep.trainers.data import Dataset, load_dataset
 from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for
 from tiltsweep.trainers.optim import OptimizerKind, hyperparameters
@@ -105,20 +104,6 @@ def spec_for(cfg: TrialConfig, dataset: Dataset) -> Spec:
         augment=getattr(cfg.data, "augment", False),
         hessian=(cfg.training.hessian_top_k, cfg.training.hessian_order) if cfg.training.hessian_every else None,
     )
-
-
-def batch_signature(cfg: TrialConfig) -> str:
-    """What grid points must share to be trained together in one group: everything that shapes
-    the compiled program, the data, and when to evaluate and checkpoint. The numbers that enter
-    as values (A, T, stop epoch, seed, learning rate, momentum, schedule numbers) may differ."""
-    return json.dumps({
-        "data": cfg.data.model_dump(mode="json"),
-        "model": cfg.model.model_dump(mode="json"),
-        "optimizer": [cfg.optimizer.name, cfg.optimizer.batch_size, cfg.optimizer.nesterov, cfg.optimizer.momentum > 0],
-        "schedule": [cfg.schedule.name, len(getattr(cfg.schedule, "knots", []))],
-        "training": cfg.training.model_dump(mode="json", exclude={"batch_points"}),
-        "loss": [cfg.loss.name, cfg.loss.shape],
-    }, sort_keys=True)
 
 
 def stacked(trees: list):
