@@ -14,7 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from tiltsweep.analysis.reduce import comparable, group_axes
-from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, description_of
+from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, as_json_text, description_of
 from tiltsweep.sweep.results import ResultsDir, SweepDescription
 
 
@@ -63,6 +63,9 @@ def load_results(directory) -> Results:
         raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
     description = description_of(results)
     summary = results.read_summary(columns=[*SUMMARY_COLUMNS[:2], *description.axes, *SUMMARY_COLUMNS[2:]])
+    for column, values in description.axes.items():
+        if as_json_text(values) and not any(isinstance(value, (list, dict)) for value in values):
+            summary[column] = summary[column].map(lambda text: None if text is None else json.loads(text))  # `[full, 32]`: the grid's own values
     cells = sweep_cells(description) if results.added_points() else None
     return Results(description.name, results.root, grid_rows(summary, description), description.axes, description.subgrids, results, cells)
 

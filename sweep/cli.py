@@ -251,7 +251,7 @@ def watch(results, args) -> None:
         return
     print(f"watching {results.root}: {results.root / 'figures' / 'index.html'} is redrawn as points finish "
           f"(Ctrl-C stops watching; the sweep goes on)", flush=True)
-    live = Follower(live_report(results.root, args), results.summary_path, on_problem=lambda message: print(f"warning: {message}", flush=True))
+    live = Follower(live_report(results.root, args), results.summary_dir, on_problem=lambda message: print(f"warning: {message}", flush=True))
     try:
         while running():
             live.poll()

@@ -1,13 +1,14 @@
 """What the records of a results directory add up to: the tables the driver files them into,
 and where every point of the sweep stands.
 
-summary.parquet has one row per recorded point: `trial_id`, `status`, one column per swept axis
-(named by its path, or `amplitude`, `period`, `seed`; typed as the config types it), the final
-`train_accuracy`, `val_accuracy`, `train_loss`, `val_loss`, `best_val_accuracy`, `steps`,
-`epochs`, `wall_seconds`, `resumed_from_epoch`, `attempts`, `code_version`, `error`, `finished_at`
-and the full `config` as JSON. curves.parquet/<pack>.parquet holds the curves of the points whose
-record is in that pack. Both are a function of the records, so they can always be rebuilt: an
-unreadable table is moved to quarantine and written again.
+summary.parquet/ has one row per recorded point: `trial_id`, `status`, one column per swept axis
+(named by its path, or `amplitude`, `period`, `seed`; typed as the config types it, JSON text where
+no one type holds the axis's values), the final `train_accuracy`, `val_accuracy`, `train_loss`,
+`val_loss`, `best_val_accuracy`, `steps`, `epochs`, `wall_seconds`, `resumed_from_epoch`,
+`attempts`, `code_version`, `error`, `finished_at` and the full `config` as JSON. Its file
+<pack>.parquet holds the rows of the points whose record counts in that pack, and
+curves.parquet/<pack>.parquet their curves. Both are a function of the records, so they can
+always be rebuilt: an unreadable file is moved to quarantine and written again.
 
     ledger = Ledger(results, axes)   # the driver's, under the run lock
     ledger.sync()                    # rebuild both tables from the records
@@ -26,14 +27,13 @@ import math
 import queue
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Optional
 
 from tiltsweep.sweep.atomic import remove_stale_asides
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.results import (
-    CorruptFile, CorruptTable, ResultsDir, SweepDescription, TrialRecord, check_readable, read_table, write_table,
+    CorruptFile, CorruptTable, ResultsDir, SweepDescription, TrialRecord, check_readable, curve_rows, read_table, replace_rows,
 )
 
 if TYPE_CHECKING:
@@ -46,22 +46,42 @@ SUMMARY_COLUMNS = (
 )
 PLOTTABLE_COLUMNS = (*FINAL_METRICS, "best_val_accuracy", "steps", "wall_seconds")
 CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
-FOLD_AT_LEAST = 1000  # pending rows that a sync folds into the table at once
 
 
 def config_value(config: dict, path: str) -> Any:
     node: Any = config
     for part in path.split("."):
         node = node.get(part) if isinstance(node, dict) else None
-    return json.dumps(node) if isinstance(node, (list, dict)) else node
+    return node
 
 
-def summary_row(record: TrialRecord, axes: dict[str, str]) -> dict:
-    """One row of summary.parquet; axes: column name -> config path of every swept axis."""
+def as_json_text(values: Iterable) -> bool:
+    """Whether an axis column holds its values as JSON text: lists and mappings, and values of
+    several kinds (`batch_size: [full, 32]`), which no one Parquet type holds. Integers and
+    floats are one kind (float)."""
+    kinds = {float if type(value) is int else type(value) for value in values if value is not None}
+    return len(kinds) > 1 or bool(kinds & {list, dict})
+
+
+def axis_type(values: Iterable) -> "pa.DataType":
+    """The Parquet type of an axis column, from every value the sweep gives the axis."""
+    import pyarrow as pa
+
+    values = [value for value in values if value is not None]
+    if as_json_text(values) or not values:
+        return pa.string()
+    return pa.array(values).type  # bool, int64, double or string
+
+
+def summary_row(record: TrialRecord, axes: dict[str, str], json_columns: Iterable[str] = ()) -> dict:
+    """One row of summary.parquet; axes: column name -> config path of every swept axis;
+    json_columns: those of them held as JSON text (as_json_text)."""
     final = record.history[-1] if record.history else {}
     history_val = [row["val_accuracy"] for row in record.history if math.isfinite(row.get("val_accuracy", math.nan))]
     row = {"trial_id": record.trial_id, "status": record.status}
-    row.update({column: config_value(record.config, path) for column, path in axes.items()})
+    for column, path in axes.items():
+        value = config_value(record.config, path)
+        row[column] = json.dumps(value) if value is not None and (column in json_columns or isinstance(value, (list, dict))) else value
     row.update({name: float(final.get(name, math.nan)) for name in FINAL_METRICS})
     row["best_val_accuracy"] = max(history_val) if history_val else math.nan
     row.update(steps=record.steps, epochs=record.epochs, wall_seconds=record.wall_seconds,
@@ -80,36 +100,35 @@ class Counted(NamedTuple):
 
 
 class Ledger:
-    """The driver's view of the records; files finished points into the tables.
-
-    The summary's rows are kept as one Arrow table (`table`), into which the rows filed since
-    are folded (`pending`) before each rewrite, at most a few thousand at a time: a row held so
-    takes the bytes it has in summary.parquet, not the ~6 KiB a row of Python objects takes of
-    the driver's memory, so that the driver's memory barely grows with the points."""
+    """The driver's view of the records; files finished points into the tables: each pack's
+    summary and curve files hold the rows of the points whose record counts in that pack. The
+    driver keeps a point's status and pack, no row: a filing reads its pack's files back and
+    rewrites them, so the driver's memory does not grow with the rows."""
 
     def __init__(self, results: ResultsDir, axes: dict[str, str], on_problem: Callable[[str], None] = lambda message: None):
-        """axes: summary column name -> config path of every swept axis."""
+        """axes: summary column name -> config path of every swept axis. The summary's columns
+        are typed by the values sweep.json gives each axis (by the rows' own where it has none)."""
         self.results, self.axes, self.on_problem = results, dict(axes), on_problem
-        self.columns = ["trial_id", "status", *self.axes, *SUMMARY_COLUMNS[2:]]
         self.counted: dict[str, Counted] = {}  # trial id -> its record that counts
-        self.table: Optional["pa.Table"] = None  # the summary's rows, but those pending
-        self.pending: dict[str, dict] = {}  # trial id -> its summary row, filed since the last fold
+        self.schema, self.json_columns = summary_schema(results.description(), self.axes)
 
     def sync(self) -> None:
-        """Rebuild both tables from the records, quarantining whatever cannot be read. Runs while
+        """Rebuild the tables from the records, quarantining whatever cannot be read. Runs while
         no point is trained (before and after a run), so half-written aside files are stale."""
         remove_stale_asides(self.results.root)
         adopt_per_point_records(self.results)
         adopt_former_ids(self.results)
-        self.counted, self.table, self.pending = {}, None, {}
+        if self.results.summary_dir.is_file():
+            self.results.summary_dir.unlink()  # written whole by an older tiltsweep: rebuilt per pack below
+        self.counted = {}
         # First which pack holds each point's record (from the packs' headers), then one pack's
         # records at a time: the driver never has every record in memory at once.
         held: dict[str, list[str]] = {}
         for trial_id, outcome in self.results.outcomes(on_corrupt=self.quarantine_file).items():
             held.setdefault(outcome.pack_id, []).append(trial_id)
-        for path in self.results.curve_files():
+        for path in [*self.results.summary_files(), *self.results.curve_files()]:
             if path.stem not in held:
-                path.unlink()  # its pack's records are gone (quarantined) or superseded: its points' curves are elsewhere
+                path.unlink()  # its pack's records are gone (quarantined) or superseded: its points' rows are elsewhere
         for pack_id, trial_ids in held.items():
             try:
                 records = list(self.results.read_pack(pack_id, only=trial_ids).records.values())
@@ -118,15 +137,30 @@ class Ledger:
                 continue
             for record in records:
                 self.take(pack_id, record)
-            self.ensure_curves(pack_id, records)
-            if len(self.pending) >= max(FOLD_AT_LEAST, len(self.table or ()) // 4):  # each row is copied a few times at most
-                self.fold()
-        if self.results.summary_path.exists():
+            for table in self.tables(pack_id):
+                self.ensure(table, records)
+
+    def tables(self, pack_id: str) -> list["PackTable"]:
+        """The pack's summary and curve files."""
+        return [PackTable(self.results.summary_path(pack_id), lambda records: [self.summary_row(r) for r in records], self.schema),
+                PackTable(self.results.curve_path(pack_id), curve_rows)]
+
+    def summary_row(self, record: TrialRecord) -> dict:
+        return summary_row(record, self.axes, self.json_columns)
+
+    def ensure(self, table: "PackTable", records: list[TrialRecord]) -> None:
+        """Leave a pack's file if it is readable, holds rows of exactly these points and has the
+        summary's columns; else write it anew."""
+        rows = table.rows(records)
+        if table.path.exists():
             try:
-                check_readable(self.results.summary_path)
+                check_readable(table.path)
+                held = read_table(table.path, columns=["trial_id"], arrow=True)["trial_id"].to_pylist()
+                if set(held) == {row["trial_id"] for row in rows} and (table.schema is None or read_schema(table.path) == table.schema):
+                    return
             except CorruptTable as error:
-                self.quarantine(error.path, str(error))
-        self.write_summary()
+                self.quarantine(table.path, str(error))
+        replace_rows(table.path, rows, replace_all=True, schema=table.schema)
 
     def quarantine_file(self, error: CorruptFile) -> None:
         self.quarantine(error.path, error.reason)
@@ -140,7 +174,6 @@ class Ledger:
         counted = self.counted.get(record.trial_id)
         if counted and record.precedence() <= counted.precedence:
             return False
-        self.pending[record.trial_id] = summary_row(record, self.axes)
         self.counted[record.trial_id] = Counted(record.status, pack_id, record.precedence())
         return True
 
@@ -149,23 +182,9 @@ class Ledger:
         counted = self.counted.get(trial_id)
         return counted.pack_id if counted else None
 
-    def ensure_curves(self, pack_id: str, records: list[TrialRecord]) -> None:
-        """Leave the pack's curve file if it is readable and holds exactly these points' curves."""
-        path = self.results.curve_path(pack_id)
-        wanted = {record.trial_id for record in records if record.history}
-        if path.exists():
-            try:
-                check_readable(path)
-                if set(read_table(path, columns=["trial_id"])["trial_id"]) == wanted:
-                    return
-            except CorruptTable as error:
-                self.quarantine(path, str(error))
-        self.results.write_curves(pack_id, records)
-
     def file(self, pack_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
-        """File newly written records of one pack: their curves into the pack's curve file, and
-        their rows for the next `write_summary` (one rewrite of summary.parquet serves many).
-        Returns their statuses."""
+        """File newly written records of one pack: their rows into the pack's summary and curve
+        files (out of another pack's, for a point retried here). Returns their statuses."""
         trial_ids = list(trial_ids)
         try:
             new = self.results.read_pack(pack_id, only=trial_ids).records
@@ -179,45 +198,66 @@ class Ledger:
             if record is None or not self.take(pack_id, record):
                 continue
             taken.append(record)
-            if previous not in (None, pack_id):  # retried in this pack: its curve leaves the other pack's file
-                self.replace_curves(previous, [], dropped=[trial_id])
+            if previous not in (None, pack_id):  # retried in this pack: its rows leave the other pack's files
+                self.replace(previous, [], leaving=[trial_id])
         if taken:
-            self.replace_curves(pack_id, taken)
+            self.replace(pack_id, taken, leaving=[record.trial_id for record in taken])
         return {trial_id: new[trial_id].status for trial_id in trial_ids if trial_id in new}
 
-    def replace_curves(self, pack_id: str, records: list[TrialRecord], dropped: Iterable[str] = ()) -> None:
-        """The pack's curve file, read back and rewritten with these curves (the driver holds none:
-        a pack's curves of long trainings take tens of MiB); rebuilt from the pack's records if
-        it cannot be read."""
-        try:
-            self.results.replace_curves(pack_id, records, dropped)
-        except CorruptTable as error:
-            self.quarantine(error.path, str(error))
-            held = self.results.read_pack(pack_id).records.values()
-            self.results.write_curves(pack_id, [record for record in held if self.holder(record.trial_id) == pack_id])
+    def replace(self, pack_id: str, records: list[TrialRecord], leaving: Iterable[str]) -> None:
+        """The pack's files, read back and rewritten with the rows of `records` in place of those of
+        the points `leaving`; a file that cannot be read is rebuilt from the pack's records."""
+        for table in self.tables(pack_id):
+            try:
+                replace_rows(table.path, table.rows(records), leaving, schema=table.schema)
+            except CorruptTable as error:
+                self.quarantine(error.path, str(error))
+                held = [r for r in self.results.read_pack(pack_id).records.values() if self.holder(r.trial_id) == pack_id]
+                replace_rows(table.path, table.rows(held), replace_all=True, schema=table.schema)
 
     def status_of(self, trial_id: str) -> Optional[str]:
         counted = self.counted.get(trial_id)
         return counted.status if counted else None
 
-    def fold(self) -> None:
-        """The pending rows into the table, each replacing the point's row there if it has one
-        (Arrow types a column by all its values: a column of integers and floats is float)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
 
-        if not self.pending:
-            return
-        new = pa.Table.from_pylist(list(self.pending.values())).select(self.columns)
-        if self.table is not None:
-            replaced = pc.is_in(self.table["trial_id"], value_set=pa.array(list(self.pending), pa.string()))
-            new = pa.concat_tables([self.table.filter(pc.invert(replaced)), new], promote_options="permissive")
-        self.table, self.pending = new, {}
+class PackTable(NamedTuple):
+    """One of a pack's Parquet files: where it is, its rows from records, its columns' types
+    (None: the rows' own)."""
 
-    def write_summary(self) -> None:
-        """summary.parquet: one row per point that has a record, in the order they were filed."""
-        self.fold()
-        write_table(self.table if self.table is not None else {column: [] for column in self.columns}, self.results.summary_path)
+    path: Any
+    rows: Callable[[list[TrialRecord]], list[dict]]
+    schema: Optional["pa.Schema"] = None
+
+
+def summary_schema(description: Optional[SweepDescription], axes: dict[str, str]) -> tuple[Optional["pa.Schema"], set[str]]:
+    """(the summary's columns and types, the axis columns held as JSON text), from the values the
+    sweep gives each axis (sweep.json); (None, set()) where it does not describe them all. Every
+    pack's file has these columns, so `pandas.read_parquet` reads the summary directory whole."""
+    if description is None or not set(axes) <= set(description.axes):
+        return None, set()
+    import pyarrow as pa
+
+    values = {column: [] for column in axes}
+    for point in description.points.values():
+        for column in values:
+            values[column].append(point.get(column))
+    for combinations in description.shared.values():
+        for combination in combinations:
+            for column in set(values) & set(combination):
+                values[column].append(combination[column])
+    text, number, count = pa.string(), pa.float64(), pa.int64()
+    types = {"trial_id": text, "status": text, **{column: axis_type(values[column]) for column in axes},
+             **{name: number for name in (*FINAL_METRICS, "best_val_accuracy", "wall_seconds")},
+             **{name: count for name in ("steps", "epochs", "resumed_from_epoch", "attempts")},
+             **{name: text for name in ("code_version", "error", "finished_at", "config")}}
+    columns = ["trial_id", "status", *axes, *SUMMARY_COLUMNS[2:]]
+    return pa.schema([(column, types[column]) for column in columns]), {column for column in axes if as_json_text(values[column])}
+
+
+def read_schema(path) -> "pa.Schema":
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).remove_metadata()
 
 
 def adopt_per_point_records(results: ResultsDir) -> None:
@@ -277,25 +317,18 @@ class Filer:
     """Files finished points on a thread of its own, off Tune's loop. Tune runs its callbacks on
     the thread that also starts the next trial, so a worker would otherwise wait for every filing
     before its next pack. The workers write each point's record before reporting it, so filing it
-    a moment later loses nothing. Points that finish while the filer is busy are filed together.
-
-    A pack's curve file is rewritten as its points are filed. summary.parquet is rewritten whole,
-    which takes ~9 us a row (0.09 s at 10,000 points), so it is rewritten at most once every
-    SUMMARY_PACE times its last rewrite's duration (at once while it is small), and at close:
-    the summary spends a tenth of the filer's time at most, never a core of a small machine.
+    a moment later loses nothing. Points that finish while the filer is busy are filed together:
+    one rewrite of their pack's files.
 
         filer.file(pack_id, [trial ids])   # returns at once
         filer.close()                      # files what is left; re-raises the first filing error
     """
-
-    SUMMARY_PACE = 10
 
     def __init__(self, ledger: Ledger, on_filed: Callable[[str, str], None]):
         """on_filed(trial_id, status) after each point is filed."""
         self.ledger, self.on_filed = ledger, on_filed
         self.pending: queue.SimpleQueue = queue.SimpleQueue()
         self.error: Optional[BaseException] = None
-        self.unwritten, self.summary_due = False, 0.0
         self.thread = threading.Thread(target=self._run, name="tiltsweep-filer", daemon=True)
         self.thread.start()
 
@@ -311,26 +344,20 @@ class Filer:
     def _run(self) -> None:
         closing = False
         while not closing:
-            wait = max(0.0, self.summary_due - time.monotonic()) if self.unwritten else None
-            try:
-                batch = [self.pending.get(timeout=wait)]
-            except queue.Empty:
-                batch = []
+            batch = [self.pending.get()]
             while not self.pending.empty():  # what finished while the last batch was filed
                 batch.append(self.pending.get())
             closing = None in batch
             if self.error is not None:
                 continue
+            by_pack: dict[str, list[str]] = {}  # one rewrite of a pack's files for all its points
+            for pack_id, trial_ids in (item for item in batch if item is not None):
+                by_pack.setdefault(pack_id, []).extend(trial_ids)
             try:
-                for pack_id, trial_ids in (item for item in batch if item is not None):
+                for pack_id, trial_ids in by_pack.items():
                     statuses = self.ledger.file(pack_id, trial_ids)
-                    self.unwritten = True
                     for trial_id in trial_ids:
                         self.on_filed(trial_id, statuses.get(trial_id, "failed"))
-                if self.unwritten and (closing or time.monotonic() >= self.summary_due):
-                    started = time.monotonic()
-                    self.ledger.write_summary()
-                    self.unwritten, self.summary_due = False, time.monotonic() + self.SUMMARY_PACE * (time.monotonic() - started)
             except BaseException as error:  # kept for close(); the records stay the truth
                 self.error = error
 
@@ -396,7 +423,7 @@ def sweep_status(results: ResultsDir) -> SweepStatus:
 
 def unreadable_tables(results: ResultsDir) -> list[str]:
     problems = []
-    tables = ([results.summary_path] if results.summary_path.exists() else []) + results.curve_files()
+    tables = ([results.summary_dir] if results.summary_dir.is_file() else []) + results.summary_files() + results.curve_files()
     for path in tables:
         try:
             check_readable(path)

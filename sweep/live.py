@@ -1,9 +1,10 @@
 """What follows a sweep while it runs: the report (DIR/figures/index.html, redrawn by
 analysis.report.write_live_index) and the trackers (sweep.trackers), as points finish.
 
-A Follower calls `act(live)` when summary.parquet has changed since its last call, and at most
-once every max(MIN_SECONDS, PACE x the last call's duration): it takes a twentieth of one core at
-most, so the sweep does not wait for it. `run` keeps each on a thread of its own (`start` ...
+A Follower calls `act(live)` when summary.parquet/ has changed since its last call (a file
+written into it changes the directory's mtime), and at most once every max(MIN_SECONDS, PACE x
+the last call's duration): it takes a twentieth of one core at most, so the sweep does not wait
+for it. `run` keeps each on a thread of its own (`start` ...
 `close`, which calls it once more with live=False); `tiltsweep plot DIR --watch` polls one in the
 foreground. An act that fails is said once and not tried again: the sweep goes on.
 """
@@ -19,10 +20,10 @@ from typing import Callable, Optional
 class Follower:
     MIN_SECONDS, PACE, POLL_SECONDS = 5.0, 20, 0.5
 
-    def __init__(self, act: Callable[[bool], object], summary_path: Path, on_problem: Callable[[str], None] = lambda message: None,
+    def __init__(self, act: Callable[[bool], object], summary_dir: Path, on_problem: Callable[[str], None] = lambda message: None,
                  what: str = "the live report"):
-        self.act, self.summary_path, self.on_problem, self.what = act, Path(summary_path), on_problem, what
-        self.seen: Optional[int] = -1  # the summary's mtime (ns) at the last call (-1: none yet)
+        self.act, self.summary_dir, self.on_problem, self.what = act, Path(summary_dir), on_problem, what
+        self.seen: Optional[int] = -1  # the summary directory's mtime (ns) at the last call (-1: none yet)
         self.due = 0.0
         self.broken = False
         self.stopping = threading.Event()
@@ -30,7 +31,7 @@ class Follower:
 
     def summary_mtime(self) -> Optional[int]:
         try:
-            return self.summary_path.stat().st_mtime_ns
+            return self.summary_dir.stat().st_mtime_ns
         except FileNotFoundError:
             return None
 

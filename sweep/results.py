@@ -6,7 +6,7 @@ writes its files (Parquet included):
                                       point's trial id and axis values), and the grid file's origin
     <root>/records/<pack>.msgpack     the trial records of one pack (sweep.packs), rewritten by its
                                       worker as each of its points starts and finishes
-    <root>/summary.parquet            one row per point, rebuilt from the records (sweep.ledger)
+    <root>/summary.parquet/<pack>.parquet  a row for each point recorded in that pack (sweep.ledger)
     <root>/curves.parquet/<pack>.parquet   the curves of the points recorded in that pack
     <root>/checkpoints/<id>/epoch-<n>.ckpt  the latest train states of an unfinished point
     <root>/states/<pack>.states       the final states its points keep (and epoch-<n> states with
@@ -34,9 +34,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Optional
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -45,6 +43,7 @@ from tiltsweep.sweep.atomic import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 # pandas and pyarrow are imported where a table is made or read: `tiltsweep status` reads at
 # most Parquet footers, and starts in half the time without them.
 
@@ -177,7 +176,7 @@ class ResultsDir:
 
     grid_file = property(lambda self: self.root / "grid.yaml")
     sweep_file = property(lambda self: self.root / "sweep.json")
-    summary_path = property(lambda self: self.root / "summary.parquet")
+    summary_dir = property(lambda self: self.root / "summary.parquet")
     curves_dir = property(lambda self: self.root / "curves.parquet")
     records_dir = property(lambda self: self.root / "records")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
@@ -428,64 +427,38 @@ class ResultsDir:
             return []
 
     # --- Parquet tables ---------------------------------------------------------------------------
-    # summary.parquet is one file, rewritten whole (aside, then renamed), so every row has every
-    # column. curves.parquet/ is a directory of one file per pack; `pandas.read_parquet` reads
-    # either. Files whose names start with `.` (being written) are skipped by readers.
+    # summary.parquet/ and curves.parquet/ are directories of one file per pack, each holding the
+    # rows of the points whose record that pack holds (sweep.ledger): filing a point rewrites its
+    # pack's two files and no other, so no write grows with the sweep. `pandas.read_parquet` reads
+    # either directory whole. Files whose names start with `.` (being written) are skipped.
+
+    def summary_path(self, pack_id: str) -> Path:
+        return self.summary_dir / f"{pack_id}.parquet"
 
     def curve_path(self, pack_id: str) -> Path:
         return self.curves_dir / f"{pack_id}.parquet"
 
+    def summary_files(self) -> list[Path]:
+        return table_files(self.summary_dir)
+
     def curve_files(self) -> list[Path]:
-        if not self.curves_dir.is_dir():
-            return []
-        return sorted(p for p in self.curves_dir.glob("*.parquet") if not p.name.startswith("."))
+        return table_files(self.curves_dir)
 
     def write_curves(self, pack_id: str, records: Iterable[TrialRecord]) -> None:
         """A pack's curve file: the curves of the given records (those of its points it holds the
         record of), one row per evaluation, `trial_id` first."""
-        import pandas as pd
-
-        rows = [{"trial_id": record.trial_id, **row} for record in records for row in record.history]
-        path = self.curve_path(pack_id)
-        if not rows:
-            path.unlink(missing_ok=True)
-            return
-        write_table(pd.DataFrame(rows), path)
+        replace_rows(self.curve_path(pack_id), curve_rows(records), replace_all=True)
 
     def replace_curves(self, pack_id: str, records: Iterable[TrialRecord], dropped: Iterable[str] = ()) -> None:
         """Rewrite a pack's curve file with the curves of `records` in place of their points'
         rows there, and without the rows of the points `dropped`; CorruptTable if it cannot be read."""
-        import pandas as pd
-
         records = list(records)
-        path = self.curve_path(pack_id)
-        leaving = {record.trial_id for record in records} | set(dropped)
-        frames = [read_table(path)] if path.exists() else []
-        frames = [frame[~frame["trial_id"].isin(leaving)] for frame in frames]
-        rows = [{"trial_id": record.trial_id, **row} for record in records for row in record.history]
-        frames += [pd.DataFrame(rows)] if rows else []
-        frames = [frame for frame in frames if len(frame)]
-        if not frames:
-            path.unlink(missing_ok=True)
-            return
-        write_table(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True), path)
+        replace_rows(self.curve_path(pack_id), curve_rows(records), leaving={record.trial_id for record in records} | set(dropped))
 
     def read_curves(self, trial_ids: Optional[Iterable[str]] = None, on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The curves of the given points (all by default), file by file, so points whose metric
         columns differ still line up; an unreadable file goes to on_corrupt (or raises)."""
-        import pandas as pd
-
-        frames = []
-        for path in self.curve_files():
-            try:
-                frames.append(read_table(path))
-            except CorruptTable as error:
-                if on_corrupt is None:
-                    raise
-                on_corrupt(error)
-        if not frames:
-            return pd.DataFrame(columns=["trial_id", "step", "epoch"])
-        curves = pd.concat(frames, ignore_index=True)
+        curves = read_files(self.curve_files(), ["trial_id", "step", "epoch"], on_corrupt)
         return curves if trial_ids is None else curves[curves["trial_id"].isin(set(trial_ids))].reset_index(drop=True)
 
     def trace_path(self, trial_id: str) -> Path:
@@ -496,13 +469,64 @@ class ResultsDir:
         path = self.trace_path(trial_id)
         return read_table(path) if path.exists() else None
 
-    def read_summary(self, columns: Iterable[str] = ()) -> pd.DataFrame:
-        """summary.parquet as written (empty, with the given columns, before the first point is filed)."""
-        if not self.summary_path.exists():
-            import pandas as pd
+    def read_summary(self, columns: Iterable[str] = (), on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
+        """Every pack's summary rows (empty, with the given columns, before the first point is
+        filed); summary.parquet written whole by an older tiltsweep is read as it is."""
+        if self.summary_dir.is_file():
+            return read_table(self.summary_dir)
+        return read_files(self.summary_files(), list(columns), on_corrupt)
 
-            return pd.DataFrame(columns=list(columns))
-        return read_table(self.summary_path)
+
+def table_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+
+
+def curve_rows(records: Iterable[TrialRecord]) -> list[dict]:
+    return [{"trial_id": record.trial_id, **row} for record in records for row in record.history]
+
+
+def replace_rows(path: Path, rows: list[dict], leaving: Iterable[str] = (), replace_all: bool = False,
+                 schema: Optional["pa.Schema"] = None) -> None:
+    """Rewrite one pack's table file: without its rows of the points `leaving` (or any of its
+    rows, with `replace_all`), with `rows` (dicts with a `trial_id`) after them, typed by `schema`
+    where given (else by their values); the file goes when no row is left. CorruptTable if the
+    file there cannot be read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables = []
+    if path.exists() and not replace_all:
+        kept = read_table(path, arrow=True)
+        tables.append(kept.filter(pc.invert(pc.is_in(kept["trial_id"], value_set=pa.array(list(leaving), pa.string())))))
+    if rows:
+        names = list(dict.fromkeys(name for row in rows for name in row))  # every row's columns, in order
+        tables.append(pa.Table.from_pylist(rows, schema=schema) if schema else pa.table({name: [row.get(name) for row in rows] for name in names}))
+    tables = [table for table in tables if table.num_rows]
+    if not tables:
+        path.unlink(missing_ok=True)
+        return
+    write_table(pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0], path)
+
+
+def read_files(paths: list[Path], columns: list[str], on_corrupt: Optional[Callable[["CorruptTable"], None]] = None) -> pd.DataFrame:
+    """The tables of the files, one after another (each read alone, so that files whose columns
+    differ still line up); an unreadable file goes to on_corrupt (or raises)."""
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        try:
+            frames.append(read_table(path))
+        except CorruptTable as error:
+            if on_corrupt is None:
+                raise
+            on_corrupt(error)
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 class CorruptTable(ValueError):
@@ -528,15 +552,17 @@ def write_table(frame, path: Path) -> None:
     atomic_write(Path(path), sink.getvalue().to_pybytes())
 
 
-def read_table(path: Path, columns: Optional[list[str]] = None) -> pd.DataFrame:
-    """One Parquet file (or some of its columns) as a DataFrame; CorruptTable if it cannot be read."""
+def read_table(path: Path, columns: Optional[list[str]] = None, arrow: bool = False):
+    """One Parquet file (or some of its columns) as a DataFrame (an Arrow table with `arrow`);
+    CorruptTable if it cannot be read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path, columns=columns).to_pandas()
+        table = pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
         raise CorruptTable(path, str(error).splitlines()[0]) from None
+    return table if arrow else table.to_pandas()
 
 
 def check_readable(path: Path) -> None:

@@ -134,7 +134,7 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
         ledger.sync()
         for what, act in followers:
-            following.append(Follower(act, results.summary_path, lambda message: say(f"warning: {message}"), what).start())
+            following.append(Follower(act, results.summary_dir, lambda message: say(f"warning: {message}"), what).start())
         todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
         done = len(spec.points) - len(todo)
         where = f"the Ray cluster at {address}" if address else "local Ray"

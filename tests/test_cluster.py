@@ -129,7 +129,7 @@ def test_a_sweep_that_waits_for_resources_says_so(tmp_path):
         first.wait_until(lambda: checkpoint_epochs(tmp_path / "out" / "first"), what="the first sweep's held point")
         second = Driver(["run", str(write_grid(tmp_path, name="second", amplitudes="[10]", epochs=1000)), "--address", cluster.address,
                          "--out", str(tmp_path / "out"), "--no-plot"], env=cluster.env)
-        second.wait_until(lambda: (tmp_path / "out" / "second" / "summary.parquet").exists(), what="the second sweep to start")
+        second.wait_until(lambda: (tmp_path / "out" / "second" / "sweep.json").exists(), what="the second sweep to start")
         time.sleep(13)  # longer than the 10 s a sweep waits before saying so
         release.touch()
         assert first.wait(timeout=400) == 0, first.output()

@@ -79,8 +79,8 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
         held = trial_id_at(grid, **{"loss.amplitude": 1.0, "seed": 1})
         env = holding(release, where={"trial_id": held})
     else:
-        # The driver kills itself just before renaming its 3rd summary.parquet into place: the
-        # first is written when the run starts, the next two when points finish.
+        # The driver kills itself just before renaming its 3rd file into summary.parquet/ (a
+        # pack's rows, rewritten as its points are filed): two filings were whole before it.
         env, command = os.environ.copy(), [sys.executable, str(KILL_BEFORE_RENAME), "summary.parquet", "3"]
     driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env, command=command)
     try:
@@ -104,7 +104,7 @@ def test_driver_killed_at_any_moment_loses_and_repeats_nothing(tmp_path, moment,
     if moment == "mid-way":
         assert finished and partial
     if moment == "while writing results":
-        assert list(directory.glob(".summary.parquet.*.tmp"))  # the write it was killed in
+        assert list(directory.glob("summary.parquet/.*.tmp"))  # the write it was killed in
         assert len(finished) >= 2  # two records were written before their filing was cut short
 
     assert main(["resume", str(directory), "--no-plot"]) == 0
@@ -302,7 +302,7 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
     pack = {trial_id: pack_id for trial_id, (pack_id, _) in results.records(on_corrupt=print).items()}
     assert len(set(pack.values())) == POINTS  # one point a pack here (2 slots, 6 points), so one bad file hits one point
     damaged = {
-        "summary.parquet": corrupt(results.summary_path, "truncate"),
+        f"summary.parquet/{pack[ids[3]]}.parquet": corrupt(results.summary_path(pack[ids[3]]), "truncate"),
         f"curves.parquet/{pack[ids[2]]}.parquet": corrupt(results.curve_path(pack[ids[2]]), "garbage"),
         f"records/{pack[bad_record]}.msgpack": corrupt(results.pack_path(pack[bad_record]), "truncate"),
     }

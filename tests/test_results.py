@@ -56,7 +56,7 @@ def test_summary_rows_come_from_records(results):
     put(results, "p1", record("a", amplitude=1.0, seed=0), record("b", amplitude=10.0, seed=1, status="diverged", history_len=2))
     ledger = Ledger(results, AXES)
     ledger.sync()
-    summary = pd.read_parquet(results.summary_path).set_index("trial_id")
+    summary = pd.read_parquet(results.summary_dir).set_index("trial_id")
     assert list(summary.index) == ["a", "b"]
     assert summary.loc["a", "amplitude"] == 1.0 and summary.loc["b", "seed"] == 1
     assert summary.loc["a", "model.width"] == 20
@@ -71,12 +71,11 @@ def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     ledger = Ledger(results, AXES)
     put(results, "p1", record("a", status="failed", history_len=0, written=1.0), record("b"))
     ledger.file("p1", ["a", "b"])
-    ledger.write_summary()
     put(results, "p2", record("a", status="completed", written=2.0))  # retried by the next run, in a pack of its own
     ledger.file("p2", ["a"])
-    ledger.write_summary()
     summary = results.read_summary()
     assert sorted(summary["trial_id"]) == ["a", "b"] and summary.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "completed"}
+    assert [pd.read_parquet(results.summary_path(pack))["trial_id"].tolist() for pack in ("p1", "p2")] == [["b"], ["a"]]  # its row moved
     curves = pd.read_parquet(results.curves_dir)
     assert curves.groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
     Ledger(results, AXES).sync()  # the same from the records alone
@@ -85,22 +84,43 @@ def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     assert pd.read_parquet(results.curves_dir).groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
 
 
-def test_a_sync_folding_its_rows_in_several_times_keeps_one_row_per_point_the_one_that_counts(results):
-    from tiltsweep.sweep.ledger import FOLD_AT_LEAST
-
-    packs = 3
-    per_pack = FOLD_AT_LEAST // 2 + 1  # the rows are folded into the table after the second pack
-    ids = [f"t{index}" for index in range(packs * per_pack)]
-    for pack in range(packs):
-        put(results, f"p{pack}", *[record(trial_id, status="failed", history_len=0) for trial_id in ids[pack * per_pack : (pack + 1) * per_pack]])
-    retried = ids[:10]  # trained again in a later pack, after the first fold
+def test_a_sync_keeps_one_row_per_point_the_one_that_counts_in_the_pack_holding_it(results):
+    ids = [f"t{index}" for index in range(15)]
+    for pack in range(3):
+        put(results, f"p{pack}", *[record(trial_id, status="failed", history_len=0) for trial_id in ids[pack * 5 : (pack + 1) * 5]])
+    retried = ids[3:8]  # trained again in a later pack, from two earlier ones
     put(results, "p9", *[record(trial_id, written=2.0, amplitude=1) for trial_id in retried])  # an int amplitude among floats
     Ledger(results, AXES).sync()
     summary = results.read_summary()
     assert sorted(summary["trial_id"]) == sorted(ids) and summary["trial_id"].is_unique
     status = summary.set_index("trial_id")["status"]
     assert set(status[retried]) == {"completed"} and set(status.drop(retried)) == {"failed"}
+    assert sorted(pd.read_parquet(results.summary_path("p9"))["trial_id"]) == retried
     assert summary["amplitude"].dtype == float
+
+
+def test_a_sweeps_summary_files_share_its_columns_and_an_axis_of_several_kinds_is_json_text(results, tmp_path):
+    """Typed by the values sweep.json gives each axis, every pack's file has the same columns, so
+    that pandas reads the directory whole; `batch_size: [full, 30]` has no one Parquet type."""
+    from tiltsweep.analysis.load import load_results
+    from tiltsweep.sweep.results import SweepDescription
+
+    axes = {**AXES, "optimizer.batch_size": "optimizer.batch_size"}
+    points = {"a": {"amplitude": 1.0, "seed": 0, "model.width": 20, "optimizer.batch_size": "full"},
+              "b": {"amplitude": 10.0, "seed": 1, "model.width": 20, "optimizer.batch_size": 30}}
+    values = {column: list(dict.fromkeys(point[column] for point in points.values())) for column in axes}
+    results.save_grid("name: typed\n", tmp_path / "typed.yaml", SweepDescription("typed", values, [], points))
+    with_batch = lambda r, size: r.model_copy(update={"config": {**r.config, "optimizer": {"batch_size": size}}})
+    put(results, "p1", with_batch(record("a", amplitude=1.0, history_len=0, status="failed"), "full"))
+    put(results, "p2", with_batch(record("b", seed=1), 30))
+    Ledger(results, axes).sync()
+    schemas = {str(pd.read_parquet(path).dtypes.to_dict()) for path in results.summary_files()}
+    assert len(results.summary_files()) == 2 and len(schemas) == 1
+    summary = pd.read_parquet(results.summary_dir).set_index("trial_id")  # the directory whole
+    assert summary["optimizer.batch_size"].to_dict() == {"a": '"full"', "b": "30"} and summary.loc["a", "error"] in ("", None)
+    assert summary["seed"].dtype == "int64" and summary["amplitude"].dtype == float
+    loaded = load_results(results.root).summary.set_index("trial_id")
+    assert loaded["optimizer.batch_size"].to_dict() == {"a": "full", "b": 30}  # the grid's own values again
 
 
 def test_filing_into_an_unreadable_curve_file_moves_it_aside_and_rebuilds_it_from_the_records(results):
@@ -124,13 +144,25 @@ def test_a_final_record_outranks_a_later_failed_one_of_the_same_point(results):
 def test_unreadable_summary_is_quarantined_and_rebuilt(results):
     put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
-    results.summary_path.write_bytes(results.summary_path.read_bytes()[:40])  # truncated
+    path = results.summary_path("p1")
+    path.write_bytes(path.read_bytes()[:40])  # truncated
     problems = []
     Ledger(results, AXES, on_problem=problems.append).sync()
     assert results.read_summary()["trial_id"].tolist() == ["a"]
-    assert len(problems) == 1 and "summary.parquet" in problems[0]
+    assert len(problems) == 1 and "summary.parquet/p1.parquet" in problems[0]
     moved = results.quarantined()
-    assert moved[0]["file"] == "summary.parquet" and (results.root / moved[0]["moved_to"]).exists()
+    assert moved[0]["file"] == "summary.parquet/p1.parquet" and (results.root / moved[0]["moved_to"]).exists()
+
+
+def test_a_summary_written_whole_by_an_older_tiltsweep_becomes_a_file_per_pack(results):
+    put(results, "p1", record("a"))
+    put(results, "p2", record("b"))
+    results.root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "completed"]}).to_parquet(results.summary_dir)
+    assert results.read_summary()["trial_id"].tolist() == ["a", "b"]  # readable as it is
+    Ledger(results, AXES).sync()
+    assert [path.name for path in results.summary_files()] == ["p1.parquet", "p2.parquet"]
+    assert sorted(results.read_summary()["trial_id"]) == ["a", "b"] and "val_accuracy" in results.read_summary()
 
 
 def test_unreadable_curve_is_quarantined_and_rewritten_from_its_records(results):
@@ -224,16 +256,16 @@ def test_progress_in_a_log_file_is_a_few_lines_not_one_per_point():
 
 
 class CountingLedger(Ledger):
-    """The real ledger, counting its summary.parquet rewrites."""
+    """The real ledger, counting its filings (each rewrites its pack's files once)."""
 
-    summaries_written = 0
+    filings = 0
 
-    def write_summary(self) -> None:
-        self.summaries_written += 1
-        super().write_summary()
+    def file(self, pack_id, trial_ids):
+        self.filings += 1
+        return super().file(pack_id, trial_ids)
 
 
-def test_filer_files_off_the_calling_thread_with_one_summary_per_batch(results):
+def test_filer_files_off_the_calling_thread_with_one_rewrite_of_a_pack_per_batch(results):
     put(results, "p1", *[record(trial_id, seed=ord(trial_id)) for trial_id in "abc"])
     ledger = CountingLedger(results, AXES)
     progress = Progress("demo", total=3, already_done=0, stream=io.StringIO())
@@ -246,7 +278,7 @@ def test_filer_files_off_the_calling_thread_with_one_summary_per_batch(results):
         filer.file("p1", ["b"])  # ...so these two finish while it is busy
         filer.file("p1", ["c"])
     filer.close()
-    assert ledger.summaries_written == 2  # [a], then [b, c] together
+    assert ledger.filings == 2  # [a], then [b, c] together
     assert results.read_summary()["trial_id"].tolist() == ["a", "b", "c"]
     assert sorted(results.read_curves()["trial_id"].unique()) == ["a", "b", "c"]
     assert progress.done == 3

@@ -107,7 +107,7 @@ def rewrite_as_the_former_identity(directory: Path, former: dict) -> None:
         results.pack_path(pack_id).unlink()
     results.write_pack(old)
     shutil.rmtree(results.curves_dir)
-    results.summary_path.unlink()
+    shutil.rmtree(results.summary_dir)
     saved = json.loads(results.sweep_file.read_text())
     results.sweep_file.write_text(json.dumps({key: value for key, value in saved.items() if key not in ("shared", "former")}))
 
