@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Optional
 from tiltsweep.sweep.atomic import remove_stale_asides
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.results import (
-    CorruptFile, CorruptTable, ResultsDir, SweepDescription, TrialRecord, check_readable, curve_rows, read_table, replace_rows,
+    CorruptFile, CorruptTable, Outcome, ResultsDir, SweepDescription, TrialRecord, check_readable, curve_rows, read_table,
+    replace_rows,
 )
 
 if TYPE_CHECKING:
@@ -121,46 +122,52 @@ class Ledger:
         if self.results.summary_dir.is_file():
             self.results.summary_dir.unlink()  # written whole by an older tiltsweep: rebuilt per pack below
         self.counted = {}
-        # First which pack holds each point's record (from the packs' headers), then one pack's
-        # records at a time: the driver never has every record in memory at once.
-        held: dict[str, list[str]] = {}
-        for trial_id, outcome in self.results.outcomes(on_corrupt=self.quarantine_file).items():
-            held.setdefault(outcome.pack_id, []).append(trial_id)
+        # Each point's record that counts, from the packs' headers; a pack's records are read only
+        # where its tables do not hold what its header says (one pack at a time): a sync after a
+        # run decodes no record, and the driver never has every record in memory at once.
+        outcomes = self.results.outcomes(on_corrupt=self.quarantine_file)
+        held: dict[str, dict[str, Outcome]] = {}
+        for trial_id, outcome in outcomes.items():
+            held.setdefault(outcome.pack_id, {})[trial_id] = outcome
+            self.counted[trial_id] = Counted(outcome.status, outcome.pack_id, outcome.precedence())
         for path in [*self.results.summary_files(), *self.results.curve_files()]:
             if path.stem not in held:
                 path.unlink()  # its pack's records are gone (quarantined) or superseded: its points' rows are elsewhere
-        for pack_id, trial_ids in held.items():
-            try:
-                records = list(self.results.read_pack(pack_id, only=trial_ids).records.values())
-            except CorruptFile as error:  # damaged since its header was read
-                self.quarantine_file(error)
+        for pack_id, its in held.items():
+            broken = [table for table in self.tables(pack_id) if not self.intact(table, its)]
+            if not broken:
                 continue
-            for record in records:
-                self.take(pack_id, record)
-            for table in self.tables(pack_id):
-                self.ensure(table, records)
+            try:
+                records = list(self.results.read_pack(pack_id, only=its).records.values())
+            except CorruptFile as error:  # damaged since its header was read: its points train again
+                self.quarantine_file(error)
+                for trial_id in its:
+                    del self.counted[trial_id]
+                continue
+            for table in broken:
+                replace_rows(table.path, table.rows(records), replace_all=True, schema=table.schema)
 
     def tables(self, pack_id: str) -> list["PackTable"]:
         """The pack's summary and curve files."""
-        return [PackTable(self.results.summary_path(pack_id), lambda records: [self.summary_row(r) for r in records], self.schema),
-                PackTable(self.results.curve_path(pack_id), curve_rows)]
+        summary_rows = lambda records: [summary_row(record, self.axes, self.json_columns) for record in records]
+        return [PackTable(self.results.summary_path(pack_id), summary_rows, len, self.schema),
+                PackTable(self.results.curve_path(pack_id), curve_rows, evaluations)]
 
-    def summary_row(self, record: TrialRecord) -> dict:
-        return summary_row(record, self.axes, self.json_columns)
-
-    def ensure(self, table: "PackTable", records: list[TrialRecord]) -> None:
-        """Leave a pack's file if it is readable, holds rows of exactly these points and has the
-        summary's columns; else write it anew."""
-        rows = table.rows(records)
-        if table.path.exists():
-            try:
-                check_readable(table.path)
-                held = read_table(table.path, columns=["trial_id"], arrow=True)["trial_id"].to_pylist()
-                if set(held) == {row["trial_id"] for row in rows} and (table.schema is None or read_schema(table.path) == table.schema):
-                    return
-            except CorruptTable as error:
-                self.quarantine(table.path, str(error))
-        replace_rows(table.path, rows, replace_all=True, schema=table.schema)
+    def intact(self, table: "PackTable", held: dict[str, Outcome]) -> bool:
+        """Whether a pack's file holds the rows of exactly the points whose records it holds (their
+        number, their ids, the summary's columns), as the pack's header says; an unreadable file
+        is quarantined."""
+        rows = table.rows_of(list(held.values()))
+        if rows is None or not table.path.exists():
+            return rows == 0 and not table.path.exists()
+        try:
+            held_rows = check_readable(table.path).num_rows
+            ids = set(read_table(table.path, columns=["trial_id"], arrow=True)["trial_id"].to_pylist())
+            return (held_rows == rows and ids == {t for t, outcome in held.items() if table.rows_of([outcome])}
+                    and (table.schema is None or read_schema(table.path) == table.schema))
+        except CorruptTable as error:
+            self.quarantine(table.path, str(error))
+            return False
 
     def quarantine_file(self, error: CorruptFile) -> None:
         self.quarantine(error.path, error.reason)
@@ -221,12 +228,20 @@ class Ledger:
 
 
 class PackTable(NamedTuple):
-    """One of a pack's Parquet files: where it is, its rows from records, its columns' types
-    (None: the rows' own)."""
+    """One of a pack's Parquet files: where it is, its rows from records, how many rows the
+    records of these outcomes make (None: not known from them), its columns' types (None: the
+    rows' own)."""
 
     path: Any
     rows: Callable[[list[TrialRecord]], list[dict]]
+    rows_of: Callable[[list[Outcome]], Optional[int]]
     schema: Optional["pa.Schema"] = None
+
+
+def evaluations(held: list[Outcome]) -> Optional[int]:
+    """The curve rows of these records, from their headers (None where a header predates the count)."""
+    counts = [outcome.evaluations for outcome in held]
+    return None if None in counts else sum(counts)
 
 
 def summary_schema(description: Optional[SweepDescription], axes: dict[str, str]) -> tuple[Optional["pa.Schema"], set[str]]:

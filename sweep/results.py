@@ -27,6 +27,7 @@ latest: `TrialRecord.precedence`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -93,6 +94,7 @@ class Outcome:
     status: str
     error: str
     written: float
+    evaluations: Optional[int] = None  # rows of its history (None in files written before it was kept)
 
     @property
     def final(self) -> bool:
@@ -109,8 +111,9 @@ class PackRecords:
     (one per point: a retry replaces it).
 
     The file is two msgpack objects: a header (the pack id, attempts, workers, each record's
-    status, error and time of writing, and the size and sha256 of what follows), then the list of
-    records. Counting points (`tiltsweep status`) decodes the header alone."""
+    status, error, time of writing and number of evaluations, and the size and sha256 of what
+    follows), then the list of records. Counting points (`tiltsweep status`), and checking that
+    the pack's tables hold its points' rows, decodes the header alone."""
 
     pack_id: str
     attempts: dict[str, int] = field(default_factory=dict)
@@ -124,7 +127,7 @@ class PackRecords:
         kept = lambda t, r: t in self.dumped and self.dumped[t][0] is r
         self.dumped = {t: self.dumped[t] if kept(t, r) else (r, r.model_dump()) for t, r in self.records.items()}
         body = msgpack.packb([plain for _, plain in self.dumped.values()], use_bin_type=True)
-        index = {t: [r.status, r.error, r.written] for t, r in self.records.items()}
+        index = {t: [r.status, r.error, r.written, len(r.history)] for t, r in self.records.items()}
         header = {"pack_id": self.pack_id, "attempts": self.attempts, "workers": self.workers, "index": index,
                   "body": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}
         return msgpack.packb(header, use_bin_type=True) + body
@@ -250,17 +253,20 @@ class ResultsDir:
         wanted = None if only is None else set(only)
         try:
             data = path.read_bytes()
-            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-            unpacker.feed(data)
-            header = unpacker.unpack()
-            body = data[unpacker.tell():]
+            stream = io.BytesIO(data)  # shares `data`, as a memoryview does: a long sweep's pack file takes MBs
+            header_reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
+            header = header_reader.unpack()
+            body = memoryview(data)[header_reader.tell():]
             if len(body) != header["body"]["size"] or hashlib.sha256(body).hexdigest() != header["body"]["sha256"]:
                 raise ValueError("records do not match their checksum")
             pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
             if not records:
                 pack.outcomes = {t: Outcome(pack_id, *entry) for t, entry in header["index"].items()}
                 return pack
-            for plain in msgpack.unpackb(body, raw=False, strict_map_key=False):
+            stream.seek(len(data) - len(body))
+            reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
+            for _ in range(reader.read_array_header()):  # one record decoded at a time
+                plain = reader.unpack()
                 if wanted is None or plain["trial_id"] in wanted:
                     pack.records[plain["trial_id"]] = TrialRecord.model_validate(plain)
             return pack
@@ -565,12 +571,13 @@ def read_table(path: Path, columns: Optional[list[str]] = None, arrow: bool = Fa
     return table if arrow else table.to_pandas()
 
 
-def check_readable(path: Path) -> None:
-    """Raise CorruptTable unless the file's Parquet footer and schema can be read (cheap)."""
+def check_readable(path: Path):
+    """The file's Parquet footer (its schema, its number of rows); CorruptTable if it cannot be
+    read (cheap)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pq.read_metadata(path)
+        return pq.read_metadata(path)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
         raise CorruptTable(path, str(error).splitlines()[0]) from None

@@ -165,6 +165,31 @@ def test_a_summary_written_whole_by_an_older_tiltsweep_becomes_a_file_per_pack(r
     assert sorted(results.read_summary()["trial_id"]) == ["a", "b"] and "val_accuracy" in results.read_summary()
 
 
+class DecodeCountingResults(ResultsDir):
+    """The real results directory, counting the packs whose records (not only headers) are read."""
+
+    decoded = 0
+
+    def read_pack(self, pack_id, only=None, records=True):
+        self.decoded += records
+        return super().read_pack(pack_id, only=only, records=records)
+
+
+def test_a_sync_of_whole_tables_reads_the_packs_headers_only_and_mends_a_table_that_lacks_rows(results):
+    put(results, "p1", record("a"), record("b", status="failed", history_len=0))
+    put(results, "p2", record("c"))
+    Ledger(results, AXES).sync()
+    counting = DecodeCountingResults(results.root)
+    Ledger(counting, AXES).sync()
+    assert counting.decoded == 0  # every table holds what its pack's header says
+    curves = pd.read_parquet(results.curve_path("p1"))
+    curves[curves["trial_id"] != "a"].to_parquet(results.curve_path("p1"))  # a's rows lost, as by a filing cut short
+    ledger = Ledger(counting, AXES)
+    ledger.sync()
+    assert counting.decoded == 1 and ledger.status_of("b") == "failed"
+    assert results.read_curves().groupby("trial_id").size().to_dict() == {"a": 3, "c": 3}
+
+
 def test_unreadable_curve_is_quarantined_and_rewritten_from_its_records(results):
     put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
