@@ -450,17 +450,6 @@ class ResultsDir:
     def curve_files(self) -> list[Path]:
         return table_files(self.curves_dir)
 
-    def write_curves(self, pack_id: str, records: Iterable[TrialRecord]) -> None:
-        """A pack's curve file: the curves of the given records (those of its points it holds the
-        record of), one row per evaluation, `trial_id` first."""
-        replace_rows(self.curve_path(pack_id), curve_rows(records), replace_all=True)
-
-    def replace_curves(self, pack_id: str, records: Iterable[TrialRecord], dropped: Iterable[str] = ()) -> None:
-        """Rewrite a pack's curve file with the curves of `records` in place of their points'
-        rows there, and without the rows of the points `dropped`; CorruptTable if it cannot be read."""
-        records = list(records)
-        replace_rows(self.curve_path(pack_id), curve_rows(records), leaving={record.trial_id for record in records} | set(dropped))
-
     def read_curves(self, trial_ids: Optional[Iterable[str]] = None, on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The curves of the given points (all by default), file by file, so points whose metric
         columns differ still line up; an unreadable file goes to on_corrupt (or raises)."""

@@ -14,7 +14,7 @@ from tiltsweep.sweep.atomic import atomic_write
 from tiltsweep.sweep.ledger import Filer, Ledger
 from tiltsweep.sweep.lock import LockHeld, RunLock
 from tiltsweep.sweep.progress import Progress
-from tiltsweep.sweep.results import ResultsDir, TrialRecord
+from tiltsweep.sweep.results import ResultsDir, TrialRecord, curve_rows, replace_rows
 
 AXES = {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}
 
@@ -215,8 +215,8 @@ def test_unreadable_pack_is_quarantined_and_its_rows_and_curves_dropped(results)
 def test_curves_with_different_columns_line_up(results):
     first, second = record("a", history_len=1), record("b", history_len=1)
     second.history[0]["hessian_eig_1"] = 3.0
-    results.write_curves("p1", [first])
-    results.write_curves("p2", [second])
+    replace_rows(results.curve_path("p1"), curve_rows([first]))
+    replace_rows(results.curve_path("p2"), curve_rows([second]))
     curves = results.read_curves().set_index("trial_id")
     assert math.isnan(curves.loc["a", "hessian_eig_1"]) and curves.loc["b", "hessian_eig_1"] == 3.0
 
