@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import sys
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic import Field, ValidationError
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.identity import trial_id
 from tiltsweep.sweep.results import SweepDescription
-from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig
+from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig, batch_signature
 from tiltsweep.trainers.data import DatasetError, check_data
 
 SHORT_NAMES = {"amplitude": "loss.amplitude", "period": "loss.period", "seed": "seed"}
@@ -69,7 +70,9 @@ class GridPoint:
 
     A point keeps its settings, not its validated config: `config` is `point_config(base,
     settings)`, validated anew on each use, so that a sweep's driver holds a few hundred bytes a
-    point however many points it has (`base` is its sweep's, shared by every point)."""
+    point however many points it has (`base` is its sweep's, shared by every point). What packing
+    needs of the config is kept, taken when the grid was validated: its batch signature (one
+    string shared by the points that have it) and `training.batch_points`."""
 
     trial_id: str
     axes: dict[str, Any]  # axis path -> value at this point, as the config types it
@@ -77,6 +80,8 @@ class GridPoint:
     base: dict = field(repr=False, compare=False)
     stands_for: tuple[dict[str, Any], ...] = ()
     former_ids: tuple[str, ...] = ()
+    signature: str = field(default="", repr=False)  # trainers.config.batch_signature
+    batch_points: Any = "auto"
 
     @property
     def config(self) -> TrialConfig:
@@ -416,7 +421,8 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
         own_id = trial_id(config)
         # the point's dicts and id are shared where equal: a point's memory is what differs
         settings = typed if at == typed else at
-        add_point(points, GridPoint(own_id, typed, settings, base, (typed,), (own_id if full_id == own_id else full_id,)))
+        add_point(points, GridPoint(own_id, typed, settings, base, (typed,), (own_id if full_id == own_id else full_id,),
+                                    sys.intern(batch_signature(config)), config.training.batch_points))
     return list(points.values())
 
 

@@ -29,8 +29,6 @@ import math
 from dataclasses import dataclass
 
 from tiltsweep.sweep.grid import GridPoint, GridSpec
-from tiltsweep.trainers.config import TrialConfig
-from tiltsweep.trainers.config import batch_signature
 
 SHARE = 4  # a pack takes at most a quarter of a slot's fair share of the remaining points
 LONGEST = 64
@@ -49,28 +47,27 @@ def accelerated(spec: GridSpec) -> bool:
 
 def plan_packs(points: list[GridPoint], slots: int, retries: int, on_accelerator: bool) -> list[Pack]:
     """The points, same-signature ones next to each other (in grid order otherwise), cut into packs."""
-    by_signature: dict[str, list[tuple[GridPoint, int]]] = {}  # signature -> [(point, its block width)]
+    by_signature: dict[str, list[GridPoint]] = {}
     for point in points:
-        config = point.config  # validated once here: a GridPoint keeps no config
-        by_signature.setdefault(batch_signature(config), []).append((point, requested_width(config, on_accelerator)))
-    ordered = [member for members in by_signature.values() for member in members]
+        by_signature.setdefault(point.signature, []).append(point)
+    ordered = [point for members in by_signature.values() for point in members]
     packs, start = [], 0
     while start < len(ordered):
-        block = ordered[start][1]
+        block = requested_width(ordered[start], on_accelerator)
         if retries < 1:
             size = block
         else:
             size = min(max(LONGEST, block), math.ceil((len(ordered) - start) / (SHARE * max(1, slots))))
             size = block * math.ceil(size / block)  # whole blocks
-        members = tuple(point for point, _ in ordered[start : start + size])
+        members = tuple(ordered[start : start + size])
         packs.append(Pack(pack_id(members), members))
         start += size
     return packs
 
 
-def requested_width(config: TrialConfig, on_accelerator: bool) -> int:
-    """The most points a block of this config's may hold, as the grid asks (before memory)."""
-    asked = config.training.batch_points
+def requested_width(point: GridPoint, on_accelerator: bool) -> int:
+    """The most points a block of this point's may hold, as the grid asks (before memory)."""
+    asked = point.batch_points
     if asked != "auto":
         return asked
     return MOST_VMAPPED if on_accelerator else 1
