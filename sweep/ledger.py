@@ -161,10 +161,10 @@ class Ledger:
         if rows is None or not table.path.exists():
             return rows == 0 and not table.path.exists()
         try:
-            held_rows = check_readable(table.path).num_rows
+            footer = check_readable(table.path)
             ids = set(read_table(table.path, columns=["trial_id"], arrow=True)["trial_id"].to_pylist())
-            return (held_rows == rows and ids == {t for t, outcome in held.items() if table.rows_of([outcome])}
-                    and (table.schema is None or read_schema(table.path) == table.schema))
+            return (footer.num_rows == rows and ids == {t for t, outcome in held.items() if table.rows_of([outcome])}
+                    and (table.schema is None or footer.schema.to_arrow_schema().remove_metadata() == table.schema))
         except CorruptTable as error:
             self.quarantine(table.path, str(error))
             return False
@@ -268,11 +268,6 @@ def summary_schema(description: Optional[SweepDescription], axes: dict[str, str]
     columns = ["trial_id", "status", *axes, *SUMMARY_COLUMNS[2:]]
     return pa.schema([(column, types[column]) for column in columns]), {column for column in axes if as_json_text(values[column])}
 
-
-def read_schema(path) -> "pa.Schema":
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(path).remove_metadata()
 
 
 def adopt_per_point_records(results: ResultsDir) -> None:

@@ -123,6 +123,20 @@ def test_a_sweeps_summary_files_share_its_columns_and_an_axis_of_several_kinds_i
     assert loaded["optimizer.batch_size"].to_dict() == {"a": "full", "b": 30}  # the grid's own values again
 
 
+def test_a_sync_rewrites_a_summary_file_whose_columns_are_not_the_sweeps(results, tmp_path):
+    from tiltsweep.sweep.results import SweepDescription
+
+    put(results, "p1", record("a", amplitude=1))  # an int, as no config types it
+    put(results, "p2", record("b", amplitude=10.0))
+    Ledger(results, AXES).sync()  # no sweep.json: each file typed by its own rows
+    assert pd.read_parquet(results.summary_path("p1"))["amplitude"].dtype == "int64"
+    points = {"a": {"amplitude": 1.0, "seed": 0, "model.width": 20}, "b": {"amplitude": 10.0, "seed": 0, "model.width": 20}}
+    results.save_grid("name: typed\n", tmp_path / "typed.yaml", SweepDescription("typed", {c: sorted({p[c] for p in points.values()}) for c in AXES}, [], points))
+    Ledger(results, AXES).sync()
+    assert {str(pd.read_parquet(path)["amplitude"].dtype) for path in results.summary_files()} == {"float64"}
+    assert sorted(pd.read_parquet(results.summary_dir)["trial_id"]) == ["a", "b"]
+
+
 def test_filing_into_an_unreadable_curve_file_moves_it_aside_and_rebuilds_it_from_the_records(results):
     problems = []
     ledger = Ledger(results, AXES, on_problem=problems.append)
