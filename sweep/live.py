@@ -4,9 +4,9 @@ analysis.report.write_live_index) and the trackers (sweep.trackers), as points f
 A Follower calls `act(live)` when summary.parquet/ has changed since its last call (a file
 written into it changes the directory's mtime), and at most once every max(MIN_SECONDS, PACE x
 the last call's duration): it takes a twentieth of one core at most, so the sweep does not wait
-for it. `run` keeps each on a thread of its own (`start` ...
-`close`, which calls it once more with live=False); `tiltsweep plot DIR --watch` polls one in the
-foreground. An act that fails is said once and not tried again: the sweep goes on.
+for it. `run` keeps each on a thread of its own (`start` ... `close`, which calls it once more
+with live=False); `tiltsweep plot DIR --watch` polls one in the foreground. An act that fails is
+said once and not tried again: the sweep goes on.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ passes `report`.
 
 payload: {pack_id, base (the grid's config sections), members: [{trial_id, settings, axes}],
 results_dir (absolute), code_version, resources, on_accelerator}: a point's config is its
-settings set in the base (sweep.grid.point_config), validated here, where it trains. The pack's records live in records/<pack_id>.msgpack
-(sweep.results): before a block trains, its points' starts are counted there; as each point
-finishes, its record is added. Each point resumes from its newest checkpoint that verifies
-(unreadable ones are quarantined), checkpoints every `training.checkpoint_every` epochs, and
-loses its checkpoints once its record is final (completed or diverged). A block that raises
+settings set in the base, validated here, where it trains. The pack's records live in
+records/<pack_id>.msgpack (sweep.results): before a block trains, its points' starts are counted
+there; as each point finishes, its record is added. Each point resumes from its newest checkpoint
+that verifies (unreadable ones are quarantined), checkpoints every `training.checkpoint_every`
+epochs, and loses its checkpoints once its record is final (completed or diverged). A block that raises
 leaves `failed` records with the error, and the exception is raised after the other blocks have
 trained: the executor retries the pack, whose unfinished points then resume.
 """
@@ -84,8 +84,8 @@ class PackRun:
         then keeps its config as the grid gave it)."""
         from tiltsweep.trainers import TrialConfig
 
-        self.configs[trial_id] = with_settings(self.payload["base"], self.members[trial_id]["settings"])
-        config = TrialConfig.model_validate(self.configs[trial_id])
+        raw = self.configs[trial_id] = with_settings(self.payload["base"], self.members[trial_id]["settings"])
+        config = TrialConfig.model_validate(raw)
         self.configs[trial_id] = config.model_dump(mode="json")
         return config
 
