@@ -13,7 +13,8 @@ with Altair; Vega, Vega-Lite and Vega-Embed inlined, so the page opens from file
 
 Every number comes from analysis.reduce over the results directory (the tables the static
 figures draw), none is computed in the browser. With `live`, the page says how far the sweep got
-and reloads itself every REFRESH_SECONDS (sweep.live rewrites it as points finish).
+and reloads itself every REFRESH_SECONDS (the live report, sweep.commands.live, rewrites it as points
+finish).
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def vega_javascript() -> str:
     $XDG_CACHE_HOME/tiltsweep/ because bundling takes seconds."""
     import vl_convert
 
-    from tiltsweep.sweep.atomic import atomic_write
+    from tiltsweep.sweep.store.files import atomic_write
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tiltsweep"
     path = cache / f"vega-{vl_convert.get_vega_version()}-lite-{vl_convert.get_vegalite_versions()[-1]}-embed-{vl_convert.get_vega_embed_version()}.js"

@@ -1,6 +1,6 @@
 """Load a results directory for analysis: its summary, its curves and what its axes are, all
-through the results layer (sweep.results): the axes and sub-grids are those the run wrote into
-sweep.json, in the grid file's order; no grid file is parsed here.
+through the store (sweep.store): the axes and sub-grids are those the run described there, in the
+grid file's order; no grid file is parsed here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Optional
 import pandas as pd
 
 from tiltsweep.analysis.reduce import comparable, group_axes
-from tiltsweep.sweep.ledger import SUMMARY_COLUMNS, as_json_text, description_of
-from tiltsweep.sweep.results import ResultsDir, SweepDescription
+from tiltsweep.sweep.store import ResultsDir, SweepDescription
+from tiltsweep.sweep.store.ledger import SUMMARY_COLUMNS, as_json_text
 
 
 @dataclass
@@ -31,38 +31,33 @@ class Results:
     cells: Optional[set] = None
 
     @property
-    def figures_dir(self) -> Path:
-        return self.directory / "figures"
-
-    @property
     def trials(self) -> pd.DataFrame:
         """One row per training: `summary` has a row for every grid cell a training stands for."""
         return self.summary.drop_duplicates("trial_id")
 
     @cached_property
     def curves(self) -> pd.DataFrame:
-        return self.store.read_curves() if self.store else pd.DataFrame(columns=["trial_id", "step", "epoch"])
+        return self.store.tables.curves() if self.store else pd.DataFrame(columns=["trial_id", "step", "epoch"])
 
     def trace(self, trial_id: str) -> Optional[pd.DataFrame]:
         """The trial's dense replay (`tiltsweep trace`), or None."""
-        return self.store.read_trace(trial_id) if self.store else None
+        return self.store.tables.trace(trial_id) if self.store else None
 
     @property
     def traced(self) -> list[str]:
         """The trials with a trace."""
-        return sorted(p.stem for p in self.store.traces_dir.glob("*.parquet")) if self.store and self.store.traces_dir.is_dir() else []
+        return self.store.tables.traced() if self.store else []
 
     def config_of(self, trial_id: str) -> dict:
         return json.loads(self.summary.loc[self.summary["trial_id"] == trial_id, "config"].iloc[0])
 
 
 def load_results(directory) -> Results:
-    """The summary, the axes and the sub-grids of a results directory."""
-    results = ResultsDir(directory)
-    if not results.exists():
-        raise FileNotFoundError(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
-    description = description_of(results)
-    summary = results.read_summary(columns=[*SUMMARY_COLUMNS[:2], *description.axes, *SUMMARY_COLUMNS[2:]])
+    """The summary, the axes and the sub-grids of a results directory (store.NotResults or
+    store.OtherLayout where it is not one this tiltsweep reads)."""
+    results = ResultsDir(directory).opened()
+    description = results.description()
+    summary = results.tables.summary(columns=[*SUMMARY_COLUMNS[:2], *description.axes, *SUMMARY_COLUMNS[2:]])
     for column, values in description.axes.items():
         if as_json_text(values) and not any(isinstance(value, (list, dict)) for value in values):
             summary[column] = summary[column].map(lambda text: None if text is None else json.loads(text))  # `[full, 32]`: the grid's own values
@@ -79,7 +74,7 @@ def sweep_cells(description: SweepDescription) -> set:
 
 def grid_rows(summary: pd.DataFrame, description: SweepDescription) -> pd.DataFrame:
     """The summary's rows of the grid's points, and a copy of a row for each further combination
-    of the grid's values its training stands for (amplitude 1 at every period: sweep.identity),
+    of the grid's values its training stands for (amplitude 1 at every period: sweep.grid.identity),
     with that combination's axis values. Records of points no longer in the grid are left out."""
     rows = summary[summary["trial_id"].isin(description.points.keys())]
     if not description.shared:

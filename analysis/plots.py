@@ -20,14 +20,14 @@ import os
 from typing import Optional, Union
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from tiltsweep.analysis import figures
+from tiltsweep.analysis.figures import Figure
 from tiltsweep.analysis.load import Results, load_results, num_classes
-from tiltsweep.trainers.config import LossConfig
 from tiltsweep.analysis.reduce import (
     SEED, curve_bands, gain_over_baseline, group_axes, instability_threshold, metric_at_epoch, reduce_seeds, significance_table,
 )
+from tiltsweep.trainers.config import LossConfig
 
 
 class PlotError(ValueError):

@@ -1,6 +1,6 @@
-"""`tiltsweep plot DIR`: every figure of a results directory into DIR/figures/, with an
-index.html that shows them beside the reduced tables; each figure's table is also written beside
-it as <figure>.csv. Built from the notebook API
+"""`tiltsweep plot DIR`: every figure of a results directory, into the destination the store gives
+figures (DIR/figures/), with an index.html that shows them beside the reduced tables; each
+figure's table is also written beside it as <figure>.csv. Built from the notebook API
 (analysis.plots), for the chosen metric (final `val_accuracy` by default, any summary column, or
 its value at `--epoch`):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
@@ -31,7 +30,6 @@ import pandas as pd
 from tiltsweep.analysis import figures, interactive, plots
 from tiltsweep.analysis.load import Results, load_results
 from tiltsweep.analysis.plots import PlotError, metric_label
-from tiltsweep.sweep.atomic import atomic_write
 
 FORMATS = ("png", "pdf", "svg")
 TABLE_ROWS_SHOWN = 100  # longer tables (curves, traces) are linked from index.html, not shown
@@ -40,7 +38,7 @@ TABLE_ROWS_SHOWN = 100  # longer tables (curves, traces) are linked from index.h
 @dataclass
 class Drawn:
     caption: str
-    files: list[Path]
+    files: list[str]  # file names, beside index.html
     table: Optional[pd.DataFrame] = None
 
 
@@ -55,8 +53,8 @@ def check_formats(formats) -> list[str]:
 def build_report(
     directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None,
     formats=("png",), epoch: Optional[int] = None,
-) -> list[Path]:
-    """Draw every figure of a results directory; returns the paths written (index.html last)."""
+) -> list[str]:
+    """Draw every figure of a results directory; returns where they went (index.html last)."""
     formats = check_formats(formats)
     results = load_results(directory)
     plots.trials_with(results, metric, epoch)  # refuses an unknown metric or an empty sweep up front
@@ -96,7 +94,7 @@ def build_report(
         for name, caption, figure, table in trial_figures(results, trial_id):
             add(name, f"{which} ({trial_id}): {caption}", figure, table)
     index = write_index(results, drawn, label, metric, x, y)
-    return [path for item in drawn for path in item.files] + [index]
+    return [results.store.figure_shown(name) for item in drawn for name in item.files] + [index]
 
 
 def trial_figures(results: Results, trial_id: str):
@@ -111,37 +109,38 @@ def trial_figures(results: Results, trial_id: str):
                plots.hessian_trajectory(results, trial_id), table)
 
 
-def save_figure(results: Results, name: str, figure, formats=("png",), table: Optional[pd.DataFrame] = None) -> list[Path]:
-    """The figure in each format, and the table it draws beside it as <name>.csv."""
-    files = [results.figures_dir / f"{name}.{fmt}" for fmt in formats]
-    for path, fmt in zip(files, formats):
-        atomic_write(path, figures.save(figure, fmt))
+def save_figure(results: Results, name: str, figure, formats=("png",), table: Optional[pd.DataFrame] = None) -> list[str]:
+    """The figure in each format, and the table it draws beside it as <name>.csv; returns their file names."""
+    files = [f"{name}.{fmt}" for fmt in formats]
+    for file_name, fmt in zip(files, formats):
+        results.store.write_figure(file_name, figures.save(figure, fmt))
     if table is not None:
-        files.append(results.figures_dir / f"{name}.csv")
-        atomic_write(files[-1], table.to_csv(index=False).encode())
+        files.append(f"{name}.csv")
+        results.store.write_figure(files[-1], table.to_csv(index=False).encode())
     return files
 
 
-def draw_trial(directory, trial_id: str) -> list[Path]:
-    """One trial's figures (trial_figures) into DIR/figures/, as PNG."""
+def draw_trial(directory, trial_id: str) -> list[str]:
+    """One trial's figures (trial_figures), as PNG; returns where they went."""
     results = load_results(directory)
-    return [path for name, _, figure, table in trial_figures(results, trial_id) for path in save_figure(results, name, figure, table=table)]
+    return [results.store.figure_shown(file_name) for name, _, figure, table in trial_figures(results, trial_id)
+            for file_name in save_figure(results, name, figure, table=table)]
+
+
+INDEX = "index.html"
 
 
 def write_index(results: Results, drawn: list[Drawn], label: str, metric: str = "val_accuracy",
-                x: Optional[str] = None, y: Optional[str] = None) -> Path:
+                x: Optional[str] = None, y: Optional[str] = None) -> str:
     """index.html: the interactive report (analysis.interactive), then the figures for papers."""
-    path = results.figures_dir / "index.html"
-    atomic_write(path, interactive.report_page(results, metric, x, y, static_html=static_section(results, drawn, label)).encode())
-    return path
+    page = interactive.report_page(results, metric, x, y, static_html=static_section(results, drawn, label))
+    return results.store.write_figure(INDEX, page.encode())
 
 
-def write_live_index(directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None, live: bool = True) -> Path:
+def write_live_index(directory, metric: str = "val_accuracy", x: Optional[str] = None, y: Optional[str] = None, live: bool = True) -> str:
     """index.html while the sweep runs: the interactive report alone, reloading itself while `live`."""
     results = load_results(directory)
-    path = results.figures_dir / "index.html"
-    atomic_write(path, interactive.report_page(results, metric, x, y, live=live).encode())
-    return path
+    return results.store.write_figure(INDEX, interactive.report_page(results, metric, x, y, live=live).encode())
 
 
 def static_section(results: Results, drawn: list[Drawn], label: str) -> str:
@@ -153,12 +152,12 @@ def static_section(results: Results, drawn: list[Drawn], label: str) -> str:
         "Means over completed seeds; std with ddof = 1; diverged and failed seeds are counted, not averaged.</p>",
     ]
     for item in drawn:
-        image = next((p for p in item.files if p.suffix in (".png", ".svg")), item.files[0])
+        image = next((name for name in item.files if name.endswith((".png", ".svg"))), item.files[0])
         parts.append(f"<h2>{html.escape(item.caption)}</h2>")
-        parts.append(f"<a href='{image.name}'><img src='{image.name}'></a>" if image.suffix != ".pdf"
-                     else f"<p><a href='{image.name}'>{image.name}</a></p>")
+        parts.append(f"<a href='{image}'><img src='{image}'></a>" if not image.endswith(".pdf")
+                     else f"<p><a href='{image}'>{image}</a></p>")
         if item.table is not None:
-            csv = next(p.name for p in item.files if p.suffix == ".csv")
+            csv = next(name for name in item.files if name.endswith(".csv"))
             parts.append(f"<p>its table: <a href='{csv}'>{csv}</a> ({len(item.table)} rows)</p>")
             if len(item.table) <= TABLE_ROWS_SHOWN:
                 parts.append(item.table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–"))

@@ -27,7 +27,7 @@ import pandas as pd
 from common import save
 from tiltsweep.analysis.load import Results
 from tiltsweep.analysis.reduce import gain_over_baseline, reduce_seeds
-from tiltsweep.sweep.refine import propose_boundary
+from tiltsweep.sweep.commands.refine import propose_boundary
 from tiltsweep.trainers import train
 
 STEPS, SEEDS = 40_000, (0, 1, 2, 3)

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import median, save  # noqa: E402
 from tiltsweep.sweep.grid import load_grid  # noqa: E402
-from tiltsweep.sweep.results import ResultsDir  # noqa: E402
-from tiltsweep.sweep.runner import results_dir_for, run_sweep  # noqa: E402
+from tiltsweep.sweep.store import ResultsDir  # noqa: E402
+from tiltsweep.sweep.run.runner import results_dir_for, run_sweep  # noqa: E402
 
 WORKERS = 2
 
@@ -57,7 +57,7 @@ def measure(grid: Path, out: Path, cache: Path) -> dict:
     spec = load_grid(grid)
     outcome = run_sweep(spec, results_dir_for(spec, out), stream=io.StringIO())
     results = ResultsDir(out / spec.name)
-    records = [record.model_dump() for _, record in results.records(on_corrupt=print).values()]
+    records = [record.model_dump() for _, record in results.records.all(on_corrupt=print).values()]
     training = sum(r["wall_seconds"] / r["trained_with"] for r in records)
     wall = outcome.seconds - outcome.ray_startup_seconds - outcome.ray_shutdown_seconds
     compiles: dict[str, int] = {}

@@ -73,7 +73,7 @@ def session_compile_cache(tmp_path_factory):
     """Ray workers started by the tests (and drivers in subprocesses) share one persistent
     compilation cache of their own, not the user's; `TILTSWEEP_COMPILE_CACHE=off` keeps it off
     (for runs under a restricted instruction set: every program compiled for it)."""
-    from tiltsweep.trainers.compile_cache import OFF
+    from tiltsweep.trainers.compilation.cache import OFF
 
     if os.environ.get("TILTSWEEP_COMPILE_CACHE", "").strip().lower() not in OFF:
         cache = shared_temp(tmp_path_factory) / "xla-cache"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.store import ResultsDir
 
 GRID = """\
 name: figures

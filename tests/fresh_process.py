@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN = """
 import json, os, sys, time
 from jax import monitoring
-from tiltsweep.trainers.compiles import BACKEND_COMPILE_EVENT
+from tiltsweep.trainers.compilation.counts import BACKEND_COMPILE_EVENT
 loaded, programs = [False], []
 monitoring.register_event_listener(lambda event, **labels: loaded.__setitem__(0, True) if event == "/jax/compilation_cache/cache_hits" else None)
 def note(event, seconds, **labels):  # a cache hit comes just before its program's build event
@@ -22,7 +22,7 @@ def note(event, seconds, **labels):  # a cache hit comes just before its program
         loaded[0] = False
 monitoring.register_event_duration_secs_listener(note)
 from tiltsweep.trainers import train, training_loop_compilations
-from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
+from tiltsweep.trainers.compilation.cache import cache_directory, enable_compile_cache
 enable_compile_cache(cache_directory())
 if len(sys.argv) > 2:  # wait for the word: `go` appears
     open(sys.argv[2] + ".ready." + str(os.getpid()), "w").close()

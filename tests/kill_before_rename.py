@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 
 name, hit = sys.argv[1], int(sys.argv[2])
 renames, real_replace = [0], os.replace

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from process_tree import ProcessTree
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.store import ResultsDir
 
 GRID = """\
 name: {name}
@@ -59,26 +59,26 @@ def status_json(results_dir: Path) -> dict:
 
 def records(results_dir: Path) -> dict[str, dict]:
     """trial id -> its record (the one that counts, sweep.results), as a plain dict."""
-    found = ResultsDir(results_dir).records(on_corrupt=lambda error: None)
+    found = ResultsDir(results_dir).records.all(on_corrupt=lambda error: None)
     return {trial_id: record.model_dump() for trial_id, (_, record) in found.items()}
 
 
 def every_record(results_dir: Path) -> list:
     """Every record in every pack file, superseded ones included."""
     results = ResultsDir(results_dir)
-    return [record for pack_id in results.pack_ids() for record in results.read_pack(pack_id).records.values()]
+    return [record for pack_id in results.records.ids() for record in results.records.read(pack_id).records.values()]
 
 
 def started_by(results_dir: Path) -> dict[str, int]:
     """trial id -> the pid of the worker process that last started training it."""
     results = ResultsDir(results_dir)
-    return {trial_id: int(worker.rsplit(":", 1)[1]) for pack_id in results.pack_ids()
-            for trial_id, worker in results.read_pack(pack_id).workers.items()}
+    return {trial_id: int(worker.rsplit(":", 1)[1]) for pack_id in results.records.ids()
+            for trial_id, worker in results.records.read(pack_id).workers.items()}
 
 
 def checkpoint_epochs(results_dir: Path, exclude=()) -> dict[str, int]:
     results = ResultsDir(results_dir)
-    found = {t: results.latest_checkpoint(t) for t in results.checkpointed_ids() if t not in exclude}
+    found = {t: results.checkpoints.latest(t) for t in results.checkpoints.trials() if t not in exclude}
     return {t: found[t][0] for t in found if found[t]}
 
 

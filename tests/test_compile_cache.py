@@ -5,7 +5,7 @@ import pytest
 
 from conftest import spiral_config
 from fresh_process import SHARED_PROGRAMS, how_built, outcome, start_training
-from tiltsweep.trainers.compile_cache import cache_directory, cpu_fingerprint, fingerprint, xla_flags_fingerprint
+from tiltsweep.trainers.compilation.cache import cache_directory, cpu_fingerprint, fingerprint, xla_flags_fingerprint
 
 
 @pytest.mark.slow

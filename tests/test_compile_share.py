@@ -1,4 +1,4 @@
-"""Workers of one machine split the compiling of a shape's programs (trainers.compile_share):
+"""Workers of one machine split the compiling of a shape's programs (trainers.compilation.share):
 real processes, real OS locks, real XLA compilations."""
 
 import subprocess
@@ -11,7 +11,7 @@ from conftest import spiral_config
 from fresh_process import SHARED_PROGRAMS, how_built, outcome, start_training
 from filelock import FileLock
 
-from tiltsweep.trainers.compile_share import ALONE, BUILT, CLAIMED, READY, WAITED, build_in_turn, claim_path
+from tiltsweep.trainers.compilation.share import ALONE, BUILT, CLAIMED, READY, WAITED, build_in_turn, claim_path
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 import browser
 
 from tiltsweep.analysis import figures, plots
-from tiltsweep.sweep.cli import main
-from tiltsweep.sweep.lr_range import run_range_test
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.commands.lr_range import run_range_test
+from tiltsweep.sweep.store import ResultsDir
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,8 @@ def test_interpolation_ends_reproduce_both_models_exactly(sweep_dir, capsys):
 def test_interpolation_between_two_kept_epochs_of_one_trial(sweep_dir):
     trial = pd.read_parquet(sweep_dir / "summary.parquet")["trial_id"].iloc[5]
     results = ResultsDir(sweep_dir)
-    pack_id = results.records(on_corrupt=print)[trial][0]
-    assert sorted(name for t, name in results.kept_states(pack_id) if t == trial) == ["epoch-000000000200", "epoch-000000000400", "final"]
+    pack_id = results.records.all(on_corrupt=print)[trial][0]
+    assert sorted(name for t, name in results.states.kept(pack_id) if t == trial) == ["epoch-000000000200", "epoch-000000000400", "final"]
     assert main(["interpolate", str(sweep_dir), f"{trial}@200", f"{trial}@400"]) == 0
     frame = pd.read_parquet(sweep_dir / "interpolations" / f"{trial}-at-200__{trial}-at-400.parquet").set_index("alpha")
     curve = pd.read_parquet(sweep_dir / "curves.parquet").query("trial_id == @trial").set_index("epoch")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import write_cifar10_dir
-from tiltsweep.trainers.augment import flip_and_crop
+from tiltsweep.trainers.engine import flip_and_crop
 from tiltsweep.trainers.config import Cifar10Data, DigitsData, SpiralData
 from tiltsweep.trainers.data import DatasetError, load_dataset
 

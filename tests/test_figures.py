@@ -15,7 +15,7 @@ import faulty_sweep
 
 from tiltsweep.analysis import plots, reduce
 from tiltsweep.analysis.report import build_report
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_reading_results_loads_no_jax(results_dir):
     """`tiltsweep status`, `tiltsweep plot` and the notebook API only read files."""
     code = (
         "import sys\n"
-        "from tiltsweep.sweep.cli import main\n"
+        "from tiltsweep.sweep.commands.cli import main\n"
         f"main(['status', {str(results_dir)!r}])\n"
         f"main(['plot', {str(results_dir)!r}, '--format', 'png'])\n"
         "from tiltsweep.analysis import plots\n"

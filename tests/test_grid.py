@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bad_grids import CASES, GOOD
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import GridError, load_grid
 from tiltsweep.trainers.config import TrialConfig
 
@@ -50,11 +50,11 @@ def test_amplitude_one_at_several_periods_is_one_training_per_seed(tmp_path):
     plain = [p for p in spec.points if p.config.loss.amplitude == 1]
     assert [[axes["loss.period"] for axes in p.stands_for] for p in plain] == [[50, 100], [50, 100]]
     assert spec.description().shared == {p.trial_id: [{"period": 100.0}] for p in plain}
-    # The ids the identity gave these points before it dropped what A = 1 makes irrelevant
-    # (pinned from tiltsweep at 763866e): results directories written then keep their records.
-    assert spec.description().former[plain[0].trial_id] == ["689051e538770916", "d0ef671d89c5fa81"]
+    # The ids tiltsweep 0.1 gave these points (pinned at 4c1a266): its results directories keep
+    # their finished points only while the identity stays the same.
+    assert sorted(p.trial_id for p in spec.points) == ["154b7912b525bf46", "24f7239f2f352112", "47bd9f1cded7040e",
+                                                       "4921f78013a28412", "8eb03820feb4bbc6", "b3387547b45de097"]
     oscillating = {p.trial_id for p in spec.points if p.config.loss.amplitude == 10}
-    assert oscillating == {former for p in spec.points if p.config.loss.amplitude == 10 for former in p.former_ids}
     for setting in ("shape: cosine", "stop_oscillation_epoch: 20", "period_unit: epochs"):
         changed = load_grid(write(tmp_path, OVER_PERIODS.replace("period: 50}", f"period: 50, {setting}}}"), "changed.yaml"))
         assert {p.trial_id for p in changed.points if p.config.loss.amplitude == 1} == {p.trial_id for p in plain}, setting
@@ -208,7 +208,7 @@ def test_a_local_ray_without_token_authentication_is_refused(tmp_path, monkeypat
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and f"RAY_AUTH_MODE={mode}" in message and "TILTSWEEP_OPEN_RAY=1" in message
     assert not out.exists()
-    from tiltsweep.sweep.executor import refuse_open_local_ray
+    from tiltsweep.sweep.run.executor import refuse_open_local_ray
 
     refuse_open_local_ray({"RAY_AUTH_MODE": mode, "TILTSWEEP_OPEN_RAY": "1"})  # the user's choice, said
     refuse_open_local_ray({"RAY_AUTH_MODE": "token"})

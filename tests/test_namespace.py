@@ -9,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 FIND = """
-import importlib.util, json, tiltsweep, tiltsweep.sweep.cli
+import importlib.util, json, tiltsweep, tiltsweep.sweep.commands.cli
 found = {name: getattr(importlib.util.find_spec(name), "origin", None) for name in ("sweep", "analysis", "trainers")}
-print(json.dumps({"tiltsweep": tiltsweep.__file__, "cli": tiltsweep.sweep.cli.__file__, "others": found}))
+print(json.dumps({"tiltsweep": tiltsweep.__file__, "cli": tiltsweep.sweep.commands.cli.__file__, "others": found}))
 """
 
 
@@ -36,7 +36,7 @@ def test_python_dash_m_tiltsweep_is_the_command(tmp_path):
 def test_the_package_shipped_to_a_cluster_holds_every_part(tmp_path):
     import os
 
-    from tiltsweep.sweep.executor import shipped_package
+    from tiltsweep.sweep.run.executor import shipped_package
 
     shipped = Path(shipped_package())
     assert shipped.name == "tiltsweep"  # Ray's py_modules names the module after its folder

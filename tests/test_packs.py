@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from tiltsweep.sweep.executor import payload_for
-from tiltsweep.sweep.faults import InjectedFault
+from tiltsweep.sweep.run.executor import payload_for
+from tiltsweep.sweep.run.faults import InjectedFault
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.packs import LONGEST, MOST_VMAPPED, SHARE, Pack, block_width, pack_id, plan_packs
-from tiltsweep.sweep.runner import results_dir_for
-from tiltsweep.sweep.worker import run_pack
+from tiltsweep.sweep.run.packs import LONGEST, MOST_VMAPPED, SHARE, Pack, block_width, pack_id, plan_packs
+from tiltsweep.sweep.run.runner import results_dir_for
+from tiltsweep.sweep.run.worker import run_pack
 from sweep_helpers import write_grid
 
 
@@ -61,9 +61,9 @@ def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_t
     payload = payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test")
     first = {**payload, "members": payload["members"][:1]}
     run_pack(first, report=lambda result: None)  # `done` finished in an earlier attempt
-    book = results.read_pack(payload["pack_id"])
+    book = results.records.read(payload["pack_id"])
     book.attempts[tried] = 1  # `tried` started in an earlier attempt (its worker died)
-    results.write_pack(book)
+    results.records.write(book)
 
     reports = []
     with pytest.raises(InjectedFault):
@@ -75,13 +75,13 @@ def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_t
         {"pack": pack, "running": [tried], "finished": [fresh]},
         {"pack": pack, "running": [], "finished": [tried]},
     ]
-    records = results.read_pack(pack).records
+    records = results.records.read(pack).records
     assert {t: records[t].status for t in (done, tried, faulty, fresh)} == {done: "completed", tried: "completed", faulty: "failed", fresh: "completed"}
-    assert records[faulty].error == "InjectedFault: injected fault at epoch 500" and results.checkpoint_files(faulty) == []
+    assert records[faulty].error == "InjectedFault: injected fault at epoch 500" and results.checkpoints.names(faulty) == []
 
     reports.clear()  # Tune retries the pack: only the point that raised trains again
     run_pack(payload, report=reports.append, report_every=0)
     assert reports == [{"pack": pack, "running": [faulty], "finished": []}, {"pack": pack, "running": [], "finished": [faulty]}]
-    records = results.read_pack(pack).records
+    records = results.records.read(pack).records
     assert {t: records[t].attempts for t in (done, tried, faulty, fresh)} == {done: 1, tried: 2, faulty: 2, fresh: 1}
     assert records[faulty].status == "completed"

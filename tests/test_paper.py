@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import load_grid
 
 PAPER = Path(__file__).resolve().parent.parent / "grids" / "paper"

@@ -121,7 +121,7 @@ def test_analysis_reads_the_axes_the_run_wrote_and_never_the_grid_file(tmp_path)
     (an older version's keys) does not matter to analysis."""
     from tiltsweep.analysis.load import load_results
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.results import ResultsDir
+    from tiltsweep.sweep.store import ResultsDir
 
     grid = tmp_path / "subgrids.yaml"
     grid.write_text("name: subgrids\ndata: {name: spiral}\nmodel: {name: mlp}\ntraining: {epochs: 10}\n"

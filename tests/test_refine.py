@@ -6,8 +6,8 @@ import pytest
 
 from tiltsweep.analysis import plots
 from tiltsweep.analysis.load import load_results
-from tiltsweep.sweep.cli import main, spec_to_run
-from tiltsweep.sweep.refine import halfway, propose_boundary, propose_seeds
+from tiltsweep.sweep.commands.cli import main, spec_to_run
+from tiltsweep.sweep.commands.refine import halfway, propose_boundary, propose_seeds
 from sweep_helpers import records, status_json
 
 GRID = """\

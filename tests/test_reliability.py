@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from ray_cluster import LocalCluster
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.packs import plan_packs
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.run.packs import plan_packs
+from tiltsweep.sweep.store import ResultsDir
 from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, started_by, status_json, trial_id_at, write_grid
 
 pytestmark = pytest.mark.slow
@@ -299,18 +299,18 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
     before = records(directory)
     ids = sorted(before)
     bad_record, bad_checkpoint = ids[0], ids[1]
-    pack = {trial_id: pack_id for trial_id, (pack_id, _) in results.records(on_corrupt=print).items()}
+    pack = {trial_id: pack_id for trial_id, (pack_id, _) in results.records.all(on_corrupt=print).items()}
     assert len(set(pack.values())) == POINTS  # one point a pack here (2 slots, 6 points), so one bad file hits one point
     damaged = {
-        f"summary.parquet/{pack[ids[3]]}.parquet": corrupt(results.summary_path(pack[ids[3]]), "truncate"),
-        f"curves.parquet/{pack[ids[2]]}.parquet": corrupt(results.curve_path(pack[ids[2]]), "garbage"),
-        f"records/{pack[bad_record]}.msgpack": corrupt(results.pack_path(pack[bad_record]), "truncate"),
+        f"summary.parquet/{pack[ids[3]]}.parquet": corrupt(directory / "summary.parquet" / f"{pack[ids[3]]}.parquet", "truncate"),
+        f"curves.parquet/{pack[ids[2]]}.parquet": corrupt(directory / "curves.parquet" / f"{pack[ids[2]]}.parquet", "garbage"),
+        f"records/{pack[bad_record]}.msgpack": corrupt(directory / "records" / f"{pack[bad_record]}.msgpack", "truncate"),
     }
     # A point interrupted at epoch 1000 whose checkpoint was then damaged.
-    results.pack_path(pack[bad_checkpoint]).unlink()
-    results.save_checkpoint(bad_checkpoint, 1000, b"a train state")
-    checkpoint = results.checkpoint_files(bad_checkpoint)[0]
-    damaged[str(checkpoint.relative_to(directory))] = corrupt(checkpoint, "garbage")
+    (directory / "records" / f"{pack[bad_checkpoint]}.msgpack").unlink()
+    results.checkpoints.save(bad_checkpoint, 1000, b"a train state")
+    checkpoint = results.checkpoints.newest(bad_checkpoint)
+    damaged[checkpoint] = corrupt(directory / checkpoint, "garbage")
 
     state = status_json(directory)
     assert len(state["unreadable"]) == 4
@@ -332,23 +332,23 @@ def test_corrupt_files_are_reported_moved_aside_and_redone(tmp_path, tally):
     tally.sweep("corrupt summary, curve, record and checkpoint", directory, injected=len(damaged))
 
 
-def test_second_run_is_refused_and_a_stale_lock_is_recovered(tmp_path, capsys, tally):
+def test_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path, capsys, tally):
     grid = write_grid(tmp_path, name="locked", epochs=2000)
     out = tmp_path / "results"
     directory = out / "locked"
     first = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=holding(tmp_path / "never"))  # runs until killed
     try:
-        first.wait_until(lambda: (directory / ".lock").exists(), what="the lock")
+        first.wait_until(lambda: (directory / ".lock.owner").exists(), what="the lock")
         capsys.readouterr()
         assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 2
         message = capsys.readouterr().err
         assert message.count("\n") == 1 and f"is in use by another tiltsweep run: pid {first.process.pid} on " in message
-        first.kill()  # its lock is now stale
+        first.kill()  # the operating system frees its lock
     finally:
         first.kill() if first.process.poll() is None else first.cleanup()
-    assert json.loads((directory / ".lock").read_text())["pid"] == first.process.pid
+    assert json.loads((directory / ".lock.owner").read_text())["pid"] == first.process.pid  # left by the killed run
     assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
-    assert not (directory / ".lock").exists() and list(directory.glob(".lock.stale-*"))
+    assert not (directory / ".lock.owner").exists()  # the second run took the lock over and let it go
     assert_each_point_once(directory, POINTS, evaluations=5)
     tally.sweep("two runs at once, then the first SIGKILLed", directory, injected=2)
 

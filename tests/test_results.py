@@ -1,6 +1,7 @@
 """The results directory without Ray: records, tables, checkpoints, quarantine, lock, progress."""
 
 import io
+import json
 import math
 import os
 import subprocess
@@ -10,11 +11,13 @@ import time
 import pandas as pd
 import pytest
 
-from tiltsweep.sweep.atomic import atomic_write
-from tiltsweep.sweep.ledger import Filer, Ledger
-from tiltsweep.sweep.lock import LockHeld, RunLock
-from tiltsweep.sweep.progress import Progress
-from tiltsweep.sweep.results import ResultsDir, TrialRecord, curve_rows, replace_rows
+from tiltsweep.sweep.run.filer import Filer
+from tiltsweep.sweep.run.progress import Progress
+from tiltsweep.sweep.store import OtherLayout, ResultsDir, SweepDescription, TrialRecord
+from tiltsweep.sweep.store.files import atomic_write
+from tiltsweep.sweep.store.ledger import Ledger, curve_rows
+from tiltsweep.sweep.store.lock import LockHeld, RunLock
+from tiltsweep.sweep.store.records import PackFiles
 
 AXES = {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}
 
@@ -34,9 +37,9 @@ def record(trial_id, status="completed", amplitude=10.0, seed=0, history_len=3, 
 
 def put(results, pack_id, *records):
     """Add records to a pack's file, as its worker does."""
-    pack = results.read_pack(pack_id)
+    pack = results.records.read(pack_id)
     pack.records.update({r.trial_id: r for r in records})
-    results.write_pack(pack)
+    results.records.write(pack)
 
 
 @pytest.fixture
@@ -56,14 +59,14 @@ def test_summary_rows_come_from_records(results):
     put(results, "p1", record("a", amplitude=1.0, seed=0), record("b", amplitude=10.0, seed=1, status="diverged", history_len=2))
     ledger = Ledger(results, AXES)
     ledger.sync()
-    summary = pd.read_parquet(results.summary_dir).set_index("trial_id")
+    summary = pd.read_parquet(results.root / "summary.parquet").set_index("trial_id")
     assert list(summary.index) == ["a", "b"]
     assert summary.loc["a", "amplitude"] == 1.0 and summary.loc["b", "seed"] == 1
     assert summary.loc["a", "model.width"] == 20
     assert summary.loc["a", "val_accuracy"] == pytest.approx(0.6)
     assert summary.loc["a", "best_val_accuracy"] == pytest.approx(0.6)
     assert summary.loc["b", "status"] == "diverged"
-    curves = pd.read_parquet(results.curves_dir)
+    curves = pd.read_parquet(results.root / "curves.parquet")
     assert sorted(curves.groupby("trial_id").size().items()) == [("a", 3), ("b", 2)]
 
 
@@ -73,15 +76,15 @@ def test_a_rerun_replaces_its_row_and_curve_never_duplicates(results):
     ledger.file("p1", ["a", "b"])
     put(results, "p2", record("a", status="completed", written=2.0))  # retried by the next run, in a pack of its own
     ledger.file("p2", ["a"])
-    summary = results.read_summary()
+    summary = results.tables.summary()
     assert sorted(summary["trial_id"]) == ["a", "b"] and summary.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "completed"}
-    assert [pd.read_parquet(results.summary_path(pack))["trial_id"].tolist() for pack in ("p1", "p2")] == [["b"], ["a"]]  # its row moved
-    curves = pd.read_parquet(results.curves_dir)
+    assert [pd.read_parquet(results.root / "summary.parquet" / f"{pack}.parquet")["trial_id"].tolist() for pack in ("p1", "p2")] == [["b"], ["a"]]  # its row moved
+    curves = pd.read_parquet(results.root / "curves.parquet")
     assert curves.groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
     Ledger(results, AXES).sync()  # the same from the records alone
     by_id = lambda frame: frame.sort_values("trial_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(by_id(results.read_summary()), by_id(summary))
-    assert pd.read_parquet(results.curves_dir).groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+    pd.testing.assert_frame_equal(by_id(results.tables.summary()), by_id(summary))
+    assert pd.read_parquet(results.root / "curves.parquet").groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
 
 
 def test_a_sync_keeps_one_row_per_point_the_one_that_counts_in_the_pack_holding_it(results):
@@ -91,11 +94,11 @@ def test_a_sync_keeps_one_row_per_point_the_one_that_counts_in_the_pack_holding_
     retried = ids[3:8]  # trained again in a later pack, from two earlier ones
     put(results, "p9", *[record(trial_id, written=2.0, amplitude=1) for trial_id in retried])  # an int amplitude among floats
     Ledger(results, AXES).sync()
-    summary = results.read_summary()
+    summary = results.tables.summary()
     assert sorted(summary["trial_id"]) == sorted(ids) and summary["trial_id"].is_unique
     status = summary.set_index("trial_id")["status"]
     assert set(status[retried]) == {"completed"} and set(status.drop(retried)) == {"failed"}
-    assert sorted(pd.read_parquet(results.summary_path("p9"))["trial_id"]) == retried
+    assert sorted(pd.read_parquet(results.root / "summary.parquet" / "p9.parquet")["trial_id"]) == retried
     assert summary["amplitude"].dtype == float
 
 
@@ -103,7 +106,6 @@ def test_a_sweeps_summary_files_share_its_columns_and_an_axis_of_several_kinds_i
     """Typed by the values sweep.json gives each axis, every pack's file has the same columns, so
     that pandas reads the directory whole; `batch_size: [full, 30]` has no one Parquet type."""
     from tiltsweep.analysis.load import load_results
-    from tiltsweep.sweep.results import SweepDescription
 
     axes = {**AXES, "optimizer.batch_size": "optimizer.batch_size"}
     points = {"a": {"amplitude": 1.0, "seed": 0, "model.width": 20, "optimizer.batch_size": "full"},
@@ -114,9 +116,9 @@ def test_a_sweeps_summary_files_share_its_columns_and_an_axis_of_several_kinds_i
     put(results, "p1", with_batch(record("a", amplitude=1.0, history_len=0, status="failed"), "full"))
     put(results, "p2", with_batch(record("b", seed=1), 30))
     Ledger(results, axes).sync()
-    schemas = {str(pd.read_parquet(path).dtypes.to_dict()) for path in results.summary_files()}
-    assert len(results.summary_files()) == 2 and len(schemas) == 1
-    summary = pd.read_parquet(results.summary_dir).set_index("trial_id")  # the directory whole
+    schemas = {str(pd.read_parquet(path).dtypes.to_dict()) for path in (results.root / "summary.parquet").glob("*.parquet")}
+    assert len(results.tables.summary_files()) == 2 and len(schemas) == 1
+    summary = pd.read_parquet(results.root / "summary.parquet").set_index("trial_id")  # the directory whole
     assert summary["optimizer.batch_size"].to_dict() == {"a": '"full"', "b": "30"} and summary.loc["a", "error"] in ("", None)
     assert summary["seed"].dtype == "int64" and summary["amplitude"].dtype == float
     loaded = load_results(results.root).summary.set_index("trial_id")
@@ -124,17 +126,15 @@ def test_a_sweeps_summary_files_share_its_columns_and_an_axis_of_several_kinds_i
 
 
 def test_a_sync_rewrites_a_summary_file_whose_columns_are_not_the_sweeps(results, tmp_path):
-    from tiltsweep.sweep.results import SweepDescription
-
     put(results, "p1", record("a", amplitude=1))  # an int, as no config types it
     put(results, "p2", record("b", amplitude=10.0))
     Ledger(results, AXES).sync()  # no sweep.json: each file typed by its own rows
-    assert pd.read_parquet(results.summary_path("p1"))["amplitude"].dtype == "int64"
+    assert pd.read_parquet(results.root / "summary.parquet" / "p1.parquet")["amplitude"].dtype == "int64"
     points = {"a": {"amplitude": 1.0, "seed": 0, "model.width": 20}, "b": {"amplitude": 10.0, "seed": 0, "model.width": 20}}
     results.save_grid("name: typed\n", tmp_path / "typed.yaml", SweepDescription("typed", {c: sorted({p[c] for p in points.values()}) for c in AXES}, [], points))
     Ledger(results, AXES).sync()
-    assert {str(pd.read_parquet(path)["amplitude"].dtype) for path in results.summary_files()} == {"float64"}
-    assert sorted(pd.read_parquet(results.summary_dir)["trial_id"]) == ["a", "b"]
+    assert {str(pd.read_parquet(path)["amplitude"].dtype) for path in (results.root / "summary.parquet").glob("*.parquet")} == {"float64"}
+    assert sorted(pd.read_parquet(results.root / "summary.parquet")["trial_id"]) == ["a", "b"]
 
 
 def test_filing_into_an_unreadable_curve_file_moves_it_aside_and_rebuilds_it_from_the_records(results):
@@ -142,74 +142,64 @@ def test_filing_into_an_unreadable_curve_file_moves_it_aside_and_rebuilds_it_fro
     ledger = Ledger(results, AXES, on_problem=problems.append)
     put(results, "p1", record("a"))
     ledger.file("p1", ["a"])
-    results.curve_path("p1").write_bytes(b"not parquet")  # damaged between two filings
+    (results.root / "curves.parquet" / "p1.parquet").write_bytes(b"not parquet")  # damaged between two filings
     put(results, "p1", record("b"))
     ledger.file("p1", ["b"])
-    assert results.read_curves().groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
-    assert len(problems) == 1 and "p1.parquet" in problems[0] and len(list(results.quarantine_dir.iterdir())) >= 1
+    assert results.tables.curves().groupby("trial_id").size().to_dict() == {"a": 3, "b": 3}
+    assert len(problems) == 1 and "p1.parquet" in problems[0] and len(results.quarantined()) == 1
 
 
 def test_a_final_record_outranks_a_later_failed_one_of_the_same_point(results):
     put(results, "p1", record("a", status="completed", written=1.0))
     put(results, "p2", record("a", status="failed", history_len=0, written=2.0))
-    assert results.records(on_corrupt=print)["a"][0] == "p1"
+    assert results.records.all(on_corrupt=print)["a"][0] == "p1"
 
 
 def test_unreadable_summary_is_quarantined_and_rebuilt(results):
     put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
-    path = results.summary_path("p1")
+    path = results.root / "summary.parquet" / "p1.parquet"
     path.write_bytes(path.read_bytes()[:40])  # truncated
     problems = []
     Ledger(results, AXES, on_problem=problems.append).sync()
-    assert results.read_summary()["trial_id"].tolist() == ["a"]
+    assert results.tables.summary()["trial_id"].tolist() == ["a"]
     assert len(problems) == 1 and "summary.parquet/p1.parquet" in problems[0]
     moved = results.quarantined()
     assert moved[0]["file"] == "summary.parquet/p1.parquet" and (results.root / moved[0]["moved_to"]).exists()
 
 
-def test_a_summary_written_whole_by_an_older_tiltsweep_becomes_a_file_per_pack(results):
-    put(results, "p1", record("a"))
-    put(results, "p2", record("b"))
-    results.root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "completed"]}).to_parquet(results.summary_dir)
-    assert results.read_summary()["trial_id"].tolist() == ["a", "b"]  # readable as it is
-    Ledger(results, AXES).sync()
-    assert [path.name for path in results.summary_files()] == ["p1.parquet", "p2.parquet"]
-    assert sorted(results.read_summary()["trial_id"]) == ["a", "b"] and "val_accuracy" in results.read_summary()
-
-
-class DecodeCountingResults(ResultsDir):
-    """The real results directory, counting the packs whose records (not only headers) are read."""
+class DecodeCounting(PackFiles):
+    """The real records folder, counting the packs whose records (not only headers) are read."""
 
     decoded = 0
 
-    def read_pack(self, pack_id, only=None, records=True):
+    def read(self, pack_id, only=None, records=True):
         self.decoded += records
-        return super().read_pack(pack_id, only=only, records=records)
+        return super().read(pack_id, only=only, records=records)
 
 
 def test_a_sync_of_whole_tables_reads_the_packs_headers_only_and_mends_a_table_that_lacks_rows(results):
     put(results, "p1", record("a"), record("b", status="failed", history_len=0))
     put(results, "p2", record("c"))
     Ledger(results, AXES).sync()
-    counting = DecodeCountingResults(results.root)
+    counting = ResultsDir(results.root)
+    counting.records = DecodeCounting(counting.files)
     Ledger(counting, AXES).sync()
-    assert counting.decoded == 0  # every table holds what its pack's header says
-    curves = pd.read_parquet(results.curve_path("p1"))
-    curves[curves["trial_id"] != "a"].to_parquet(results.curve_path("p1"))  # a's rows lost, as by a filing cut short
+    assert counting.records.decoded == 0  # every table holds what its pack's header says
+    curves = pd.read_parquet(results.root / "curves.parquet" / "p1.parquet")
+    curves[curves["trial_id"] != "a"].to_parquet(results.root / "curves.parquet" / "p1.parquet")  # a's rows lost, as by a filing cut short
     ledger = Ledger(counting, AXES)
     ledger.sync()
-    assert counting.decoded == 1 and ledger.status_of("b") == "failed"
-    assert results.read_curves().groupby("trial_id").size().to_dict() == {"a": 3, "c": 3}
+    assert counting.records.decoded == 1 and ledger.status_of("b") == "failed"
+    assert results.tables.curves().groupby("trial_id").size().to_dict() == {"a": 3, "c": 3}
 
 
 def test_unreadable_curve_is_quarantined_and_rewritten_from_its_records(results):
     put(results, "p1", record("a"))
     Ledger(results, AXES).sync()
-    results.curve_path("p1").write_bytes(b"garbage")
+    (results.root / "curves.parquet" / "p1.parquet").write_bytes(b"garbage")
     Ledger(results, AXES).sync()
-    assert len(results.read_curves()) == 3
+    assert len(results.tables.curves()) == 3
     assert results.quarantined()[0]["file"] == "curves.parquet/p1.parquet"
 
 
@@ -217,55 +207,58 @@ def test_unreadable_pack_is_quarantined_and_its_rows_and_curves_dropped(results)
     put(results, "p1", record("a"))
     put(results, "p2", record("b"), record("c"))
     Ledger(results, AXES).sync()
-    results.pack_path("p2").write_bytes(results.pack_path("p2").read_bytes()[:20])
+    (results.root / "records" / "p2.msgpack").write_bytes((results.root / "records" / "p2.msgpack").read_bytes()[:20])
     ledger = Ledger(results, AXES)
     ledger.sync()
-    assert results.read_summary()["trial_id"].tolist() == ["a"]
+    assert results.tables.summary()["trial_id"].tolist() == ["a"]
     assert ledger.status_of("b") is None and ledger.status_of("c") is None  # so the next run trains them again
-    assert results.read_curves()["trial_id"].unique().tolist() == ["a"]  # their curves went with them
+    assert results.tables.curves()["trial_id"].unique().tolist() == ["a"]  # their curves went with them
     assert results.quarantined()[0]["file"] == "records/p2.msgpack"
 
 
 def test_curves_with_different_columns_line_up(results):
     first, second = record("a", history_len=1), record("b", history_len=1)
     second.history[0]["hessian_eig_1"] = 3.0
-    replace_rows(results.curve_path("p1"), curve_rows([first]))
-    replace_rows(results.curve_path("p2"), curve_rows([second]))
-    curves = results.read_curves().set_index("trial_id")
+    results.tables.replace_rows("curves.parquet/p1.parquet", curve_rows([first]))
+    results.tables.replace_rows("curves.parquet/p2.parquet", curve_rows([second]))
+    curves = results.tables.curves().set_index("trial_id")
     assert math.isnan(curves.loc["a", "hessian_eig_1"]) and curves.loc["b", "hessian_eig_1"] == 3.0
 
 
 def test_checkpoints_keep_the_newest_two_and_skip_a_corrupt_one(results):
     for epoch in (10, 20, 30):
-        results.save_checkpoint("t", epoch, f"state at {epoch}".encode())
-    assert [p.name for p in results.checkpoint_files("t")] == ["epoch-000000000030.ckpt", "epoch-000000000020.ckpt"]
-    assert results.latest_checkpoint("t") == (30, b"state at 30")
-    newest = results.checkpoint_files("t")[0]
+        results.checkpoints.save("t", epoch, f"state at {epoch}".encode())
+    assert results.checkpoints.names("t") == ["checkpoints/t/epoch-000000000030.ckpt", "checkpoints/t/epoch-000000000020.ckpt"]
+    assert results.checkpoints.latest("t") == (30, b"state at 30")
+    newest = results.root / results.checkpoints.newest("t")
     newest.write_bytes(newest.read_bytes()[:-3])  # truncated
-    assert results.latest_checkpoint("t") == (20, b"state at 20")
+    assert results.checkpoints.latest("t") == (20, b"state at 20")
     assert results.quarantined()[0]["file"].endswith("epoch-000000000030.ckpt")
     assert "checksum" in results.quarantined()[0]["reason"]
 
 
-def test_lock_refuses_a_second_run_and_names_the_holder(tmp_path):
+def test_lock_refuses_a_second_run_and_names_the_holder_until_it_dies(results):
+    results.root.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from sweep.lock import RunLock; RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)", str(tmp_path / ".lock")],
+        [sys.executable, "-c", "import sys, time; from tiltsweep.sweep.store import ResultsDir; lock = ResultsDir(sys.argv[1]).lock(); "
+         "lock.acquire(); print('locked', flush=True); time.sleep(60)", str(results.root)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
+        assert results.lock().holder()["pid"] == holder.pid
         with pytest.raises(LockHeld, match=f"in use by another tiltsweep run: pid {holder.pid} on "):
-            RunLock(tmp_path / ".lock").acquire()
+            results.lock().acquire(timeout=0.1)
     finally:
-        holder.kill()
+        holder.kill()  # SIGKILL: no release, no cleanup
         holder.wait()
-    # The holder is dead now: its lock is stale and the next run takes it over.
-    lock = RunLock(tmp_path / ".lock")
-    lock.acquire()
+    # The operating system freed the dead holder's lock: the next run takes it over.
+    assert results.lock().holder() is None
+    lock = results.lock()
+    lock.acquire(timeout=0)
     assert lock.owner()["pid"] == os.getpid()
-    assert list(tmp_path.glob(".lock.stale-*"))
     lock.release()
-    assert not (tmp_path / ".lock").exists()
+    assert not (results.root / ".lock.owner").exists() and results.lock().holder() is None
 
 
 def test_progress_line_counts_and_estimates():
@@ -318,47 +311,50 @@ def test_filer_files_off_the_calling_thread_with_one_rewrite_of_a_pack_per_batch
         filer.file("p1", ["c"])
     filer.close()
     assert ledger.filings == 2  # [a], then [b, c] together
-    assert results.read_summary()["trial_id"].tolist() == ["a", "b", "c"]
-    assert sorted(results.read_curves()["trial_id"].unique()) == ["a", "b", "c"]
+    assert results.tables.summary()["trial_id"].tolist() == ["a", "b", "c"]
+    assert sorted(results.tables.curves()["trial_id"].unique()) == ["a", "b", "c"]
     assert progress.done == 3
 
 
 def test_filer_close_raises_what_filing_met_and_the_records_stay(results):
     put(results, "p1", record("a"))
-    results.curves_dir.parent.mkdir(parents=True, exist_ok=True)
-    results.curves_dir.write_text("a file where the curves directory belongs")
+    results.root.mkdir(parents=True, exist_ok=True)
+    (results.root / "curves.parquet").write_text("a file where the curves directory belongs")
     filer = Filer(Ledger(results, AXES), Progress("demo", total=1, already_done=0, stream=io.StringIO()).trial_finished)
     filer.file("p1", ["a"])
     with pytest.raises(OSError):
         filer.close()
-    assert results.read_pack("p1").records["a"].status == "completed"
+    assert results.records.read("p1").records["a"].status == "completed"
 
 
 def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
-    results.save_state("p1", "a", "final", b"state of a")
-    results.save_state("p1", "b", "epoch-000000000010", b"early b")
-    with open(results.states_path("p1"), "ab") as handle:  # a worker killed while appending
+    results.states.save("p1", "a", "final", b"state of a")
+    results.states.save("p1", "b", "epoch-000000000010", b"early b")
+    with open(results.root / "states" / "p1.states", "ab") as handle:  # a worker killed while appending
         handle.write(b"\x00\x00\x00\x40{\"trial_id\": \"c\"")
-    assert set(results.kept_states("p1")) == {("a", "final"), ("b", "epoch-000000000010")}
-    results.repair_states("p1")  # the retried pack's worker, before it trains
-    results.save_state("p1", "c", "final", b"state of c")
-    results.save_state("p1", "a", "final", b"a again")  # the last whole entry counts
-    assert results.read_state("p1", "c", "final") == b"state of c" and results.read_state("p1", "a", "final") == b"a again"
-    assert results.read_state("p1", "b", "final") is None
+    assert set(results.states.kept("p1")) == {("a", "final"), ("b", "epoch-000000000010")}
+    results.states.repair("p1")  # the retried pack's worker, before it trains
+    results.states.save("p1", "c", "final", b"state of c")
+    results.states.save("p1", "a", "final", b"a again")  # the last whole entry counts
+    assert results.states.read("p1", "c", "final") == b"state of c" and results.states.read("p1", "a", "final") == b"a again"
+    assert results.states.read("p1", "b", "final") is None
 
 
-def test_a_directory_of_per_point_records_is_adopted_by_the_next_sync(results):
-    """tiltsweep 0.1 wrote trials/<id>.msgpack and curves.parquet/<id>.parquet per point."""
-    import msgpack
+def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(results, tmp_path, capsys):
+    from tiltsweep.sweep.commands.cli import main
 
-    legacy = results.root / "trials"
-    legacy.mkdir(parents=True)
-    for trial_id in "ab":
-        (legacy / f"{trial_id}.msgpack").write_bytes(msgpack.packb({**record(trial_id).model_dump(), "group_size": 1}))
-    results.curves_dir.mkdir()
-    (results.curves_dir / "a.parquet").write_bytes(b"an old per-point curve file")
-    ledger = Ledger(results, AXES)
-    ledger.sync()
-    assert sorted(ledger.counted) == ["a", "b"] and results.pack_ids() == ["p-adopted"]
-    assert [p.name for p in results.curve_files()] == ["p-adopted.parquet"] and len(results.read_curves()) == 6
-    assert sorted(p.name for p in (results.root / "trials.adopted").iterdir()) == ["a.msgpack", "b.msgpack"]
+    results.save_grid("name: sweep\n", tmp_path / "g.yaml",
+                      SweepDescription("sweep", {"seed": [0]}, [], {"a": {"seed": 0}}))
+    sweep_json = results.root / "sweep.json"
+    saved = json.loads(sweep_json.read_text())
+    assert saved["layout"] == 1
+    sweep_json.write_text(json.dumps({key: value for key, value in saved.items() if key != "layout"}))
+    assert results.description().points == {"a": {"seed": 0}}  # tiltsweep 0.1 wrote layout 1 without saying so
+    sweep_json.write_text(json.dumps({**saved, "layout": 2}))
+    with pytest.raises(OtherLayout):
+        results.description()
+    for command in ("status", "plot", "resume", "trace"):
+        capsys.readouterr()
+        assert main([command, str(results.root), *(["a"] if command == "trace" else [])]) == 2
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and "written with results layout 2" in message and "into a new --out" in message, message

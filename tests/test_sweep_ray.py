@@ -1,7 +1,6 @@
 """Sweeps on a real local Ray: results on disk, extension, retries of failing points."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,9 +8,7 @@ import pytest
 
 from tiltsweep.analysis import plots
 from tiltsweep.analysis.load import load_results
-from tiltsweep.sweep.cli import main
-from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.results import PackRecords, ResultsDir
+from tiltsweep.sweep.commands.cli import main
 from sweep_helpers import records, write_grid
 
 pytestmark = pytest.mark.slow
@@ -85,31 +82,6 @@ def test_amplitude_one_trains_once_per_seed_and_fills_every_period(tmp_path, cap
     gain = plots.phase_table(results, gain=True).set_index(["amplitude", "period"])
     assert (gain.loc[1.0, "mean"] == 0).all() and gain.loc[10.0, "n"].tolist() == [3, 3]
 
-    # A directory written before A = 1's period left the identity: nothing in it trains again.
-    rewrite_as_the_former_identity(directory, load_grid(grid).description().former)
-    assert main(["run", str(grid), "--out", str(out), "--no-plot"]) == 0
-    assert "9 points, 9 already done, 0 to run" in capsys.readouterr().out
-    status = status_json(directory, capsys)
-    assert (status["completed"], status["outside_grid"]) == (9, 0)
-    assert plots.phase_table(load_results(directory))["mean"].tolist() == plots.phase_table(results)["mean"].tolist()
-
-
-def rewrite_as_the_former_identity(directory: Path, former: dict) -> None:
-    """Make the directory what tiltsweep wrote before 0.2's effective identity: the A = 1 record
-    of each period under that point's former id, no tables, and a sweep.json without
-    `shared` and `former`."""
-    results = ResultsDir(directory)
-    old = PackRecords("p-before")
-    for pack_id in results.pack_ids():
-        for trial_id, record in results.read_pack(pack_id).records.items():
-            for former_id in former.get(trial_id, [trial_id]):
-                old.records[former_id] = record.model_copy(update={"trial_id": former_id})
-        results.pack_path(pack_id).unlink()
-    results.write_pack(old)
-    shutil.rmtree(results.curves_dir)
-    shutil.rmtree(results.summary_dir)
-    saved = json.loads(results.sweep_file.read_text())
-    results.sweep_file.write_text(json.dumps({key: value for key, value in saved.items() if key not in ("shared", "former")}))
 
 
 def test_injected_failures_are_retried_from_checkpoints(tmp_path, monkeypatch):
@@ -179,7 +151,7 @@ def test_a_deterministic_error_is_recorded_at_once_not_retried(tmp_path, cifar_d
     import shutil
 
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.runner import results_dir_for, run_sweep
+    from tiltsweep.sweep.run.runner import results_dir_for, run_sweep
 
     grid = tmp_path / "gone.yaml"
     grid.write_text(f"""\
@@ -201,7 +173,7 @@ resources: {{cpu: 1, retries: 3}}
 
 
 def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
-    from tiltsweep.sweep.executor import trials_at_once
+    from tiltsweep.sweep.run.executor import trials_at_once
     from tiltsweep.sweep.grid import load_grid
 
     cpu_only = load_grid(write_grid(tmp_path))  # cpu: 1
@@ -217,7 +189,7 @@ def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
 def test_a_trial_without_accelerators_stays_on_the_cpu_although_jax_is_imported():
     import jax
 
-    from tiltsweep.sweep.worker import configure_accelerator
+    from tiltsweep.sweep.run.worker import configure_accelerator
 
     before = jax.config.jax_platforms
     environ = {}

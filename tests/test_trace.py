@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from tiltsweep.analysis import plots
-from tiltsweep.sweep.cli import main
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.store import ResultsDir
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_a_trace_is_the_sweeps_training_evaluated_densely(swept, capsys):
     (None, "no recorded trial whose id starts with 'ffff'"),
 ])
 def test_trace_refuses_what_it_cannot_replay(swept, capsys, args, expected):
-    trial = "ffff" if args is None else next(iter(ResultsDir(swept).outcomes(on_corrupt=print)))
+    trial = "ffff" if args is None else next(iter(ResultsDir(swept).records.outcomes(on_corrupt=print)))
     capsys.readouterr()
     assert main(["trace", str(swept), trial, *(args or [])]) == 2
     error = capsys.readouterr().err

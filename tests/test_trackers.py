@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from sweep_helpers import write_grid
-from tiltsweep.sweep.cli import main
-from tiltsweep.sweep.results import ResultsDir
-from tiltsweep.sweep.trackers import STATUS_TAG, TRIAL_TAG, open_tracker
+from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.commands.trackers import STATUS_TAG, TRIAL_TAG, open_tracker
 
 pytestmark = pytest.mark.slow
 FAILING = {"where": {"amplitude": 10, "seed": 0}, "epoch": 500, "action": "raise", "times": 5}

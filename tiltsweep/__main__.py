@@ -1,5 +1,5 @@
 """`python -m tiltsweep ...` is the `tiltsweep` command."""
 
-from tiltsweep.sweep.cli import main
+from tiltsweep.sweep.commands.cli import main
 
 raise SystemExit(main())

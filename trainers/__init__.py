@@ -1,5 +1,11 @@
 """The training core: one grid point in, metrics out. No Ray, no Parquet, no sweeps.
 
+config (a point's settings), data (datasets, offline), models, oscillation (Gamma_i(t)), loss
+(F(t)), optim (optimizers and schedules), engine (the compiled step, augmentation included, and
+the loop), training (train, train_group: the entry points), checkpoint, hessian (top
+eigenvalues), interpolate (loss along a line between two states), compilation/ (XLA's compile
+cache shared by a machine's workers).
+
 Its names are imported when first used (PEP 562), so that importing a JAX-free part of it
 (`tiltsweep.trainers.config`, `.data`), as reading results does, loads no JAX."""
 
@@ -7,8 +13,8 @@ import importlib
 
 _HOMES = {
     "Checkpoint": "checkpoint",
-    "compilation_counts": "compiles",
-    "training_loop_compilations": "compiles",
+    "compilation_counts": "compilation.counts",
+    "training_loop_compilations": "compilation.counts",
     "TrialConfig": "config",
     "TrainResult": "training",
     "batch_signature": "config",

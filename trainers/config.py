@@ -255,7 +255,7 @@ class TrainingConfig(Section):
     dtype: Literal["float32", "float64"] = "float32"
     eval_batch_size: PositiveInt = 1000
     # Grid points of the same shapes trained together in one compiled program (vmap), at most.
-    # `auto`: 1 on a CPU, where it does not pay, and as many as fit on a GPU or TPU (sweep.packs,
+    # `auto`: 1 on a CPU, where it does not pay, and as many as fit on a GPU or TPU (sweep.run.packs,
     # benchmarks/README.md).
     batch_points: Union[PositiveInt, Literal["auto"]] = "auto"
     # The top Hessian eigenvalues of F(t) (trainers.hessian), at the first evaluation at or after
@@ -265,8 +265,8 @@ class TrainingConfig(Section):
     hessian_top_k: PositiveInt = 3
     hessian_order: Annotated[int, Field(ge=2)] = 20
     hessian_batch_size: PositiveInt = 1000
-    # Kept in the results directory after a point finishes (states/<trial>/): its final train
-    # state (for `tiltsweep interpolate`), and with keep_checkpoints every checkpoint as well.
+    # Kept in the results directory after a point finishes (the store's kept states): its final
+    # train state (for `tiltsweep interpolate`), and with keep_checkpoints every checkpoint as well.
     keep_final_state: bool = True
     keep_checkpoints: bool = False
 

@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiltsweep.trainers.augment import flip_and_crop
 from tiltsweep.trainers.hessian import hessian_top_eigenvalues
 from tiltsweep.trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
 from tiltsweep.trainers.config import MLPModel
@@ -40,6 +39,24 @@ from tiltsweep.trainers.models import MLP, build_model, stax_params
 from tiltsweep.trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
 INIT_STREAM, ORDER_STREAM, AUGMENT_STREAM, HESSIAN_STREAM = 0, 1, 2, 3
+
+
+def flip_and_crop(key, images, pad: int = 4):
+    """Image augmentation inside the step, deterministic in `key`: images (N, H, W, C) ->
+    (N, H, W, C), each flipped left-right with probability 1/2, zero-padded by `pad` pixels on
+    every side and cropped back to (H, W) at a uniformly random offset."""
+    n, height, width, _ = images.shape
+    flip_key, row_key, col_key = jax.random.split(key, 3)
+    flips = jax.random.bernoulli(flip_key, 0.5, (n,))
+    rows = jax.random.randint(row_key, (n,), 0, 2 * pad + 1)
+    cols = jax.random.randint(col_key, (n,), 0, 2 * pad + 1)
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+    def one(image, flip, row, col):
+        image = jnp.where(flip, image[:, ::-1], image)
+        return jax.lax.dynamic_slice(image, (row, col, 0), (height, width, image.shape[-1]))
+
+    return jax.vmap(one)(padded, flips, rows, cols)
 
 
 def each(fn, in_axes):

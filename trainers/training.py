@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from tiltsweep.trainers.checkpoint import Checkpoint
-from tiltsweep.trainers.compile_share import build_in_turn
+from tiltsweep.trainers.compilation.share import build_in_turn
 from tiltsweep.trainers.config import TrialConfig, batch_signature
 from tiltsweep.trainers.data import Dataset, load_dataset
 from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for
@@ -139,7 +139,7 @@ class Prepared:
     def build_programs(self, with_hessian: bool) -> dict[str, str]:
         """Compile (or load) the initialization and the training loop with its evaluation before
         training starts, splitting the compiling with the other workers of this machine that
-        start the same programs (trainers.compile_share). The loop is built on zero-valued
+        start the same programs (trainers.compilation.share). The loop is built on zero-valued
         states of the initialization's shapes, for 0 epochs, so it need not wait for the
         initialization."""
         keys = self.keys

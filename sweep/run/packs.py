@@ -17,8 +17,8 @@ running side by side,
 (on an accelerator at least one full block of `MOST_VMAPPED`). Packs start long and end short, so
 the slots run out of work together. With `retries` = 0 a pack is one block: a pack whose worker
 dies is not retried, and its unstarted points would wait for the next run. A retried pack trains
-its never-started points first (sweep.worker.run_pack), so a point that kills its worker cannot
-use up the others' retries. Packing is how points run, never what they are: a point keeps its id,
+its never-started points first (run.worker.run_pack), so a point that kills its worker cannot
+use up the others' retries (run.retries). Packing is how points run, never what they are: a point keeps its id,
 its checkpoints and its record in any pack, and a later run may pack the remaining points anew.
 """
 

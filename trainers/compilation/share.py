@@ -1,7 +1,7 @@
 """Workers on one machine split the compiling of a shape's programs instead of each compiling all.
 
 A worker about to train a new shape needs several programs (the initialization, the training
-loop). With the persistent compilation cache on (trainers.compile_cache), it builds them in turn
+loop). With the persistent compilation cache on (trainers.compilation.cache), it builds them in turn
 and claims each before compiling it by taking its lock, `<cache>/claims/<key>.lock`, without
 waiting (filelock: an OS lock, which the OS releases when its process ends, however it ends). A
 program whose lock another process holds is left for later; once the worker has built the

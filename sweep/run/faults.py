@@ -10,8 +10,8 @@ TILTSWEEP_FAULTS is a JSON list of faults:
   "kill" (the worker process sends itself SIGKILL) or "hold" (the trial waits there until the
   file named by "until" exists: a test makes the moment it needs happen, then releases it);
 - times: how many attempts of each matching trial it hits (default 1); counted with marker
-  files in <results>/.faults (`<action>-<index>-<trial>-<firing>`), so it holds across retries
-  in new processes.
+  files in the results directory's faults folder (store: `faults_folder`,
+  `<action>-<index>-<trial>-<firing>`), so it holds across retries in new processes.
 Faults of the driver itself (a SIGKILL between a write and its rename) are the tests' own
 (tests/kill_before_rename.py): no production module checks for one.
 """
@@ -86,9 +86,10 @@ class Faults:
         raise ValueError(f"unknown fault action {action!r}")
 
 
-def faults_for(results_dir: str, trial_id: str, axes: dict) -> Optional[Faults]:
-    """The faults this process's TILTSWEEP_FAULTS aims at one point (None: none)."""
+def faults_for(marker_dir: Path, trial_id: str, axes: dict) -> Optional[Faults]:
+    """The faults this process's TILTSWEEP_FAULTS aims at one point (None: none); their firings
+    are counted in `marker_dir`."""
     plan = plan_from_environment()
     if not plan:
         return None
-    return Faults(plan, trial_id, axes, Path(results_dir) / ".faults")
+    return Faults(plan, trial_id, axes, marker_dir)

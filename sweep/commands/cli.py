@@ -175,7 +175,7 @@ def check_plot_options(spec, args) -> None:
     if args.no_plot:
         return
     from tiltsweep.analysis.report import PlotError, check_formats
-    from tiltsweep.sweep.ledger import PLOTTABLE_COLUMNS
+    from tiltsweep.sweep.store.ledger import PLOTTABLE_COLUMNS
 
     try:
         check_formats(formats_of(args))
@@ -190,16 +190,18 @@ def check_plot_options(spec, args) -> None:
 
 
 def execute(spec, results, args) -> int:
+    from tiltsweep.sweep.commands.live import Follower
     from tiltsweep.sweep.errors import StorageTrouble, storage_trouble
-    from tiltsweep.sweep.runner import SweepStopped, format_outcome, run_sweep
+    from tiltsweep.sweep.run.runner import SweepStopped, format_outcome, run_sweep
 
     check_plot_options(spec, args)
-    followers = [("the live report", live_report(results.root, args))] if not args.no_plot else []
+    warn = lambda message: print(f"warning: {message}", flush=True)
+    followers = [Follower(live_report(results.root, args), results, warn, "the live report")] if not args.no_plot else []
     if args.log_to:
-        from tiltsweep.sweep.trackers import open_tracker
+        from tiltsweep.sweep.commands.trackers import open_tracker
 
         tracker = open_tracker(args.log_to, results, spec.name)
-        followers.append((f"logging to {args.log_to}", tracker.sync))
+        followers.append(Follower(tracker.sync, results, warn, f"logging to {args.log_to}"))
     try:
         outcome = run_sweep(spec, results, args.address, args.verbose, args.dashboard, followers=followers)
     except SweepStopped as stopped:
@@ -208,8 +210,8 @@ def execute(spec, results, args) -> int:
     except (StorageTrouble, OSError) as error:
         if isinstance(error, OSError) and not storage_trouble(error):
             raise
-        where = error if isinstance(error, StorageTrouble) else f"{results.root}: cannot write ({error.filename}: {error.strerror}); " \
-            f"free space or make it writable, then `tiltsweep resume {results.root}`"
+        where = error if isinstance(error, StorageTrouble) else f"{results}: cannot write ({error.filename}: {error.strerror}); " \
+            f"free space or make it writable, then `tiltsweep resume {results}`"
         print(f"\ntiltsweep: {where}", file=sys.stderr, flush=True)
         return EXIT_INCOMPLETE
     print(format_outcome(outcome), flush=True)
@@ -218,7 +220,7 @@ def execute(spec, results, args) -> int:
     return EXIT_OK if outcome.all_final else EXIT_INCOMPLETE
 
 
-def draw(directory: Path, args) -> list[Path]:
+def draw(directory: Path, args) -> list[str]:
     from tiltsweep.analysis.report import PlotError, build_report
 
     try:
@@ -242,23 +244,24 @@ def live_report(directory: Path, args):
 
 def watch(results, args) -> None:
     """Redraw the report as points finish while a run holds the directory's lock."""
-    from tiltsweep.sweep.live import Follower
-    from tiltsweep.sweep.lock import RunLock, owner_alive
+    from tiltsweep.analysis.report import INDEX
+    from tiltsweep.sweep.commands.live import Follower
 
-    running = lambda: bool((owner := RunLock(results.lock_path).owner()) and owner_alive(owner))
+    lock = results.lock()
+    running = lambda: lock.holder() is not None
     if not running():
-        print(f"{results.root}: no sweep is running there; drawing its figures once", flush=True)
+        print(f"{results}: no sweep is running there; drawing its figures once", flush=True)
         return
-    print(f"watching {results.root}: {results.root / 'figures' / 'index.html'} is redrawn as points finish "
-          f"(Ctrl-C stops watching; the sweep goes on)", flush=True)
-    live = Follower(live_report(results.root, args), results.summary_dir, on_problem=lambda message: print(f"warning: {message}", flush=True))
+    page = results.figure_shown(INDEX)
+    print(f"watching {results}: {page} is redrawn as points finish (Ctrl-C stops watching; the sweep goes on)", flush=True)
+    live = Follower(live_report(results.root, args), results, on_problem=lambda message: print(f"warning: {message}", flush=True))
     try:
         while running():
             live.poll()
             time.sleep(Follower.POLL_SECONDS)
     except KeyboardInterrupt:
         live.poll(live=False, force=True)
-        print(f"\nstopped watching; {results.root / 'figures' / 'index.html'} shows the sweep as it was", flush=True)
+        print(f"\nstopped watching; {page} shows the sweep as it was", flush=True)
         raise
 
 
@@ -282,25 +285,22 @@ def spec_to_run(grid: Path, out: Path, smoke: bool = False):
     """(GridSpec, ResultsDir) of `tiltsweep run GRID --out OUT`: the grid file's points, and
     those `refine` added to its results directory."""
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.runner import results_dir_for
+    from tiltsweep.sweep.run.runner import results_dir_for
 
     spec = load_grid(grid, smoke=smoke)
     results = results_dir_for(spec, out)
+    if results.described():
+        results.description()  # OtherLayout (refused) for a directory of another layout
     if results.added_points():
         spec = load_grid(grid, smoke=smoke, added=results.added_points())
     return spec, results
 
 
 def existing_results(directory: Path):
-    """The ResultsDir of an existing results directory, or Refused."""
-    from tiltsweep.sweep.results import ResultsDir
+    """The ResultsDir of an existing results directory of this layout, or Refused."""
+    from tiltsweep.sweep.store import ResultsDir
 
-    results = ResultsDir(directory)
-    if not results.root.is_dir():
-        raise Refused(f"{directory}: no such results directory")
-    if not results.exists():
-        raise Refused(f"{directory}: not a tiltsweep results directory (no grid.yaml)")
-    return results
+    return ResultsDir(directory).opened()
 
 
 def open_results(directory: Path):
@@ -317,11 +317,38 @@ def command_resume(args) -> int:
 
 
 def command_status(args) -> int:
-    from tiltsweep.sweep.ledger import format_status, sweep_status
+    from tiltsweep.sweep.store.status import sweep_status
 
     status = sweep_status(existing_results(args.directory))
     print(json.dumps(status.as_json()) if args.json else format_status(status, args.directory))
     return EXIT_OK
+
+
+def shorten(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_status(status, root, listed: int = 8) -> str:
+    """`tiltsweep status DIR`'s text: the counts, and the points of each category but completed."""
+    from tiltsweep.sweep.store.status import CATEGORIES
+
+    lines = [f"{status.name} ({root}): {status.total} points"]
+    for category in CATEGORIES:
+        ids = status.trials[category]
+        lines.append(f"  {category:<10}{len(ids):>6}")
+        if category != "completed":
+            for trial_id in ids[:listed]:
+                axes = ", ".join(f"{column}={value}" for column, value in status.points[trial_id].items())
+                error = f": {shorten(status.errors[trial_id])}" if trial_id in status.errors else ""
+                lines.append(f"              {trial_id}  {axes}{error}")
+            if len(ids) > listed:
+                lines.append(f"              ... and {len(ids) - listed} more")
+    if status.outside_grid:
+        lines.append(f"  {len(status.outside_grid)} recorded points are not in the current grid (kept, not counted)")
+    for problem in status.unreadable:
+        lines.append(f"  unreadable: {problem} (the next run moves it to quarantine/ and rebuilds it or re-runs its point)")
+    return "\n".join(lines)
+
 
 
 def command_submit(args) -> int:
@@ -333,10 +360,10 @@ def command_submit(args) -> int:
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
     if written and not Path(str(written)).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
-    from tiltsweep.sweep import executor
+    from tiltsweep.sweep.run import executor
 
     if args.log_to:
-        from tiltsweep.sweep.trackers import parse_log_to
+        from tiltsweep.sweep.commands.trackers import parse_log_to
 
         parse_log_to(args.log_to)  # refused here, not in the job
     options = (["--smoke"] if args.smoke else []) + (["--log-to", args.log_to] if args.log_to else [])
@@ -349,7 +376,7 @@ def command_submit(args) -> int:
 
 
 def command_lr_range(args) -> int:
-    from tiltsweep.sweep.lr_range import run_range_test
+    from tiltsweep.sweep.commands.lr_range import run_range_test
 
     frame, suggestion, table, figure = run_range_test(args.grid, args.out, args.min_lr, args.max_lr, args.epochs, args.evaluations)
     print(f"range test over {frame['learning_rate'].iloc[0]:.3g} .. {frame['learning_rate'].iloc[-1]:.3g}: "
@@ -363,14 +390,14 @@ def command_refine(args) -> int:
     from tiltsweep.analysis.load import load_results
     from tiltsweep.analysis.plots import phase_axes
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.ledger import sweep_status
-    from tiltsweep.sweep.refine import propose_boundary, propose_seeds
+    from tiltsweep.sweep.commands.refine import propose_boundary, propose_seeds
+    from tiltsweep.sweep.store.status import sweep_status
 
     spec, results = open_results(args.directory)
     status = sweep_status(results)
     if status.trials["pending"] or status.trials["partial"]:
-        raise Refused(f"{results.root}: {len(status.trials['pending']) + len(status.trials['partial'])} points have not finished; "
-                      f"`tiltsweep resume {results.root}` first (refining needs the results)")
+        raise Refused(f"{results}: {len(status.trials['pending']) + len(status.trials['partial'])} points have not finished; "
+                      f"`tiltsweep resume {results}` first (refining needs the results)")
     loaded = load_results(results.root)
     if args.budget is not None:
         x, y = phase_axes(loaded, args.x, args.y)
@@ -391,7 +418,7 @@ def command_refine(args) -> int:
 
 def command_trace(args) -> int:
     from tiltsweep.analysis import report
-    from tiltsweep.sweep.trace import trace_point
+    from tiltsweep.sweep.commands.trace import trace_point
 
     existing_results(args.directory)
     trace = trace_point(args.directory, args.trial, args.every)
@@ -408,7 +435,7 @@ def command_trace(args) -> int:
 
 
 def command_interpolate(args) -> int:
-    from tiltsweep.sweep.interpolation import interpolate_states
+    from tiltsweep.sweep.commands.interpolate import interpolate_states
 
     existing_results(args.directory)
     frame, table, figure = interpolate_states(args.directory, args.a, args.b)

@@ -26,8 +26,8 @@ import os
 from typing import Optional
 
 from tiltsweep.sweep.errors import Refused
-from tiltsweep.sweep.ledger import FINAL_METRICS
-from tiltsweep.sweep.results import ResultsDir
+from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.store.ledger import FINAL_METRICS
 
 TRIAL_TAG, STATUS_TAG, FINISHED_TAG = "tiltsweep.trial_id", "tiltsweep.status", "tiltsweep.finished_at"
 LOGGED_STATUSES = ("completed", "diverged", "failed")
@@ -68,14 +68,14 @@ class Tracker:
 
     def sync(self, live: bool = True) -> int:
         """Log every finished point the tracker does not have yet; returns how many."""
-        summary = self.results.read_summary()
+        summary = self.results.tables.summary()
         if summary.empty:
             return 0
         keys = list(zip(summary["trial_id"], summary["finished_at"].astype(str)))
         new = summary[summary["status"].isin(LOGGED_STATUSES).to_numpy() & [key not in self.logged for key in keys]]
         if new.empty:
             return 0
-        curves = self.results.read_curves(set(new["trial_id"]))
+        curves = self.results.tables.curves(set(new["trial_id"]))
         by_trial = dict(tuple(curves.groupby("trial_id"))) if len(curves) else {}
         for row in new.to_dict("records"):
             history = by_trial.get(row["trial_id"])
@@ -138,8 +138,9 @@ class MlflowTracker(Tracker):
 
 
 class WandbTracker(Tracker):
-    """Weights & Biases in offline mode (`wandb sync` uploads later); the trial ids it has logged
-    are kept in DIR/trackers/wandb.json, since an offline run cannot ask the server."""
+    """Weights & Biases in offline mode (`wandb sync` uploads later), its runs in the results
+    directory's tracker folder (or WANDB_DIR); the points it has logged are kept in the store
+    (`tracker_logged`), since an offline run cannot ask the server."""
 
     def __init__(self, results: ResultsDir, name: str):
         super().__init__(results, name)
@@ -148,15 +149,12 @@ class WandbTracker(Tracker):
         except ImportError:
             raise TrackerUnavailable("--log-to wandb: W&B is not installed (pip install 'tiltsweep[wandb]')") from None
         self.wandb = wandb
-        self.ledger = results.root / "trackers" / "wandb.json"
-        self.logged = {tuple(key) for key in json.loads(self.ledger.read_text())} if self.ledger.exists() else set()
+        self.logged = {tuple(key) for key in results.tracker_logged("wandb")}
 
     def log_point(self, key, status, params, metrics, final) -> None:
-        from tiltsweep.sweep.atomic import atomic_write
-
         trial_id, finished_at = key
         run = self.wandb.init(project=self.name, group=self.name, name=trial_id, config=params, mode="offline",
-                              dir=os.environ.get("WANDB_DIR") or str(self.results.root / "trackers"),
+                              dir=os.environ.get("WANDB_DIR") or str(self.results.tracker_folder()),
                               tags=[status], reinit="create_new", settings=self.wandb.Settings(silent=True, console="off"))
         steps = sorted({step for points in metrics.values() for step, _ in points})
         at = {key: dict(points) for key, points in metrics.items()}
@@ -164,7 +162,7 @@ class WandbTracker(Tracker):
             run.log({key: values[step] for key, values in at.items() if step in values}, step=step)
         run.summary.update({**{f"final_{k}": v for k, v in final.items()}, TRIAL_TAG: trial_id, STATUS_TAG: status, FINISHED_TAG: finished_at})
         run.finish(exit_code=1 if status == "failed" else 0)
-        atomic_write(self.ledger, json.dumps(sorted(self.logged | {key})).encode())
+        self.results.save_tracker_logged("wandb", sorted(self.logged | {key}))
 
 
 def open_tracker(option: str, results: ResultsDir, name: str) -> Tracker:

@@ -5,15 +5,13 @@ sweeps to a cluster as Ray jobs.
   runs here (no dashboard unless asked; then on 127.0.0.1 only). With one, the sweep joins that cluster; tiltsweep's own packages are shipped to the
   workers, and the results directory must be on storage every node sees.
 - A Tune trial, asking for the grid file's resources (cpu, gpu, TPU), trains one pack of points
-  (sweep.packs). Actors are reused, so a worker process compiles once per model shape and trains
-  many points; with the persistent compilation cache (trainers.compile_cache) it loads what
+  (run.packs). Actors are reused, so a worker process compiles once per model shape and trains
+  many points; with the persistent compilation cache (trainers.compilation.cache) it loads what
   earlier workers on the machine compiled.
-- A worker reports the points it starts and finishes (at most once a second; sweep.worker); the
-  driver files each finished one.
-- A trial that raises or whose worker dies is retried `resources.retries` times (its unfinished
-  points resuming from their checkpoints). A point whose training raised has a `failed` record
-  with the error from its worker; after the last retry the driver writes one for each point that
-  started and has no record (its worker died).
+- A worker reports the points it starts and finishes (at most once a second; run.worker); the
+  driver files each finished one (run.filer).
+- A trial that raises or whose worker dies is retried `resources.retries` times, and after the
+  last retry its points that started and have no record are recorded failed: run.retries.
 """
 
 from __future__ import annotations
@@ -38,10 +36,12 @@ from ray import tune
 
 from tiltsweep.sweep.errors import Refused, StorageTrouble, storage_trouble
 from tiltsweep.sweep.grid import GridPoint, GridSpec
-from tiltsweep.sweep.ledger import Filer, Ledger
-from tiltsweep.sweep.packs import Pack, accelerated, plan_packs
-from tiltsweep.sweep.progress import Progress
-from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord
+from tiltsweep.sweep.run import retries
+from tiltsweep.sweep.run.filer import Filer
+from tiltsweep.sweep.run.packs import Pack, accelerated, plan_packs
+from tiltsweep.sweep.run.progress import Progress
+from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir
+from tiltsweep.sweep.store.ledger import Ledger
 
 
 CODE_SHIPPED = "TILTSWEEP_CODE_SHIPPED"
@@ -153,8 +153,8 @@ def keep_token_private() -> None:
 def trainable(tune_config: dict, packs: dict[str, dict]) -> None:
     """What a Tune trial runs: one pack of grid points, `packs[tune_config["pack"]]`. JAX loads
     here, in the worker: the driver trains nothing and never loads it."""
-    from tiltsweep.sweep.worker import configure_accelerator, run_pack
-    from tiltsweep.trainers.compile_cache import cache_directory, enable_compile_cache
+    from tiltsweep.sweep.run.worker import configure_accelerator, run_pack
+    from tiltsweep.trainers.compilation.cache import cache_directory, enable_compile_cache
 
     pack = packs[tune_config["pack"]]
     configure_accelerator(**pack["resources"])
@@ -163,7 +163,7 @@ def trainable(tune_config: dict, packs: dict[str, dict]) -> None:
 
 
 def payload_for(pack: Pack, spec: GridSpec, results: ResultsDir, code_version: str) -> dict:
-    """What a worker gets to train one pack (plain data, shipped by Ray; sweep.worker)."""
+    """What a worker gets to train one pack (plain data, shipped by Ray; run.worker)."""
     return {
         "pack_id": pack.pack_id,
         "base": spec.base,
@@ -197,9 +197,6 @@ def error_reason(trial) -> str:
         return "the trial failed (its traceback is in the record's `traceback`)"
     cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the worker's own exception
     return f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:500]
-
-
-WORKER_DIED = "the worker training it died (it exited, was killed or ran out of memory) on every attempt"
 
 
 class DriverCallback(tune.Callback):
@@ -259,31 +256,19 @@ class DriverCallback(tune.Callback):
         self.file(pack.pack_id, [point.trial_id for point in pack.points])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        """Every point that started and has no record gets a `failed` one (the next run retries
-        it). When no point of the pack started, the trial failed before training (its actor never
-        ran, its worker could not import tiltsweep): every point gets a `failed` record with that
-        reason, so that status and the error column say what is wrong."""
+        """After a pack's last retry: its unfinished points are recorded failed (run.retries, step 5)."""
         pack = self.packs[self.pack_id(trial)]
         results = self.ledger.results
         try:
-            book = results.read_pack(pack.pack_id)
+            book = results.records.read(pack.pack_id)
         except CorruptFile as error:
             self.ledger.quarantine_file(error)
             book = PackRecords(pack.pack_id)
-        started = [p for p in pack.points if p.trial_id in book.attempts and p.trial_id not in self.filed]
-        reason = WORKER_DIED
-        if not book.attempts:  # nothing of the pack ever started
-            started, reason = [p for p in pack.points if p.trial_id not in self.filed], f"before training: {error_reason(trial)}"
-        unrecorded = [p for p in started if p.trial_id not in book.records]
-        if unrecorded:
-            trace = error_text(trial)
-            for point in unrecorded:
-                book.records[point.trial_id] = TrialRecord(
-                    trial_id=point.trial_id, status="failed", config=point.config.model_dump(mode="json"), attempts=book.attempts.get(point.trial_id, 0),
-                    code_version=self.code_version, error=reason, traceback=trace, written=time.time(),
-                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        started, recorded = retries.record_unfinished(book, list(pack.points), self.filed, lambda: error_reason(trial),
+                                                      lambda: error_text(trial), self.code_version)
+        if recorded:
             try:
-                results.write_pack(book)
+                results.records.write(book)
             except OSError as error:
                 if not storage_trouble(error):
                     raise
@@ -357,7 +342,7 @@ def tune_settings(slots: int):
       results live in tiltsweep's records;
     - RAY_AIR_NEW_OUTPUT=0: Tune's classic reporter, which is silent at verbose=0 (the new one
       prints its configuration box even then), so the console keeps to tiltsweep's progress line;
-    - TUNE_DISABLE_SIGINT_HANDLER: Ctrl-C is tiltsweep's to handle, as SIGTERM is (sweep.stopping):
+    - TUNE_DISABLE_SIGINT_HANDLER: Ctrl-C is tiltsweep's to handle, as SIGTERM is (run.signals):
       Tune's own handler would end the run as if it had finished."""
     settings = {"TUNE_MAX_PENDING_TRIALS_PG": str(2 * slots), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0",
                 "TUNE_DISABLE_SIGINT_HANDLER": "1"}
@@ -377,7 +362,7 @@ def run_points(
     """Train `points` on the connected Ray cluster, filing each as it finishes."""
     slots = trials_at_once(spec, ray.cluster_resources())
     packs = plan_packs(points, slots, spec.resources.retries, accelerated(spec))
-    scratch = results.root / ".tune"
+    scratch = results.tune_folder()
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress.trial_finished)

@@ -34,7 +34,7 @@ ADDED_LATER = {("model", "init"): "lecun_normal"}
 
 def canonical_config(config: TrialConfig, effective: bool = True) -> dict:
     """The config that names the trial; `effective=False` keeps the settings amplitude 1 makes
-    irrelevant (the identity of results directories written before tiltsweep dropped them)."""
+    irrelevant (two grid points equal so are the same configuration, given twice)."""
     resolved = config.model_dump(mode="json")
     for section, key in NOT_IDENTITY:
         resolved[section].pop(key, None)

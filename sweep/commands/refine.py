@@ -36,7 +36,7 @@ from tiltsweep.analysis.reduce import SEED, group_axes, reduce_seeds
 from tiltsweep.sweep.errors import Refused
 
 MIN_SPACING = 0.05
-BASELINE, FREE_AT_BASELINE = "amplitude", "period"  # with A = 1 the period is irrelevant (sweep.identity)
+BASELINE, FREE_AT_BASELINE = "amplitude", "period"  # with A = 1 the period is irrelevant (sweep.grid.identity)
 
 
 def geometric(values) -> bool:

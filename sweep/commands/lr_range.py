@@ -5,9 +5,10 @@ from --min-lr to --max-lr over the run (schedule range_test: geometrically when 
 more than a decade, so that every decade gets its share of the evaluations, else linearly as in
 Smith 2017; the grid's loss, dynamical or not, is kept). It is evaluated on its own schedule,
 EVALUATIONS times across the range (within epochs where need be), whatever the grid's eval_every
-says. Writes OUT/<name>/lr-range/range.parquet (step, epoch, learning_rate, losses, accuracies)
-and OUT/<name>/figures/lr_range.png (a log-scaled rate axis over more than a decade) with the
-suggested base and max rates marked (analysis.reduce.suggest_learning_rates), and returns them.
+says. Writes the table (step, epoch, learning_rate, losses, accuracies) and the figure lr_range.png
+(a log-scaled rate axis over more than a decade, the suggested base and max rates marked:
+analysis.reduce.suggest_learning_rates) into the results directory OUT/<name>, where the store
+keeps them (lr-range/range.parquet, figures/), and returns them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from typing import Optional
 
 import pandas as pd
 
-from tiltsweep.sweep.atomic import atomic_write
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.results import write_table
+from tiltsweep.sweep.store import ResultsDir
 
 COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 
@@ -68,10 +68,9 @@ def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: 
     if len(frame) < 3:
         raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--evaluations)")
     suggestion = suggest_learning_rates(frame["learning_rate"], frame["val_accuracy"])
-    root = Path(out).expanduser() / spec.name
-    table = root / "lr-range" / "range.parquet"
-    write_table(frame, table)
-    figure = root / "figures" / "lr_range.png"
+    results = ResultsDir(Path(out).expanduser() / spec.name)
+    table = results.write_lr_range(frame)
     title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
-    atomic_write(figure, figures.save(figures.lr_range(frame, suggestion, title, log_rate=config.schedule.spacing == "geometric"), "png"))
+    drawn = figures.lr_range(frame, suggestion, title, log_rate=config.schedule.spacing == "geometric")
+    figure = results.write_figure("lr_range.png", figures.save(drawn, "png"))
     return frame, suggestion, table, figure

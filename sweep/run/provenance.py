@@ -15,7 +15,7 @@ def code_version() -> str:
         version = metadata.version("tiltsweep")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the checkout: <repo>/sweep/run/provenance.py
     try:
         commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)

@@ -3,7 +3,7 @@
 The point's recorded config trains again from its seed in this process, through the same
 trainer and compiled programs as in the sweep (trainers.train), so that on the same machine it
 takes the same steps bit for bit; only its evaluations are denser: every N optimizer steps.
-The rows go to DIR/traces/<trial>.parquet with curves.parquet's columns (and the top Hessian
+The rows go to the point's trace in the store (DIR/traces/<trial>.parquet) with the curves' columns (and the top Hessian
 eigenvalues at every row when the grid tracks them); the trajectory and Hessian figures draw a
 trace where one exists.
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
 from tiltsweep.sweep.errors import Refused
-from tiltsweep.sweep.results import ResultsDir, write_table
+from tiltsweep.sweep.store import ResultsDir
 
 ROWS = 2000
 PER_PERIOD = 50
@@ -34,7 +33,7 @@ PER_PERIOD = 50
 @dataclass
 class Trace:
     frame: pd.DataFrame
-    path: Path
+    path: str  # where it went
     every: int  # steps between rows
     checked: int  # recorded evaluations compared
     differing: int  # of those, rows that differ in any metric
@@ -42,13 +41,13 @@ class Trace:
 
 def find_trial(results: ResultsDir, text: str) -> str:
     """The trial id that `text` names: the whole id or a prefix of exactly one recorded id."""
-    recorded = results.outcomes(on_corrupt=lambda error: None)
+    recorded = results.records.outcomes(on_corrupt=lambda error: None)
     if text in recorded:
         return text
     matches = [trial_id for trial_id in recorded if trial_id.startswith(text)]
     if len(matches) != 1:
         what = "no recorded trial" if not matches else f"{len(matches)} recorded trials"
-        raise Refused(f"{results.root}: {what} whose id starts with {text!r} (`tiltsweep status {results.root}` lists them)")
+        raise Refused(f"{results}: {what} whose id starts with {text!r} (`tiltsweep status {results}` lists them)")
     return matches[0]
 
 
@@ -69,9 +68,9 @@ def trace_point(directory, trial: str, every: Optional[int] = None) -> Trace:
 
     results = ResultsDir(directory)
     trial_id = find_trial(results, trial)
-    recorded = results.record_of(trial_id)
+    recorded = results.records.of(trial_id)
     if recorded is None or not recorded[1].final:
-        raise Refused(f"{results.root}: trial {trial_id} has not finished (only finished points are traced)")
+        raise Refused(f"{results}: trial {trial_id} has not finished (only finished points are traced)")
     record = recorded[1]
     config = TrialConfig.model_validate(record.config)
     steps_per_epoch = prepare([config]).steps_per_epoch
@@ -88,8 +87,7 @@ def trace_point(directory, trial: str, every: Optional[int] = None) -> Trace:
     result = train(config.model_copy(update={"training": dense}))
     frame = pd.DataFrame(result.history)
     frame.insert(0, "trial_id", trial_id)
-    path = results.trace_path(trial_id)
-    write_table(frame, path)
+    path = results.tables.write_trace(trial_id, frame)
     checked, differing = compare(frame, pd.DataFrame(record.history))
     return Trace(frame, path, epochs_between * steps_per_epoch, checked, differing)
 

@@ -2,7 +2,7 @@
 
 Counting starts when this module is imported (trainers imports it), through JAX's monitoring
 events, so the counts are what XLA really did, not what the code intends. A program loaded from
-the persistent compilation cache (trainers.compile_cache) counts as a compilation too: it is one
+the persistent compilation cache (trainers.compilation.cache) counts as a compilation too: it is one
 executable built for this process.
 """
 

@@ -1,17 +1,16 @@
-"""Train one pack of grid points (sweep.packs) inside a worker process. Ray-free: the executor
+"""Train one pack of grid points (run.packs) inside a worker process. Ray-free: the executor
 passes `report`.
 
     run_pack(payload, report)
 
 payload: {pack_id, base (the grid's config sections), members: [{trial_id, settings, axes}],
 results_dir (absolute), code_version, resources, on_accelerator}: a point's config is its
-settings set in the base, validated here, where it trains. The pack's records live in
-records/<pack_id>.msgpack (sweep.results): before a block trains, its points' starts are counted
-there; as each point finishes, its record is added. Each point resumes from its newest checkpoint
-that verifies (unreadable ones are quarantined), checkpoints every `training.checkpoint_every`
-epochs, and loses its checkpoints once its record is final (completed or diverged). A block that raises
-leaves `failed` records with the error, and the exception is raised after the other blocks have
-trained: the executor retries the pack, whose unfinished points then resume.
+settings set in the base, validated here, where it trains. The pack's records (store.records):
+before a block trains, its points' starts are counted there; as each point finishes, its record
+is added. Each point resumes from its newest checkpoint that verifies (unreadable ones are
+quarantined), checkpoints every `training.checkpoint_every` epochs, and loses its checkpoints once
+its record is final (completed or diverged). How a block that raises is recorded and retried is
+run.retries' story.
 """
 
 from __future__ import annotations
@@ -25,10 +24,12 @@ from typing import Callable
 import jax
 
 from tiltsweep.sweep.errors import storage_trouble
-from tiltsweep.sweep.faults import faults_for
 from tiltsweep.sweep.grid import with_settings
-from tiltsweep.sweep.packs import block_width
-from tiltsweep.sweep.results import CorruptFile, PackRecords, ResultsDir, TrialRecord, checkpoint_name
+from tiltsweep.sweep.run import retries
+from tiltsweep.sweep.run.faults import faults_for
+from tiltsweep.sweep.run.packs import block_width
+from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir, TrialRecord
+from tiltsweep.sweep.store.layout import checkpoint_name
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -46,16 +47,6 @@ def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ
             environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
-def permanent_errors() -> tuple:
-    """Errors that depend only on a point's inputs (its config, its data)."""
-    from pydantic import ValidationError
-
-    from tiltsweep.trainers.data import DatasetError
-
-    return (ValidationError, DatasetError)
-
-
-PERMANENT_ERRORS = permanent_errors()
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -68,16 +59,14 @@ class PackRun:
         self.members = {member["trial_id"]: member for member in payload["members"]}
         self.configs: dict[str, dict] = {}  # trial id -> its config as its record keeps it (plain data)
         try:
-            self.book = self.results.read_pack(payload["pack_id"])
+            self.book = self.results.records.read(payload["pack_id"])
         except CorruptFile as error:  # moved aside; the points without a record train again
-            self.results.quarantine(error.path, error.reason)
+            self.results.quarantine(error.name, error.reason)
             self.book = PackRecords(payload["pack_id"])
-        self.results.repair_states(payload["pack_id"])
+        self.results.states.repair(payload["pack_id"])
 
     def todo(self) -> list[str]:
-        """Points without a final record, those never started before first (order kept)."""
-        left = [t for t in self.members if not (t in self.book.records and self.book.records[t].final)]
-        return sorted(left, key=lambda t: self.book.attempts.get(t, 0) > 0)
+        return retries.training_order(self.members, self.book)
 
     def config_of(self, trial_id: str):
         """The point's validated TrialConfig; raises what validation raises (the point's record
@@ -90,20 +79,21 @@ class PackRun:
         return config
 
     def start(self, trial_ids: list[str]) -> None:
-        for trial_id in trial_ids:
-            self.book.attempts[trial_id] = self.book.attempts.get(trial_id, 0) + 1
-            self.book.workers[trial_id] = WORKER
-        self.results.write_pack(self.book)
+        retries.count_starts(self.book, trial_ids, WORKER)
+        self.results.records.write(self.book)
 
-    def finish(self, trial_id: str, **fields) -> None:
-        self.book.records[trial_id] = TrialRecord(
-            trial_id=trial_id, config=self.configs[trial_id], attempts=self.book.attempts.get(trial_id, 0),
-            code_version=self.payload["code_version"], finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            written=time.time(), host=WORKER, **fields,
-        )
-        self.results.write_pack(self.book)
+    def finish(self, trial_id: str, status: str, **fields) -> None:
+        self.book.records[trial_id] = TrialRecord.written_now(
+            trial_id, status, self.configs[trial_id], self.book.attempts.get(trial_id, 0), self.payload["code_version"],
+            host=WORKER, **fields)
+        self.results.records.write(self.book)
         if self.book.records[trial_id].final:
-            self.results.clear_checkpoints(trial_id)
+            self.results.checkpoints.clear(trial_id)
+
+    def fail(self, trial_id: str, error: BaseException) -> None:
+        self.book.records[trial_id] = retries.failed_record(trial_id, self.configs[trial_id], self.book, retries.one_line(error),
+                                                            self.payload["code_version"], host=WORKER)
+        self.results.records.write(self.book)
 
 
 REPORT_EVERY = 1.0  # seconds
@@ -120,9 +110,9 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
     for trial_id in run.todo():
         try:
             configs[trial_id] = run.config_of(trial_id)
-        except PERMANENT_ERRORS as error:
+        except retries.PERMANENT_ERRORS as error:
             run.start([trial_id])
-            run.finish(trial_id, status="failed", error=one_line(error))
+            run.fail(trial_id, error)
             finished.append(trial_id)
     last_report = -math.inf
     for block in blocks(run, configs):
@@ -139,15 +129,11 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
                 raise
             for trial_id in block:  # until a retry of the pack trains them
                 if trial_id not in run.book.records or not run.book.records[trial_id].final:
-                    run.finish(trial_id, status="failed", error=one_line(error))
+                    run.fail(trial_id, error)
             errors.append(error)
     report({"pack": payload["pack_id"], "running": [], "finished": finished})
     if errors:
         raise errors[0]
-
-
-def one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
 
 
 def blocks(run: PackRun, configs: dict) -> list[list[str]]:
@@ -156,8 +142,7 @@ def blocks(run: PackRun, configs: dict) -> list[list[str]]:
     from tiltsweep.trainers.config import batch_signature
 
     def key(trial_id: str) -> tuple:
-        newest = run.results.checkpoint_files(trial_id)[:1]
-        return batch_signature(configs[trial_id]), newest[0].name if newest else ""
+        return batch_signature(configs[trial_id]), run.results.checkpoints.newest(trial_id) or ""
 
     out, keys, widths = [], [], []
     for trial_id in configs:
@@ -171,7 +156,7 @@ def blocks(run: PackRun, configs: dict) -> list[list[str]]:
 
 
 def width_of(config, payload: dict) -> int:
-    """training.batch_points, with `auto` resolved on this worker's device (sweep.packs.block_width)."""
+    """training.batch_points, with `auto` resolved on this worker's device (run.packs.block_width)."""
     asked = config.training.batch_points
     if asked != "auto" or not payload["on_accelerator"]:
         return block_width(asked, 0, 0, 1.0)
@@ -187,10 +172,10 @@ def train_block(run: PackRun, block: list[str], configs: list, report: Callable[
     """Train the block's points together (those resuming from one epoch at a time); returns them."""
     from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
 
-    faults = [faults_for(run.payload["results_dir"], t, run.members[t]["axes"]) for t in block]
+    faults = [faults_for(run.results.faults_folder(), t, run.members[t]["axes"]) for t in block]
     by_epoch: dict[int, list[tuple[int, object]]] = {}
     for index, trial_id in enumerate(block):
-        resumed = run.results.latest_checkpoint(trial_id, decode=Checkpoint.from_bytes)
+        resumed = run.results.checkpoints.latest(trial_id, decode=Checkpoint.from_bytes)
         by_epoch.setdefault(resumed[0] if resumed else 0, []).append((index, resumed[1] if resumed else None))
     for epoch, part in sorted(by_epoch.items()):
         indices = [index for index, _ in part]
@@ -198,13 +183,13 @@ def train_block(run: PackRun, block: list[str], configs: list, report: Callable[
         try:
             trained = train_group(cfgs, on_eval=progress_and_faults([faults[i] for i in indices], run.payload["pack_id"], report),
                                   checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run.results, run.payload["pack_id"], ids, cfgs))
-        except PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
+        except retries.PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
             for trial_id in ids:
-                run.finish(trial_id, status="failed", error=one_line(error))
+                run.fail(trial_id, error)
             continue
         for trial_id, config, result in zip(ids, cfgs, trained):
             if config.training.keep_final_state and result.state is not None:
-                run.results.save_state(run.payload["pack_id"], trial_id, "final", final_state_bytes(result))
+                run.results.states.save(run.payload["pack_id"], trial_id, "final", final_state_bytes(result))
             run.finish(trial_id, status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
                        wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
                        error=result.message, worker_compilations=training_loop_compilations())
@@ -231,9 +216,9 @@ def checkpoint_keeper(results: ResultsDir, pack_id: str, trial_ids: list[str], c
 
     def on_checkpoint(i: int, ckpt) -> None:
         data = ckpt.to_bytes()
-        results.save_checkpoint(trial_ids[i], ckpt.epoch, data)
+        results.checkpoints.save(trial_ids[i], ckpt.epoch, data)
         if configs[i].training.keep_checkpoints:
-            results.save_state(pack_id, trial_ids[i], checkpoint_name(ckpt.epoch), data)
+            results.states.save(pack_id, trial_ids[i], checkpoint_name(ckpt.epoch), data)
 
     return on_checkpoint
 

@@ -9,13 +9,13 @@ later sweep of the same shapes start training at once.
   never load each other's machine code, and a process restricted to another instruction set
   (`XLA_FLAGS=--xla_cpu_max_isa=AVX2`) or other XLA options never loads, nor waits for, a program
   built under different ones. (JAX's own cache key hashes XLA_FLAGS too; the folder makes it hold
-  for the locks of trainers.compile_share as well.)
+  for the locks of trainers.compilation.share as well.)
   `TILTSWEEP_COMPILE_CACHE=off` turns the cache off.
 - At most 1 GiB, least recently used entries go first. The cap also makes JAX lock the cache,
   so that two workers storing the same program do not read each other's half-written file.
 - An unreadable entry (a worker killed while storing it) costs a warning and a compilation
   whenever it is met, never a wrong program; deleting the folder clears it.
-- Workers that start one shape together split its programs between them (trainers.compile_share,
+- Workers that start one shape together split its programs between them (trainers.compilation.share,
   whose locks live in the folder's `claims/`).
 """
 

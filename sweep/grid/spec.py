@@ -31,8 +31,8 @@ import yaml
 from pydantic import Field, ValidationError
 
 from tiltsweep.sweep.errors import Refused
-from tiltsweep.sweep.identity import trial_id
-from tiltsweep.sweep.results import SweepDescription
+from tiltsweep.sweep.grid.identity import trial_id
+from tiltsweep.sweep.store import SweepDescription
 from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig, batch_signature
 from tiltsweep.trainers.data import DatasetError, check_data
 
@@ -63,10 +63,8 @@ class Resources(Section):
 @dataclass(frozen=True, slots=True)
 class GridPoint:
     """One training. Where settings it makes irrelevant differ (amplitude 1 at several periods,
-    sweep.identity), one training stands for several combinations of the grid's values: `axes` is
-    the first of them, `stands_for` all of them, and `former_ids` the ids those combinations had
-    before tiltsweep dropped irrelevant settings from the identity (for results directories
-    written then).
+    sweep.grid.identity), one training stands for several combinations of the grid's values:
+    `axes` is the first of them, `stands_for` all of them.
 
     A point keeps its settings, not its validated config: `config` is `point_config(base,
     settings)`, validated anew on each use, so that a sweep's driver holds a few hundred bytes a
@@ -79,7 +77,6 @@ class GridPoint:
     settings: dict[str, Any]  # axis path -> value at this point, as the grid file gives it
     base: dict = field(repr=False, compare=False)
     stands_for: tuple[dict[str, Any], ...] = ()
-    former_ids: tuple[str, ...] = ()
     signature: str = field(default="", repr=False)  # trainers.config.batch_signature
     batch_points: Any = "auto"
 
@@ -89,8 +86,7 @@ class GridPoint:
 
     def joined(self, other: GridPoint) -> GridPoint:
         """This training, standing also for what `other` (of the same trial id) stands for."""
-        new = lambda mine, theirs: mine + tuple(item for item in theirs if item not in mine)
-        return replace(self, stands_for=new(self.stands_for, other.stands_for), former_ids=new(self.former_ids, other.former_ids))
+        return replace(self, stands_for=self.stands_for + tuple(axes for axes in other.stands_for if axes not in self.stands_for))
 
 
 def point_config(base: dict, settings: dict[str, Any]) -> TrialConfig:
@@ -144,7 +140,6 @@ class GridSpec:
             [{"axes": by_column(sub.axes), "trial_ids": list(sub.trial_ids)} for sub in self.subgrids],
             {point.trial_id: by_column(point.axes) for point in self.points},
             {point.trial_id: [by_column(differing(axes, point.axes)) for axes in point.stands_for[1:]] for point in self.points if len(point.stands_for) > 1},
-            {point.trial_id: list(point.former_ids) for point in self.points if point.former_ids != (point.trial_id,)},
         )
 
 
@@ -418,10 +413,9 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
         full_ids[full_id] = typed
         if datasets is not None:
             datasets.setdefault((config.data.model_dump_json(), config.optimizer.batch_size), (config.data, config.optimizer.batch_size))
-        own_id = trial_id(config)
-        # the point's dicts and id are shared where equal: a point's memory is what differs
+        # the point's dicts are shared where equal: a point's memory is what differs
         settings = typed if at == typed else at
-        add_point(points, GridPoint(own_id, typed, settings, base, (typed,), (own_id if full_id == own_id else full_id,),
+        add_point(points, GridPoint(trial_id(config), typed, settings, base, (typed,),
                                     sys.intern(batch_signature(config)), config.training.batch_points))
     return list(points.values())
 

@@ -6,9 +6,9 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
 2. Ray starts (or joins the cluster), and a trial's resources must fit on one of its nodes; then
    the lock is taken and grid.yaml saved;
 3. the records already there are filed (a run killed earlier may have left some unfiled), and
-   the report (figures/index.html) is drawn, then redrawn as points finish (sweep.live);
-4. the points without a completed or diverged record run; partial ones resume from their
-   checkpoints, failed ones are tried again; each is filed as it finishes (sweep.ledger.Filer);
+   the followers start (the live report, the trackers: they act as points finish);
+4. the points without a completed or diverged record run (run.retries); partial ones resume from
+   their checkpoints, failed ones are tried again; each is filed as it finishes (run.filer);
 5. the tables are rebuilt from the records once more.
 """
 
@@ -18,17 +18,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import Optional, Protocol, Sequence, TextIO
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import GridSpec
-from tiltsweep.sweep.ledger import Ledger
-from tiltsweep.sweep.live import Follower
-from tiltsweep.sweep.lock import LockHeld, RunLock, describe, owner_alive
-from tiltsweep.sweep.progress import Progress, clock
-from tiltsweep.sweep.provenance import code_version
-from tiltsweep.sweep.results import FINAL_STATUSES, ResultsDir
-from tiltsweep.sweep.stopping import Stop, stop_on_signals
+from tiltsweep.sweep.run import retries
+from tiltsweep.sweep.run.progress import Progress, clock
+from tiltsweep.sweep.run.provenance import code_version
+from tiltsweep.sweep.run.signals import Stop, stop_on_signals
+from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.store.ledger import Ledger
+from tiltsweep.sweep.store.lock import LockHeld, describe
 
 
 class RunRefused(Refused):
@@ -61,17 +61,25 @@ def results_dir_for(spec: GridSpec, out: Path) -> ResultsDir:
 
 
 def refuse_if_locked(results: ResultsDir) -> None:
-    owner = RunLock(results.lock_path).owner()
-    if owner and owner_alive(owner):
-        raise RunRefused(f"{results.root} is in use by another tiltsweep run: {describe(owner)}")
+    owner = results.lock().holder()
+    if owner is not None:
+        raise RunRefused(f"{results} is in use by another tiltsweep run: {describe(owner)}")
+
+
+class Follower(Protocol):
+    """What follows a run as its points finish (the live report, the trackers): started once the
+    records already there are filed, closed at the end."""
+
+    def start(self) -> object: ...
+
+    def close(self) -> None: ...
 
 
 def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
-    dashboard: bool = False, stream: Optional[TextIO] = None, followers: Sequence[tuple[str, Callable[[bool], object]]] = (),
+    dashboard: bool = False, stream: Optional[TextIO] = None, followers: Sequence[Follower] = (),
 ) -> RunOutcome:
-    """followers: (what, act(live)) called as points finish (sweep.live): the report, the trackers."""
-    from tiltsweep.sweep import executor  # Ray loads only for runs
+    from tiltsweep.sweep.run import executor  # Ray loads only for runs
 
     if address:
         executor.probe_address(address)
@@ -87,10 +95,10 @@ def run_sweep(
     except KeyboardInterrupt:
         if stop.signum is None:
             raise
-        recorded = results.outcomes(on_corrupt=lambda error: None)
+        recorded = results.records.outcomes(on_corrupt=lambda error: None)
         finished = sum(1 for point in spec.points if point.trial_id in recorded and recorded[point.trial_id].final)
         raise SweepStopped(stop, f"stopped by {stop.name}: {finished}/{len(spec.points)} points finished, the others keep "
-                                 f"their latest checkpoint; `tiltsweep resume {results.root}` goes on") from None
+                                 f"their latest checkpoint; `tiltsweep resume {results}` goes on") from None
     counts = {status: 0 for status in ("completed", "diverged", "failed")}
     for point in spec.points:
         status = ledger.status_of(point.trial_id)
@@ -119,11 +127,11 @@ class SweepStopped(Exception):
 
 
 def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO,
-               followers: Sequence[tuple[str, Callable[[bool], object]]] = ()):
+               followers: Sequence[Follower] = ()):
     """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
     say = lambda message: print(message, file=stream, flush=True)
     executor.refuse_unmeetable_resources(spec, address)
-    lock = RunLock(results.lock_path)
+    lock = results.lock()
     try:
         lock.acquire()
     except LockHeld as error:
@@ -133,13 +141,14 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         results.save_grid(spec.text, spec.source, spec.description())
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
         ledger.sync()
-        for what, act in followers:
-            following.append(Follower(act, results.summary_dir, lambda message: say(f"warning: {message}"), what).start())
-        todo = [p for p in spec.points if ledger.status_of(p.trial_id) not in FINAL_STATUSES]
+        for follower in followers:
+            follower.start()
+            following.append(follower)
+        todo = retries.to_run(spec.points, ledger.status_of)
         done = len(spec.points) - len(todo)
         where = f"the Ray cluster at {address}" if address else "local Ray"
         say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
-            f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results.root}")
+            f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results}")
         if todo:
             progress = Progress(spec.name, len(spec.points), done, stream)
             executor.run_points(spec, results, todo, ledger, progress, code_version(), verbose)
@@ -155,7 +164,7 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
 def format_outcome(outcome: RunOutcome) -> str:
     c = outcome.counts
     missing = outcome.total - sum(c.values())
-    text = (f"{outcome.results.root}: {c['completed']}/{outcome.total} completed, {c['diverged']} diverged, "
+    text = (f"{outcome.results}: {c['completed']}/{outcome.total} completed, {c['diverged']} diverged, "
             f"{c['failed']} failed" + (f", {missing} not finished" if missing else "")
             + f" ({outcome.ran} run now, {clock(outcome.seconds)})")
     return text

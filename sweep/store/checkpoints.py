@@ -1,0 +1,132 @@
+"""Train states in a results directory: the checkpoints of unfinished points, and the states that
+finished points keep.
+
+- checkpoints/<trial>/epoch-<n>.ckpt: sha256(payload) then the payload (trainers.Checkpoint's
+  bytes), so that a truncated or overwritten checkpoint is found before it is used; the newest
+  KEPT of a point are kept, and all go once its record is final.
+- states/<pack>.states: the states a pack's points keep (training.keep_final_state,
+  keep_checkpoints), appended as they are made: entries of a 4-byte header length, a JSON
+  header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
+  killed mid-entry leaves a torn last entry, which fails its size or checksum and is skipped; of
+  one (point, name) the last whole entry counts. name: "final" or layout.checkpoint_name(epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Callable, Optional
+
+from tiltsweep.sweep.store import layout
+from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.records import CorruptFile
+
+KEPT = 2
+
+
+class Checkpoints:
+    """The checkpoints/ folder. `quarantine(name, reason)` moves an unreadable one aside."""
+
+    def __init__(self, files: LocalFiles, quarantine: Callable[[str, str], object]):
+        self.files, self.quarantine = files, quarantine
+
+    def names(self, trial_id: str) -> list[str]:
+        """The point's checkpoints, newest first."""
+        folder = layout.checkpoint_folder(trial_id)
+        return [f"{folder}/{name}" for name in reversed(self.files.names(folder, ".ckpt")) if name.startswith("epoch-")]
+
+    def newest(self, trial_id: str) -> Optional[str]:
+        """The name of the point's newest checkpoint, if it has one."""
+        return next(iter(self.names(trial_id)), None)
+
+    def save(self, trial_id: str, epoch: int, payload: bytes) -> None:
+        self.files.write(layout.checkpoint(trial_id, epoch), hashlib.sha256(payload).digest() + payload)
+        for old in self.names(trial_id)[KEPT:]:
+            self.files.delete(old)
+
+    def read(self, name: str) -> bytes:
+        """A checkpoint's payload; CorruptFile if it does not match its checksum."""
+        data = self.files.read(name)
+        digest, payload = data[:32], data[32:]
+        if len(data) < 32 or hashlib.sha256(payload).digest() != digest:
+            raise CorruptFile(name, self.files.show(name), "checkpoint does not match its checksum (truncated or overwritten)")
+        return payload
+
+    def latest(self, trial_id: str, decode: Callable[[bytes], object] = lambda b: b):
+        """(epoch, decode(payload)) of the newest checkpoint that verifies and decodes; unreadable
+        ones are quarantined on the way. None when there is none."""
+        for name in self.names(trial_id):
+            try:
+                return epoch_of(name), decode(self.read(name))
+            except FileNotFoundError:
+                continue  # removed by a concurrent save's cleanup
+            except (CorruptFile, ValueError) as error:
+                self.quarantine(name, str(error))
+        return None
+
+    def clear(self, trial_id: str) -> None:
+        self.files.delete_folder(layout.checkpoint_folder(trial_id))
+
+    def trials(self) -> list[str]:
+        """The points that have a checkpoint."""
+        return [trial_id for trial_id in self.files.folders(layout.CHECKPOINTS) if self.names(trial_id)]
+
+
+def epoch_of(name: str) -> int:
+    return int(name.rsplit("/", 1)[-1].removesuffix(".ckpt").split("-")[1])
+
+
+class KeptStates:
+    """The states/ folder."""
+
+    def __init__(self, files: LocalFiles):
+        self.files = files
+
+    def save(self, pack_id: str, trial_id: str, name: str, payload: bytes) -> None:
+        header = json.dumps({"trial_id": trial_id, "name": name, "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+        self.files.append(layout.pack_states(pack_id), struct.pack(">I", len(header)) + header + payload)
+
+    def kept(self, pack_id: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """(trial id, name) -> (offset, size) of each whole entry in the pack's states file."""
+        return self._scan(pack_id)[0]
+
+    def repair(self, pack_id: str) -> None:
+        """Cut a torn last entry off, so that entries appended next are read (a retried pack's
+        worker does this before it trains)."""
+        _, end = self._scan(pack_id)
+        name = layout.pack_states(pack_id)
+        if self.files.exists(name) and self.files.size(name) > end:
+            self.files.truncate(name, end)
+
+    def read(self, pack_id: str, trial_id: str, name: str) -> Optional[bytes]:
+        entry = self.kept(pack_id).get((trial_id, name))
+        if entry is None:
+            return None
+        with self.files.open(layout.pack_states(pack_id)) as handle:
+            handle.seek(entry[0])
+            return handle.read(entry[1])
+
+    def show(self, pack_id: str) -> str:
+        return self.files.show(layout.pack_states(pack_id))
+
+    def _scan(self, pack_id: str) -> tuple[dict, int]:
+        entries: dict[tuple[str, str], tuple[int, int]] = {}
+        end = 0
+        try:
+            handle = self.files.open(layout.pack_states(pack_id))
+        except FileNotFoundError:
+            return entries, end
+        with handle:
+            while len(length := handle.read(4)) == 4:
+                try:
+                    header = json.loads(handle.read(struct.unpack(">I", length)[0]))
+                    offset = handle.tell()
+                    payload = handle.read(header["size"])
+                except (ValueError, KeyError, TypeError):
+                    break
+                if len(payload) != header["size"] or hashlib.sha256(payload).hexdigest() != header["sha256"]:
+                    break  # torn by a killed writer
+                entries[(header["trial_id"], header["name"])] = (offset, header["size"])
+                end = handle.tell()
+        return entries, end

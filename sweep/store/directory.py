@@ -1,0 +1,205 @@
+"""One sweep's results directory, the source of truth: the store's one entry point. It knows every
+path inside the directory (store.layout) and hands out its parts:
+
+    results = ResultsDir("results/quickstart")
+    results.records       trial records, one file per pack (store.records)
+    results.checkpoints   checkpoints of unfinished points (store.checkpoints)
+    results.states        the states finished points keep
+    results.tables        summary, curves, traces and measurements in Parquet (store.tables)
+    results.lock()        the run lock (store.lock)
+
+and keeps, itself, what the sweep is (grid.yaml, sweep.json, refinements.json), the destinations
+of what commands draw and measure, and the quarantine of unreadable files. Every file is written
+whole (store.files).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from tiltsweep.sweep.errors import Refused
+from tiltsweep.sweep.store import layout
+from tiltsweep.sweep.store.checkpoints import Checkpoints, KeptStates
+from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.records import PackFiles
+from tiltsweep.sweep.store.tables import Tables
+
+
+@dataclass(frozen=True)
+class SweepDescription:
+    """What sweep.json says a sweep is, so that nobody after the run parses its grid file."""
+
+    name: str
+    axes: dict[str, list]  # column -> values, in the grid file's order (over all sub-grids)
+    subgrids: list[dict]  # {"axes": {column: values}, "trial_ids": [...]} per sub-grid
+    points: dict[str, dict[str, Any]]  # trial id -> {column: value}, in grid order
+    # trial id -> the other combinations of the grid's values its training stands for (amplitude 1
+    # at other periods: sweep.grid.identity); analysis draws its row in each of their cells too
+    shared: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class OtherLayout(Refused):
+    """A results directory written with another layout version than this tiltsweep's."""
+
+
+class NotResults(Refused):
+    """A path that is not a results directory."""
+
+
+class ResultsDir:
+    def __init__(self, root):
+        self.root = Path(root).expanduser().resolve()
+        self.files = LocalFiles(self.root)
+        self.records = PackFiles(self.files)
+        self.checkpoints = Checkpoints(self.files, self.quarantine)
+        self.states = KeptStates(self.files)
+        self.tables = Tables(self.files)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def __str__(self) -> str:
+        return self.files.show()
+
+    def exists(self) -> bool:
+        """Whether it is a results directory: a run saved its grid there."""
+        return self.files.exists(layout.GRID)
+
+    def opened(self) -> "ResultsDir":
+        """This directory, if it is a results directory of this layout; NotResults or OtherLayout
+        (refusals) saying what it is instead."""
+        if not self.files.is_folder(""):
+            raise NotResults(f"{self}: no such results directory")
+        if not self.exists():
+            raise NotResults(f"{self}: not a tiltsweep results directory (no {layout.GRID})")
+        self.description()
+        return self
+
+    # --- what the sweep is ------------------------------------------------------------------------
+
+    def save_grid(self, text: str, source: Path, description: SweepDescription) -> None:
+        """grid.yaml as submitted, and sweep.json: the layout's version, where the grid file came
+        from (relative data paths resolve against its folder) and the description."""
+        self.files.write(layout.GRID, text.encode())
+        origin = {"source": str(Path(source).resolve()), "base_dir": str(Path(source).resolve().parent)}
+        self.files.write(layout.SWEEP, json.dumps({"layout": layout.LAYOUT, **origin, **description.__dict__}).encode())
+
+    @property
+    def grid_file(self) -> Path:
+        """grid.yaml, to parse the sweep again (`resume`)."""
+        return self.files.path(layout.GRID)
+
+    def _sweep_json(self) -> dict:
+        try:
+            return json.loads(self.files.read(layout.SWEEP))
+        except (OSError, ValueError):
+            return {}
+
+    def grid_base_dir(self) -> Optional[Path]:
+        """The folder relative data paths in grid.yaml were written against."""
+        base = self._sweep_json().get("base_dir")
+        return Path(base) if base else None
+
+    def described(self) -> bool:
+        """Whether sweep.json is there (a run writes it before its first point)."""
+        return self.files.exists(layout.SWEEP)
+
+    def description(self) -> SweepDescription:
+        """What sweep.json says; OtherLayout if another layout version wrote it."""
+        saved = self._sweep_json()
+        version = saved.get("layout", 1 if "points" in saved else 0)  # tiltsweep 0.1 wrote version 1 without saying so
+        if version != layout.LAYOUT:
+            raise OtherLayout(f"{self}: written with results layout {version}, and this tiltsweep reads layout {layout.LAYOUT} only: "
+                              f"open it with the tiltsweep that wrote it, or run its grid again into a new --out")
+        return SweepDescription(saved["name"], saved["axes"], saved["subgrids"], saved["points"], saved.get("shared", {}))
+
+    def added_points(self) -> list[dict]:
+        """The points `tiltsweep refine` added to the sweep ({column: value} of every axis), in
+        the order they were added."""
+        return [point for round in self._refinements() for point in round["points"]]
+
+    def add_points(self, points: list[dict], how: str) -> None:
+        """Record a round of refinement: `how` (the command's options) and its points."""
+        rounds = self._refinements() + [{"how": how, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "points": points}]
+        self.files.write(layout.REFINEMENTS, json.dumps({"rounds": rounds}, indent=1).encode())
+
+    def _refinements(self) -> list[dict]:
+        try:
+            return json.loads(self.files.read(layout.REFINEMENTS))["rounds"]
+        except FileNotFoundError:
+            return []
+
+    # --- what the commands make -----------------------------------------------------------------
+
+    def write_figure(self, file_name: str, data: bytes) -> str:
+        """figures/<file_name>; returns where it went."""
+        self.files.write(layout.figure(file_name), data)
+        return self.files.show(layout.figure(file_name))
+
+    def figure_shown(self, file_name: str) -> str:
+        return self.files.show(layout.figure(file_name))
+
+    def write_interpolation(self, name: str, frame) -> str:
+        """interpolations/<name>.parquet; returns where it went."""
+        self.tables.write(layout.interpolation(name), frame)
+        return self.files.show(layout.interpolation(name))
+
+    def write_lr_range(self, frame) -> str:
+        """lr-range/range.parquet; returns where it went."""
+        self.tables.write(layout.LR_RANGE, frame)
+        return self.files.show(layout.LR_RANGE)
+
+    def tracker_folder(self) -> Path:
+        """Where a tracker keeps its own files (W&B's offline runs)."""
+        return self.files.path(layout.TRACKERS)
+
+    def tracker_logged(self, tracker: str) -> list:
+        """What a tracker that cannot ask its server noted as logged (trackers/<tracker>.json)."""
+        try:
+            return json.loads(self.files.read(layout.tracker(f"{tracker}.json")))
+        except FileNotFoundError:
+            return []
+
+    def save_tracker_logged(self, tracker: str, logged: list) -> None:
+        self.files.write(layout.tracker(f"{tracker}.json"), json.dumps(logged).encode())
+
+    def faults_folder(self) -> Path:
+        """Where the firings of injected faults are counted (run.faults)."""
+        return self.files.path(layout.FAULTS)
+
+    def tune_folder(self) -> Path:
+        """Scratch for Ray Tune's own bookkeeping during a run (the records hold what matters)."""
+        return self.files.path(layout.TUNE)
+
+    def lock(self):
+        from tiltsweep.sweep.store.lock import RunLock
+
+        return RunLock(self.files.path(layout.LOCK), self.files.path(layout.LOCK_OWNER))
+
+    # --- quarantine -------------------------------------------------------------------------------
+
+    def quarantine(self, name: str, reason: str) -> str:
+        """Move an unreadable file aside, keeping its path in the directory, and log why; returns
+        where it went."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = f"{layout.QUARANTINE}/{stamp}/{name}"
+        if self.files.move(name, target):
+            entry = {"time": stamp, "file": name, "moved_to": target, "reason": reason}
+            self.files.append(layout.QUARANTINE_LOG, (json.dumps(entry) + "\n").encode())
+        return self.files.show(target)
+
+    def quarantined(self) -> list[dict]:
+        try:
+            return [json.loads(line) for line in self.files.read(layout.QUARANTINE_LOG).decode().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return []
+
+    def remove_stale_asides(self) -> None:
+        """Delete what writers killed mid-write left aside (while nobody writes)."""
+        self.files.remove_stale_asides(keep=layout.QUARANTINE)
+
