@@ -3,6 +3,7 @@ states, the learning-rate range test, and the two kinds of phase diagram side by
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -152,4 +153,4 @@ def test_range_test_over_decades_rises_geometrically_and_evaluates_within_epochs
     drawn = figures.lr_range(frame, suggestion, log_rate=True)
     assert {panel.get_xscale() for panel in drawn.axes} == {"log"}
     assert 1e-3 <= suggestion["base_lr"] <= suggestion["max_lr"] <= 10.0
-    assert figure.exists()
+    assert Path(figure).exists()

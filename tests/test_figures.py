@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -33,7 +34,7 @@ def gids(figure: Figure, prefix: str) -> dict[str, object]:
 
 
 def test_report_writes_every_figure_and_an_index(results_dir):
-    paths = build_report(results_dir, formats=["png", "svg"])
+    paths = [Path(path) for path in build_report(results_dir, formats=["png", "svg"])]  # where they went, as the store shows them
     names = {path.name for path in paths}
     for stem in ("phase_val_accuracy", "phase_train_accuracy", "phase_val_accuracy_gain", "band_val_accuracy", "curves_val_accuracy"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names

@@ -199,8 +199,9 @@ def test_a_results_directory_that_stops_taking_writes_stops_the_sweep_and_resume
         finished = records(directory)
         if trouble == "full":
             filler = fill(small_disk)
-        else:
-            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, capture_output=True)
+        else:  # a read-only mount over it (remounting the disk itself is refused while the run lock's file is open)
+            subprocess.run(["mount", "--bind", str(small_disk), str(small_disk)], check=True, capture_output=True)
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(small_disk)], check=True, capture_output=True)
         release.touch()
         code = driver.wait(timeout=240)
         output = driver.output()
@@ -214,7 +215,7 @@ def test_a_results_directory_that_stops_taking_writes_stops_the_sweep_and_resume
     if trouble == "full":
         filler.unlink()
     else:
-        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, capture_output=True)
+        subprocess.run(["umount", str(small_disk)], check=True, capture_output=True)  # the writable disk again
     state = status_json(directory)
     assert state["unreadable"] == [] and state["completed"] >= 3
     assert main(["resume", str(directory), "--no-plot"]) == 0

@@ -142,7 +142,7 @@ def blocks(run: PackRun, configs: dict) -> list[list[str]]:
     from tiltsweep.trainers.config import batch_signature
 
     def key(trial_id: str) -> tuple:
-        return batch_signature(configs[trial_id]), run.results.checkpoints.newest(trial_id) or ""
+        return batch_signature(configs[trial_id]), run.results.checkpoints.newest_epoch(trial_id)
 
     out, keys, widths = [], [], []
     for trial_id in configs:

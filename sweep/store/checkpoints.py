@@ -40,6 +40,11 @@ class Checkpoints:
         """The name of the point's newest checkpoint, if it has one."""
         return next(iter(self.names(trial_id)), None)
 
+    def newest_epoch(self, trial_id: str) -> Optional[int]:
+        """The epoch of the point's newest checkpoint, if it has one (not verified: `latest` does)."""
+        newest = self.newest(trial_id)
+        return None if newest is None else epoch_of(newest)
+
     def save(self, trial_id: str, epoch: int, payload: bytes) -> None:
         self.files.write(layout.checkpoint(trial_id, epoch), hashlib.sha256(payload).digest() + payload)
         for old in self.names(trial_id)[KEPT:]:
