@@ -10,6 +10,7 @@ import yaml
 from bad_grids import CASES, GOOD, REFUSED_WHILE_COMPOSING, laughs
 from tiltsweep.sweep.cli import main
 from tiltsweep.sweep.grid import MAX_DEPTH, MAX_INTEGER_CHARS, MAX_NODES, GridError, StrictLoader, load_grid, read_yaml_mapping
+from tiltsweep.sweep.runner import LONGEST_INSIDE, path_limits
 from tiltsweep.trainers.config import TrialConfig
 
 GRIDS = Path(__file__).resolve().parent.parent / "grids"
@@ -142,14 +143,27 @@ def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path,
         (["run", "{good}", "--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
         (["run", "{good}", "--address", "nonsense"], "not a Ray address"),
         (["run", "{good}", "--epochs", "3"], "unrecognized arguments: --epochs 3"),
+        (["run", "{longest}", "--smoke"], "name: is 261 bytes long with --smoke's '-smoke', more than the 255 a results directory's name may have"),
+        (["run", "{good}", "--out", "{deep}"], "the paths of ok's results there would reach"),
+        (["run", "{good}", "--out", "{long_part}"], "has a part of 300 bytes, more than the 255 a name may have there"),
+        (["run", "{long_part}.yaml"], ".yaml: cannot be read (File name too long)"),
     ],
-    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+    ids=lambda value: value if isinstance(value, str) else " ".join(value).replace("{", "").replace("}", ""),
 )
 def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, tally, argv, expected):
     monkeypatch.chdir(tmp_path)
     good = write(tmp_path, GOOD, "good.yaml")
     (tmp_path / "a-file").write_text("")
-    argv = [arg.format(good=good, file=tmp_path / "a-file") for arg in argv]
+    # a name of 255 bytes, the most a file name has, with a smoke section that would append -smoke
+    longest = write(tmp_path, GOOD.replace("name: ok", "name: " + "n" * 255) + "smoke:\n  training: {epochs: 10}\n", "longest.yaml")
+    path_max = path_limits(tmp_path)[0]
+    deep = tmp_path  # OUT/ok fits in PATH_MAX, the files tiltsweep writes below it do not
+    while len(str(deep)) < path_max - LONGEST_INSIDE // 2 - 200:
+        deep = deep / ("d" * 200)
+    deep = deep / ("e" * (path_max - LONGEST_INSIDE // 2 - len(str(deep))))
+    paths = dict(good=good, file=tmp_path / "a-file", longest=longest, deep=deep, long_part=tmp_path / ("x" * 300))
+    argv = [arg.format(**paths) for arg in argv]
+    before = sorted(tmp_path.iterdir())
     try:
         code = main(argv)
     except SystemExit as exit:
@@ -157,7 +171,7 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, t
     assert code == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
-    assert not (tmp_path / "results").exists()
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
     tally.refusal("bad command line")
 
 
