@@ -63,6 +63,48 @@ CASES = [
 ]
 
 
+def laughs(levels: int = 9) -> list[str]:
+    """A "billion laughs": `levels` anchors, each a list of nine aliases of the one before, so
+    the last stands for 9 ** levels items (PyYAML shares what an alias names: the file is small)."""
+    return ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+
+
+def merged_laughs(levels: int = 9) -> str:
+    """The same through merge keys, as block mappings indented by four: each mapping merges nine
+    aliases of the one before (PyYAML copies the merged keys in, 9 ** levels of them)."""
+    lines = ["    m0: &m0 {k0: 1, k1: 1, k2: 1, k3: 1, k4: 1, k5: 1, k6: 1, k7: 1, k8: 1}"]
+    lines += [f"    m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+NODES = "grows the file past the limit of 100,000 YAML nodes, an alias counting as all its anchor holds"
+DEEP = "is nested past the limit of 100 levels"
+
+# Refused while the YAML is composed, before any of it is built (test_grid.py checks that): files
+# that would otherwise hang, fill the memory, or end in a RecursionError or ValueError.
+REFUSED_WHILE_COMPOSING = [
+    ("alias bomb (billion laughs), as reported", "".join(f"x{i}: {anchor}\n" for i, anchor in enumerate(laughs())) + GOOD, f"x5: {NODES}"),
+    ("alias bomb in a grid axis", GOOD + f"  model.width: [{', '.join(laughs())}]\n", f"grid.model.width: {NODES}"),
+    ("alias bomb in a setting", replace("width: 8}", f"width: [{', '.join(laughs())}]}}"), f"model.width: {NODES}"),
+    ("alias bomb through merge keys (<<:)", replace("model: {name: mlp, width: 8}", "model:\n  name: mlp\n  bag:\n" + merged_laughs()), f"model.bag.m4.<<: {NODES}"),
+    ("alias inside its own anchor", replace("seed: [0, 1]", "seed: &r [0, *r]"), "grid.seed: alias *r names a node that contains it, so it never ends"),
+    ("flow sequence nested 10,000 deep", replace("seed: [0, 1]", "seed: " + "[" * 10_000 + "0" + "]" * 10_000), f"grid.seed: {DEEP}"),
+    ("aliases stacked 1,080 deep", replace("width: 8}", "width: 8, x: [" + ", ".join(
+        [f"&d0 {'[' * 90}0{']' * 90}"] + [f"&d{i} {'[' * 90}*d{i - 1}{']' * 90}" for i in range(1, 12)]) + "]}"),
+     f"model.x: {DEEP} through alias *d0"),
+    ("block mappings nested 200 deep", GOOD + "resources:\n" + "".join(" " * depth + "k:\n" for depth in range(1, 201)) + " " * 201 + "0\n",
+     f"resources.k.k.k.k.k.k.k...: {DEEP}"),
+    ("integer of 5,000 digits", replace("epochs: 100", "epochs: " + "9" * 5000), "training.epochs: an integer of 5,000 characters, past the limit of 1,000"),
+    ("hexadecimal integer of 5,000 digits", replace("epochs: 100", "epochs: 0x" + "f" * 5000), "training.epochs: an integer of 5,002 characters, past the limit of 1,000"),
+]
+
+CASES += REFUSED_WHILE_COMPOSING + [
+    ("grid file over 64 KiB", GOOD + "#" + " " * 64 * 1024 + "\n", "is larger than the limit of 65,536 characters (64 KiB) for a grid file"),
+    ("integer tag on text", replace("epochs: 100", 'epochs: !!int "lots"'), "unreadable YAML at line 5, column 20: cannot read 'lots' as an integer"),
+    ("name of 300 characters", replace("name: ok", "name: " + "n" * 300), "name: is 300 bytes long, more than the 255 a results directory's name may have"),
+]
+
+
 def markdown_table() -> str:
     """Run `tiltsweep run bad.yaml` on every case and tabulate what it prints (for README.md)."""
     import os

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bad_grids import CASES, GOOD
+from bad_grids import CASES, GOOD, REFUSED_WHILE_COMPOSING, laughs
 from tiltsweep.sweep.commands.cli import main
-from tiltsweep.sweep.grid import GridError, load_grid
+from tiltsweep.sweep.grid.spec import MAX_DEPTH, MAX_INTEGER_CHARS, MAX_NODES, GridError, StrictLoader, load_grid, read_yaml_mapping
+from tiltsweep.sweep.run.runner import LONGEST_INSIDE, path_limits
 from tiltsweep.trainers.config import TrialConfig
 
 GRIDS = Path(__file__).resolve().parent.parent / "grids"
@@ -142,14 +143,27 @@ def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path,
         (["run", "{good}", "--address", "127.0.0.1:9"], "cannot reach a Ray cluster at 127.0.0.1:9"),
         (["run", "{good}", "--address", "nonsense"], "not a Ray address"),
         (["run", "{good}", "--epochs", "3"], "unrecognized arguments: --epochs 3"),
+        (["run", "{longest}", "--smoke"], "name: is 261 bytes long with --smoke's '-smoke', more than the 255 a results directory's name may have"),
+        (["run", "{good}", "--out", "{deep}"], "the paths of ok's results there would reach"),
+        (["run", "{good}", "--out", "{long_part}"], "has a part of 300 bytes, more than the 255 a name may have there"),
+        (["run", "{long_part}.yaml"], ".yaml: cannot be read (File name too long)"),
     ],
-    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+    ids=lambda value: value if isinstance(value, str) else " ".join(value).replace("{", "").replace("}", ""),
 )
 def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, tally, argv, expected):
     monkeypatch.chdir(tmp_path)
     good = write(tmp_path, GOOD, "good.yaml")
     (tmp_path / "a-file").write_text("")
-    argv = [arg.format(good=good, file=tmp_path / "a-file") for arg in argv]
+    # a name of 255 bytes, the most a file name has, with a smoke section that would append -smoke
+    longest = write(tmp_path, GOOD.replace("name: ok", "name: " + "n" * 255) + "smoke:\n  training: {epochs: 10}\n", "longest.yaml")
+    path_max = path_limits(tmp_path)[0]
+    deep = tmp_path  # OUT/ok fits in PATH_MAX, the files tiltsweep writes below it do not
+    while len(str(deep)) < path_max - LONGEST_INSIDE // 2 - 200:
+        deep = deep / ("d" * 200)
+    deep = deep / ("e" * (path_max - LONGEST_INSIDE // 2 - len(str(deep))))
+    paths = dict(good=good, file=tmp_path / "a-file", longest=longest, deep=deep, long_part=tmp_path / ("x" * 300))
+    argv = [arg.format(**paths) for arg in argv]
+    before = sorted(tmp_path.iterdir())
     try:
         code = main(argv)
     except SystemExit as exit:
@@ -157,8 +171,58 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, t
     assert code == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
-    assert not (tmp_path / "results").exists()
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
     tally.refusal("bad command line")
+
+
+UNBOUNDED = REFUSED_WHILE_COMPOSING + [
+    ("alias bomb of 9 ** 20 items", GOOD + f"  model.width: [{', '.join(laughs(20))}]\n", "grid.model.width: grows the file past the limit"),
+]
+
+
+@pytest.mark.parametrize("title,text,expected", UNBOUNDED, ids=[case[0] for case in UNBOUNDED])
+def test_unbounded_yaml_is_refused_while_it_is_composed(tmp_path, monkeypatch, title, text, expected):
+    """Aliases are counted as all that their anchors hold, nesting and integer literals measured,
+    as PyYAML composes the document: the refusal comes before any of it is built (let alone
+    walked, copied or printed), whatever the document would grow to."""
+    monkeypatch.setattr(StrictLoader, "construct_document", lambda self, node: pytest.fail("built the document"))
+    with pytest.raises(GridError, match=re.escape(expected)):
+        load_grid(write(tmp_path, text))
+
+
+def test_yaml_at_the_limits_is_read(tmp_path):
+    """Each limit is the most allowed: a document at it is read (and a grid file nested as deep
+    goes through validation, copies and --smoke's dump without a RecursionError), one past it is not."""
+    anchor = "a: &a [" + ", ".join(["0"] * 99) + "]\n"  # the root, the key, the list and its 99 items: 102 nodes
+    for extra, refused in ((0, False), (1, True)):
+        items = ["*a"] * ((MAX_NODES - 104) // 100) + ["0"] * ((MAX_NODES - 104) % 100 + extra)
+        path = write(tmp_path, anchor + f"b: [{', '.join(items)}]\n", "nodes.yaml")  # + key b and its list
+        if refused:
+            with pytest.raises(GridError, match=f"nodes.yaml: grows the file past the limit of {MAX_NODES:,} YAML nodes"):  # the root's node
+                read_yaml_mapping(path)
+        else:
+            assert len(read_yaml_mapping(path)["b"]) == len(items)
+    deep = lambda levels: "[" * levels + "0" + "]" * levels
+    smoke = "smoke:\n  training: {epochs: 10}\n"
+    with pytest.raises(GridError, match=re.escape("model.deep: unknown setting")):  # root, model, deep: 3 levels
+        load_grid(write(tmp_path, GOOD.replace("width: 8}", f"width: 8, deep: {deep(MAX_DEPTH - 3)}}}") + smoke), smoke=True)
+    with pytest.raises(GridError, match=re.escape(f"model.deep: is nested past the limit of {MAX_DEPTH} levels")):
+        load_grid(write(tmp_path, GOOD.replace("width: 8}", f"width: 8, deep: {deep(MAX_DEPTH - 2)}}}")))
+    anchor = f"a: &a {deep(MAX_DEPTH - 3)}\n"  # 97 lists around a number: 98 levels high, from level 2
+    assert read_yaml_mapping(write(tmp_path, anchor + "b: [*a]\n"))["b"][0] is not None  # 1 + 1 + 98 levels
+    with pytest.raises(GridError, match=re.escape(f"b: is nested past the limit of {MAX_DEPTH} levels through alias *a")):
+        read_yaml_mapping(write(tmp_path, anchor + "b: [[*a]]\n"))
+    assert read_yaml_mapping(write(tmp_path, "seed: " + "9" * MAX_INTEGER_CHARS))["seed"] == 10 ** MAX_INTEGER_CHARS - 1
+    with pytest.raises(GridError, match=f"seed: an integer of {MAX_INTEGER_CHARS + 1:,} characters"):
+        read_yaml_mapping(write(tmp_path, "seed: " + "9" * (MAX_INTEGER_CHARS + 1)))
+
+
+def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
+    text = GOOD.replace("training: {epochs: 100, eval_every: 50}", "training: &training {epochs: 100, eval_every: 50}")
+    text = text.replace("seed: [0, 1]", "seed: &seeds [0, 1]") + "smoke:\n  training: {<<: *training, epochs: 10}\n  grid: {amplitude: [10], seed: *seeds}\n"
+    spec, smoke = load_grid(write(tmp_path, text)), load_grid(write(tmp_path, text), smoke=True)
+    assert len(spec.points) == 4 and [p.axes["seed"] for p in smoke.points] == [0, 1]
+    assert {(p.config.training.epochs, p.config.training.eval_every) for p in smoke.points} == {(10, 50)}
 
 
 SUBGRIDS = GOOD.replace("""grid:
