@@ -45,6 +45,7 @@ CASES = [
     ("empty file", "", "is empty"),
     ("name missing", replace("name: ok\n", ""), "name: is required"),
     ("name with a slash", replace("name: ok", "name: ../escape"), "name: must be letters, digits"),
+    ("name ending in a newline", replace("name: ok", 'name: "ok\\n"'), "name: must be letters, digits"),
     ("batch larger than the data", replace("batch_size: full", "batch_size: 500"), "optimizer.batch_size: 500 is larger than the training set (60 examples)"),
     ("negative GPU share", GOOD + "resources: {cpu: 1, gpu: -1}\n", "resources.gpu: Input should be greater than or equal to 0"),
     ("unknown resource", GOOD + "resources: {cpu: 1, gpus: 1}\n", "resources.gpus: unknown setting (did you mean 'gpu'?)"),

@@ -9,8 +9,10 @@ import yaml
 
 from bad_grids import CASES, GOOD, REFUSED_WHILE_COMPOSING, laughs
 from tiltsweep.sweep.commands.cli import main
-from tiltsweep.sweep.grid.spec import MAX_DEPTH, MAX_INTEGER_CHARS, MAX_NODES, GridError, StrictLoader, load_grid, read_yaml_mapping
-from tiltsweep.sweep.run.runner import LONGEST_INSIDE, path_limits
+from tiltsweep.sweep.grid import GridError, load_grid
+from tiltsweep.sweep.grid.reading import MAX_DEPTH, MAX_INTEGER_CHARS, MAX_NODES, StrictLoader, read_yaml_mapping
+from tiltsweep.sweep.store.layout import LONGEST_INSIDE
+from tiltsweep.sweep.store.location import path_limits
 from tiltsweep.trainers.config import TrialConfig
 
 GRIDS = Path(__file__).resolve().parent.parent / "grids"

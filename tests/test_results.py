@@ -16,7 +16,7 @@ from tiltsweep.sweep.run.progress import Progress
 from tiltsweep.sweep.store import OtherLayout, ResultsDir, SweepDescription, TrialRecord
 from tiltsweep.sweep.store.files import atomic_write
 from tiltsweep.sweep.store.ledger import Ledger, curve_rows
-from tiltsweep.sweep.store.lock import LockHeld, RunLock
+from tiltsweep.sweep.store.lock import LockHeld
 from tiltsweep.sweep.store.records import PackFiles
 
 AXES = {"amplitude": "loss.amplitude", "seed": "seed", "model.width": "model.width"}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.store.location import results_directory
 
 COLUMNS = ["step", "epoch", "learning_rate", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 
@@ -68,7 +68,7 @@ def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: 
     if len(frame) < 3:
         raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--evaluations)")
     suggestion = suggest_learning_rates(frame["learning_rate"], frame["val_accuracy"])
-    results = ResultsDir(Path(out).expanduser() / spec.name)
+    results = results_directory(out, spec.name, spec.source)
     table = results.write_lr_range(frame)
     title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
     drawn = figures.lr_range(frame, suggestion, title, log_rate=config.schedule.spacing == "geometric")

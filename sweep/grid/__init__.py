@@ -4,7 +4,8 @@ the one place a grid file is parsed. Everything after it receives these typed ob
     spec = load_grid("grids/quickstart.yaml")   # GridSpec, or GridError naming the file and field
     spec.points                                 # GridPoints: trial id, axis values, config
 
-spec (reading and expansion), identity (a trial's id).
+reading (the YAML, strictly and within limits), spec (validation and expansion into points),
+messages (a validation error as one line), identity (a trial's id).
 """
 
 from tiltsweep.sweep.grid.spec import (

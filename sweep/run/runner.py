@@ -14,7 +14,6 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tiltsweep.sweep.run.provenance import code_version
 from tiltsweep.sweep.run.signals import Stop, stop_on_signals
 from tiltsweep.sweep.store import ResultsDir
 from tiltsweep.sweep.store.ledger import Ledger
+from tiltsweep.sweep.store.location import Unplaceable, results_directory
 from tiltsweep.sweep.store.lock import LockHeld, describe
 
 
@@ -51,63 +51,13 @@ class RunOutcome:
         return self.counts.get("completed", 0) + self.counts.get("diverged", 0) == self.total
 
 
-PATH_MAX, NAME_MAX = 4096, 255  # bytes, where os.pathconf cannot tell
-# Bytes the longest path tiltsweep writes below OUT/<name>/ takes, with room to spare: an aside of
-# an interpolation's table (interpolations/.<trial>-at-<epoch>__<trial>-at-<epoch>.parquet.<uuid>.tmp,
-# about 120) or of a checkpoint (checkpoints/<trial>/.epoch-<n>.ckpt.<uuid>.tmp, 90).
-LONGEST_INSIDE = 128
-
-
 def results_dir_for(spec: GridSpec, out: Path) -> ResultsDir:
-    """The results directory of `spec` under `out` (--out), or RunRefused where `out` is a file,
-    or where a path in that directory would be longer than the file system there allows
-    (refuse_paths_too_long). Writes nothing."""
-    out = Path(out).expanduser()
-    refuse_paths_too_long(spec, out)
-    if out.exists() and not out.is_dir():
-        raise RunRefused(f"--out {out}: is a file, not a directory")
-    results = ResultsDir(out / spec.name)
-    if results.root.exists() and not results.root.is_dir():
-        raise RunRefused(f"{results.root}: is a file, not a results directory")
-    return results
-
-
-def refuse_paths_too_long(spec: GridSpec, out: Path) -> None:
-    """RunRefused where OUT/<name>/ could not hold tiltsweep's files: a part of `out` or the
-    sweep's name longer than NAME_MAX, or OUT/<name>/ plus LONGEST_INSIDE bytes reaching
-    PATH_MAX (the limits where `out` is, path_limits), each counted in bytes of the absolute path."""
-    where = Path(os.path.abspath(out))
-    path_max, name_max = path_limits(where)
-    for part in where.parts:
-        if len(os.fsencode(part)) > name_max:
-            raise RunRefused(f"--out {shown(out)}: has a part of {len(os.fsencode(part)):,} bytes, more than the {name_max} a name may have there")
-    if len(os.fsencode(spec.name)) > name_max:
-        raise RunRefused(f"{spec.source}: name: is {len(os.fsencode(spec.name)):,} bytes long, more than the {name_max} a name may have in {shown(out)}")
-    longest = len(os.fsencode(str(where / spec.name))) + 1 + LONGEST_INSIDE
-    if longest >= path_max:
-        raise RunRefused(f"--out {shown(out)}: the paths of {spec.name}'s results there would reach {longest:,} bytes, past the "
-                         f"limit of {path_max - 1:,} (PATH_MAX {path_max:,}): choose a shorter --out")
-
-
-def path_limits(path: Path) -> tuple[int, int]:
-    """(PATH_MAX, NAME_MAX) in bytes on the file system of `path`'s nearest existing folder, as
-    os.pathconf says, where it can; PATH_MAX and NAME_MAX above otherwise."""
-    place = next((folder for folder in (path, *path.parents) if os.path.isdir(folder)), None)
-
-    def limit(name: str, fallback: int) -> int:
-        try:
-            value = os.pathconf(place, name)
-        except (AttributeError, TypeError, ValueError, OSError):  # no pathconf (Windows), no such name, no place
-            return fallback
-        return value if value > 0 else fallback  # -1: no limit it knows of
-
-    return limit("PC_PATH_MAX", PATH_MAX), limit("PC_NAME_MAX", NAME_MAX)
-
-
-def shown(path: Path, keep: int = 60) -> str:
-    """`path` as given, its middle left out where it is longer than `keep` characters."""
-    text = str(path)
-    return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-(keep // 2):]}"
+    """The results directory of `spec` under `out` (--out), or RunRefused where it cannot be
+    (store.location). Writes nothing."""
+    try:
+        return results_directory(out, spec.name, spec.source)
+    except Unplaceable as error:
+        raise RunRefused(str(error)) from None
 
 
 def refuse_if_locked(results: ResultsDir) -> None:

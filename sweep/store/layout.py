@@ -28,6 +28,10 @@ refused (store.directory.OtherLayout), never migrated. Version 1 is what tiltswe
 from __future__ import annotations
 
 LAYOUT = 1
+# Bytes the longest path the store writes below a results directory's root takes, with room to
+# spare: an aside of an interpolation's table (interpolations/.<trial>-at-<epoch>__<trial>-at-
+# <epoch>.parquet.<uuid>.tmp, about 120) or of a checkpoint (checkpoints/<trial>/.epoch-<n>.ckpt.<uuid>.tmp, 90).
+LONGEST_INSIDE = 128
 
 GRID = "grid.yaml"
 SWEEP = "sweep.json"
