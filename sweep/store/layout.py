@@ -27,6 +27,8 @@ refused (store.directory.OtherLayout), never migrated. Version 1 is what tiltswe
 
 from __future__ import annotations
 
+from typing import Callable
+
 LAYOUT = 1
 # Bytes the longest path the store writes below a results directory's root takes, with room to
 # spare: an aside of an interpolation's table (interpolations/.<trial>-at-<epoch>__<trial>-at-
@@ -54,20 +56,20 @@ FAULTS = ".faults"
 TUNE = ".tune"
 
 
-def pack_records(pack_id: str) -> str:
-    return f"{RECORDS}/{pack_id}.msgpack"
+def named(folder: str, suffix: str = "") -> Callable[[str], str]:
+    """The path of a file in `folder` named by a key (a pack id, a trial id, a file name) and `suffix`."""
+    return lambda key: f"{folder}/{key}{suffix}"
 
 
-def pack_summary(pack_id: str) -> str:
-    return f"{SUMMARY}/{pack_id}.parquet"
-
-
-def pack_curves(pack_id: str) -> str:
-    return f"{CURVES}/{pack_id}.parquet"
-
-
-def checkpoint_folder(trial_id: str) -> str:
-    return f"{CHECKPOINTS}/{trial_id}"
+pack_records = named(RECORDS, ".msgpack")
+pack_summary = named(SUMMARY, ".parquet")
+pack_curves = named(CURVES, ".parquet")
+pack_states = named(STATES, ".states")
+checkpoint_folder = named(CHECKPOINTS)
+trace = named(TRACES, ".parquet")
+interpolation = named(INTERPOLATIONS, ".parquet")
+figure = named(FIGURES)
+tracker = named(TRACKERS)
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -77,23 +79,3 @@ def checkpoint_name(epoch: int) -> str:
 
 def checkpoint(trial_id: str, epoch: int) -> str:
     return f"{checkpoint_folder(trial_id)}/{checkpoint_name(epoch)}.ckpt"
-
-
-def pack_states(pack_id: str) -> str:
-    return f"{STATES}/{pack_id}.states"
-
-
-def trace(trial_id: str) -> str:
-    return f"{TRACES}/{trial_id}.parquet"
-
-
-def interpolation(name: str) -> str:
-    return f"{INTERPOLATIONS}/{name}.parquet"
-
-
-def figure(file_name: str) -> str:
-    return f"{FIGURES}/{file_name}"
-
-
-def tracker(file_name: str) -> str:
-    return f"{TRACKERS}/{file_name}"
