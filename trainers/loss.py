@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from tiltsweep.trainers import oscillation
 
@@ -39,9 +40,10 @@ def cross_entropy(logits, labels):
 
 
 def squared_error(logits, labels):
-    """sum_i (f_i(x_j) - onehot(y_j)_i)^2 per example: (P, C), (P,) -> (P,)."""
+    """sum_i (f_i(x_j) - onehot(y_j)_i)^2 per example: (P, C), (P,) -> (P,); optax.squared_error
+    summed over the classes."""
     targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    return jnp.sum((logits - targets) ** 2, axis=-1)
+    return jnp.sum(optax.squared_error(logits, targets), axis=-1)
 
 
 PER_EXAMPLE_LOSSES = {"dynamical_cross_entropy": cross_entropy, "dynamical_mse": squared_error}
