@@ -77,28 +77,45 @@ def learning_rate_at(step, hyper, kind: OptimizerKind, steps_per_epoch: int):
     triangular:        base + (max - base) * (1 - |t / step_size mod 2 - 1|)
     range_test:        min + (max - min) * f, or with geometric spacing min * (max / min) ** f,
                        f = t / total_steps  (max at the end of the run)
+
+    optax computes them: constant is optax.constant_schedule; cosine is optax.join_schedules of
+    optax.linear_schedule (the warm-up) and optax.cosine_decay_schedule; triangular is
+    optax.linear_schedule from max down to base over the distance from the peak,
+    |t / step_size mod 2 - 1|; range_test is optax.linear_schedule from max down to min over the
+    remaining fraction 1 - f, and with geometric spacing min * exp of optax.linear_schedule from
+    log(max / min) down to 0 (min exactly at f = 0). piecewise_linear stays jnp.interp:
+    optax.piecewise_interpolate_schedule interpolates between cumulative products of scales keyed
+    by Python step numbers, which can neither start from a scale of 0 nor take traced knots.
+    Every number here is traced (one compiled program trains every grid point of a shape), where
+    optax's builders check lengths in Python (`transition_steps <= 0`, `decay_steps > 0`): so
+    each optax schedule is built over a concrete unit length and evaluated at a traced fraction
+    of it. optax's linear_schedule computes a rise from I to E at fraction x as (I - E)(1 - x) + E,
+    so the warm-up and the range test differ from the formulas above in their last bits.
     """
     t = jnp.asarray(step, dtype=hyper["learning_rate"].dtype)
     epoch = t / steps_per_epoch
     if kind.schedule == "constant":
-        return hyper["learning_rate"]
+        return optax.constant_schedule(hyper["learning_rate"])(t)
     if kind.schedule == "piecewise_linear":
         return hyper["learning_rate"] * jnp.interp(epoch, hyper["knot_epochs"], hyper["knot_scales"])
     if kind.schedule == "cosine":
         warmup, final = hyper["warmup_epochs"], hyper["final_scale"]
-        total_epochs = hyper["total_steps"] / steps_per_epoch
-        progress = jnp.clip((epoch - warmup) / jnp.maximum(total_epochs - warmup, 1e-12), 0.0, 1.0)
-        decayed = final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        warming = epoch / jnp.maximum(warmup, 1e-12)
-        return hyper["learning_rate"] * jnp.where(epoch < warmup, warming, decayed)
+        decay_epochs = jnp.maximum(hyper["total_steps"] / steps_per_epoch - warmup, 1e-12)
+        warm = optax.linear_schedule(0.0, 1.0, transition_steps=1)
+        decay = optax.cosine_decay_schedule(1.0, decay_steps=1, alpha=final, exponent=1)
+        scale = optax.join_schedules(
+            [lambda e: warm(e / jnp.maximum(warmup, 1e-12)), lambda e: decay(e / decay_epochs)], boundaries=[warmup]
+        )
+        return hyper["learning_rate"] * scale(epoch)
     if kind.schedule == "triangular":
-        rise = 1.0 - jnp.abs(jnp.mod(t / hyper["step_size"], 2.0) - 1.0)
-        return hyper["base_lr"] + (hyper["max_lr"] - hyper["base_lr"]) * rise
+        from_peak = jnp.abs(jnp.mod(t / hyper["step_size"], 2.0) - 1.0)
+        return optax.linear_schedule(hyper["max_lr"], hyper["base_lr"], transition_steps=1)(from_peak)
     if kind.schedule == "range_test":
-        fraction = t / jnp.maximum(hyper["total_steps"], 1.0)
-        linear = hyper["min_lr"] + (hyper["max_lr"] - hyper["min_lr"]) * fraction
-        geometric = hyper["min_lr"] * (hyper["max_lr"] / hyper["min_lr"]) ** fraction
-        return jnp.where(hyper["geometric"] > 0, geometric, linear)
+        remaining = 1.0 - t / jnp.maximum(hyper["total_steps"], 1.0)
+        min_lr, max_lr = hyper["min_lr"], hyper["max_lr"]
+        linear = optax.linear_schedule(max_lr, min_lr, transition_steps=1)(remaining)
+        log_rise = optax.linear_schedule(jnp.log(max_lr / min_lr), 0.0, transition_steps=1)(remaining)
+        return jnp.where(hyper["geometric"] > 0, min_lr * jnp.exp(log_rise), linear)
     raise ValueError(f"unknown schedule {kind.schedule!r}")
 
 
