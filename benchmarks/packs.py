@@ -3,7 +3,7 @@
 The spiral problem (3 x 100 points, full-batch GD, learning rate 1), MLP widths 20 (the
 quickstart) and 100; packs of 1 to 256 points differing in seed and amplitude; measured in
 point-steps per second (points x steps / seconds), the two ways interleaved, each pack size
-compiled first. `batch_points: auto` is chosen from these numbers (sweep.packs).
+compiled first. `batch_points: auto` is chosen from these numbers (sweep.run.packs).
 
     python benchmarks/packs.py [--quick]    # writes benchmarks/results/packs-<platform>.json
 

@@ -1,5 +1,5 @@
 """Does refining pay? The region of the (T, A) diagram where the oscillation helps, located by a
-coarse grid refined with `tiltsweep refine --budget` rounds (sweep.refine.propose_boundary, the
+coarse grid refined with `tiltsweep refine --budget` rounds (sweep.commands.refine.propose_boundary, the
 function the command calls) and by uniform grids, both against a dense grid as the ground truth.
 
 Setting: the quickstart's spiral and network (width 20, learning rate 1, full batch), STEPS

@@ -34,7 +34,7 @@ def page_cost(directory: Path) -> dict:
         started = time.perf_counter()
         path = write_live_index(directory, live=False)
         seconds.append(time.perf_counter() - started)
-    return {"index_html_megabytes": path.stat().st_size / 1e6, "live_page_seconds": median(seconds)}
+    return {"index_html_megabytes": Path(path).stat().st_size / 1e6, "live_page_seconds": median(seconds)}
 
 
 def run_seconds(grid: Path, out: Path, live: bool) -> float:

@@ -58,7 +58,7 @@ def status_json(results_dir: Path) -> dict:
 
 
 def records(results_dir: Path) -> dict[str, dict]:
-    """trial id -> its record (the one that counts, sweep.results), as a plain dict."""
+    """trial id -> its record (the one that counts, store.records), as a plain dict."""
     found = ResultsDir(results_dir).records.all(on_corrupt=lambda error: None)
     return {trial_id: record.model_dump() for trial_id, (_, record) in found.items()}
 

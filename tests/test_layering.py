@@ -14,8 +14,18 @@ import pytest
 from tiltsweep.sweep.store import layout
 
 PACKAGES = ("tiltsweep.trainers", "tiltsweep.sweep", "tiltsweep.analysis")
-# Each folder, by role, bottom first: a folder may import only the folders before it.
-ORDER = ("trainers/compilation", "trainers", "sweep", "sweep/store", "sweep/grid", "analysis", "sweep/run", "sweep/commands")
+# What each folder may import (DESIGN.md's roles): the store below the grid, the run and analysis;
+# analysis reads the store, never a grid file; the commands on top, imported by none.
+ALLOWED = {
+    "trainers/compilation": set(),
+    "trainers": {"trainers/compilation"},
+    "sweep": set(),  # errors.py: the refusals every role raises
+    "sweep/store": {"sweep"},
+    "sweep/grid": {"sweep", "sweep/store", "trainers"},
+    "analysis": {"sweep/store", "trainers"},
+    "sweep/run": {"sweep", "sweep/store", "sweep/grid", "trainers", "trainers/compilation"},
+    "sweep/commands": {"sweep", "sweep/store", "sweep/grid", "sweep/run", "analysis", "trainers", "trainers/compilation"},
+}
 
 
 def modules() -> dict[str, Path]:
@@ -75,14 +85,36 @@ def folder_imports() -> dict[tuple[str, str], list[str]]:
     return edges
 
 
+def loops(edges) -> list[list[str]]:
+    """The folders that reach themselves through their imports (each loop once, as a cycle)."""
+    graph: dict[str, set] = {}
+    for here, there in edges:
+        graph.setdefault(here, set()).add(there)
+    found = []
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(graph.get(node, ())):
+                if nxt == start and min(path) == start:
+                    found.append(path)
+                elif nxt not in path:
+                    stack.append((nxt, path + [nxt]))
+    return found
+
+
 def test_the_folders_are_those_of_the_roles():
-    assert {folder_of(path) for path in MODULES.values()} == set(ORDER)
+    assert {folder_of(path) for path in MODULES.values()} == set(ALLOWED)
 
 
-def test_folders_import_each_other_one_way_only_in_the_order_of_their_roles():
-    backwards = {f"{here} imports {there} ({', '.join(sorted(set(who)))})"
-                 for (here, there), who in folder_imports().items() if ORDER.index(there) > ORDER.index(here)}
-    assert not backwards, "\n".join(sorted(backwards))
+def test_no_two_folders_import_each_other():
+    assert not loops(folder_imports()), loops(folder_imports())
+
+
+def test_each_folder_imports_only_what_its_role_may():
+    against = {f"{here} imports {there} ({', '.join(sorted(set(who)))})"
+               for (here, there), who in folder_imports().items() if there not in ALLOWED[here]}
+    assert not against, "\n".join(sorted(against))
 
 
 def strings(tree: ast.Module):
@@ -114,6 +146,15 @@ def names_a_results_path(text: str, names: set[str]) -> bool:
     return text in names - OTHER_MEANINGS
 
 
+def joined(tree: ast.Module):
+    """The strings a module joins to a path with `/` (`root / "records"`)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            for side in (node.left, node.right):
+                if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                    yield side
+
+
 def test_only_the_store_names_a_file_or_folder_of_the_results_directory():
     names = results_names()
     assert {"summary.parquet", "records", "checkpoints", "figures", "sweep.json", ".lock"} <= names
@@ -121,9 +162,11 @@ def test_only_the_store_names_a_file_or_folder_of_the_results_directory():
     for module, path in MODULES.items():
         if folder_of(path) == "sweep/store":
             continue
-        for node in strings(ast.parse(path.read_text())):
-            if names_a_results_path(node.value, names):
-                found.append(f"{module}:{node.lineno}: {node.value!r}")
+        tree = ast.parse(path.read_text())
+        found += [f"{module}:{node.lineno}: {node.value!r}" for node in strings(tree) if names_a_results_path(node.value, names)]
+        found += [f"{module}:{node.lineno}: / {node.value!r}" for node in joined(tree) if node.value in names]
+        found += [f"{module}: imports the store's layout" for target in imported(tree, module, path.name == "__init__.py")
+                  if target == layout.__name__]
     assert not found, "\n".join(found)
 
 
@@ -152,3 +195,5 @@ def test_the_checks_catch_what_they_look_for():
     assert not names_a_results_path("Results go to OUT/<name>/ (summary.parquet, figures/)", names)
     backwards = ast.parse("from tiltsweep.sweep.commands.cli import main")
     assert imported(backwards, "tiltsweep.sweep.store.lock", False) == {"tiltsweep.sweep.commands.cli"}
+    assert [node.value for node in joined(ast.parse('root / "records" / name'))] == ["records"]
+    assert loops([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]) == [["a", "b", "c"]]

@@ -10,7 +10,7 @@ from tiltsweep.sweep.run.faults import InjectedFault
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.run.packs import LONGEST, MOST_VMAPPED, SHARE, Pack, block_width, pack_id, plan_packs
 from tiltsweep.sweep.run.runner import results_dir_for
-from tiltsweep.sweep.run.worker import run_pack
+from tiltsweep.sweep.run.worker import PackRun, blocks, run_pack
 from sweep_helpers import write_grid
 
 
@@ -49,6 +49,23 @@ def test_auto_block_width_is_one_on_a_cpu_and_what_fits_on_an_accelerator():
     assert block_width("auto", point_bytes=10**9, device_bytes=80 * 10**9, share=0.5) == 20
     assert block_width("auto", point_bytes=10**3, device_bytes=80 * 10**9, share=1.0) == MOST_VMAPPED
     assert block_width("auto", point_bytes=10**12, device_bytes=80 * 10**9, share=1.0) == 1
+
+
+def test_a_block_holds_points_of_one_signature_resuming_from_one_epoch(tmp_path):
+    """Blocks (of batch_points 3 here) never mix points that resume from different epochs, and
+    points checkpointed at the same epoch share one."""
+    grid = write_grid(tmp_path, epochs=2000)
+    grid.write_text(grid.read_text().replace("checkpoint_every: 1000}", "checkpoint_every: 1000, batch_points: 3}"))
+    spec = load_grid(grid)
+    results = results_dir_for(spec, tmp_path / "results")
+    points = list(spec.points)
+    for point in points[:2]:
+        results.checkpoints.save(point.trial_id, 1000, b"state")
+    results.checkpoints.save(points[2].trial_id, 500, b"state")
+    run = PackRun(payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test"))
+    configs = {point.trial_id: point.config for point in points}
+    ids = [point.trial_id for point in points]
+    assert blocks(run, configs) == [ids[:2], ids[2:3], ids[3:6]]
 
 
 @pytest.mark.slow

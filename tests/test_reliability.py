@@ -267,7 +267,7 @@ def test_worker_that_keeps_dying_is_marked_failed_after_its_retries(tmp_path, mo
 
 def test_a_point_that_kills_its_worker_keeps_no_point_of_its_pack_from_training(tmp_path, monkeypatch, capsys, tally):
     """Trials that take every CPU Ray finds run one at a time, so the first trial trains a pack
-    of two points (sweep.packs). The first point kills its worker on every attempt: the retry
+    of two points (sweep.run.packs). The first point kills its worker on every attempt: the retry
     trains the other point first, and only the killer is failed."""
     from ray._private.utils import get_num_cpus  # what a local Ray offers
 

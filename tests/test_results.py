@@ -328,16 +328,16 @@ def test_filer_close_raises_what_filing_met_and_the_records_stay(results):
 
 
 def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
-    results.states.save("p1", "a", "final", b"state of a")
-    results.states.save("p1", "b", "epoch-000000000010", b"early b")
+    results.states.save("p1", "a", b"state of a")
+    results.states.save("p1", "b", b"early b", epoch=10)
     with open(results.root / "states" / "p1.states", "ab") as handle:  # a worker killed while appending
         handle.write(b"\x00\x00\x00\x40{\"trial_id\": \"c\"")
-    assert set(results.states.kept("p1")) == {("a", "final"), ("b", "epoch-000000000010")}
+    assert set(results.states.kept("p1")) == {("a", None), ("b", 10)}
     results.states.repair("p1")  # the retried pack's worker, before it trains
-    results.states.save("p1", "c", "final", b"state of c")
-    results.states.save("p1", "a", "final", b"a again")  # the last whole entry counts
-    assert results.states.read("p1", "c", "final") == b"state of c" and results.states.read("p1", "a", "final") == b"a again"
-    assert results.states.read("p1", "b", "final") is None
+    results.states.save("p1", "c", b"state of c")
+    results.states.save("p1", "a", b"a again")  # the last whole entry counts
+    assert results.states.read("p1", "c") == b"state of c" and results.states.read("p1", "a") == b"a again"
+    assert results.states.read("p1", "b") is None and results.states.read("p1", "b", epoch=10) == b"early b"
 
 
 def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(results, tmp_path, capsys):
@@ -358,3 +358,38 @@ def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(result
         assert main([command, str(results.root), *(["a"] if command == "trace" else [])]) == 2
         message = capsys.readouterr().err
         assert message.count("\n") == 1 and "written with results layout 2" in message and "into a new --out" in message, message
+
+
+def test_directories_of_development_shapes_are_refused_not_read(results, tmp_path):
+    """Without a layout version, only tiltsweep 0.1's shape reads as layout 1: a summary written
+    whole, or record headers that do not count evaluations, were development versions' (layout 0)."""
+    import msgpack
+
+    results.save_grid("name: sweep\n", tmp_path / "g.yaml", SweepDescription("sweep", {"seed": [0]}, [], {"a": {"seed": 0}}))
+    sweep_json = results.root / "sweep.json"
+    sweep_json.write_text(json.dumps({k: v for k, v in json.loads(sweep_json.read_text()).items() if k != "layout"}))
+    put(results, "p1", record("a"))
+    assert ResultsDir(results.root).description().name == "sweep"
+    data = (results.root / "records" / "p1.msgpack").read_bytes()
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    header = unpacker.unpack()
+    header["index"] = {t: entry[:3] for t, entry in header["index"].items()}  # before headers counted evaluations
+    (results.root / "records" / "p1.msgpack").write_bytes(msgpack.packb(header) + data[unpacker.tell():])
+    with pytest.raises(OtherLayout, match="written with results layout 0"):
+        ResultsDir(results.root).description()
+    (results.root / "records" / "p1.msgpack").unlink()
+    (results.root / "summary.parquet").write_bytes(b"a summary written whole")
+    with pytest.raises(OtherLayout, match="written with results layout 0"):
+        ResultsDir(results.root).description()
+
+
+def test_a_directory_whose_run_stopped_before_describing_it_says_resume_describes_it(results, tmp_path, capsys):
+    from tiltsweep.sweep.commands.cli import main
+
+    results.save_grid("name: sweep\n", tmp_path / "g.yaml", SweepDescription("sweep", {"seed": [0]}, [], {"a": {"seed": 0}}))
+    (results.root / "sweep.json").unlink()  # the run was killed between writing grid.yaml and sweep.json
+    assert results.opened() is results  # `resume` may open it (and writes sweep.json again)
+    assert main(["status", str(results.root)]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "stopped before it described the sweep" in message and "tiltsweep resume" in message

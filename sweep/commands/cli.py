@@ -350,7 +350,6 @@ def format_status(status, root, listed: int = 8) -> str:
     return "\n".join(lines)
 
 
-
 def command_submit(args) -> int:
     import yaml
 
@@ -426,7 +425,7 @@ def command_trace(args) -> int:
     print(f"{trial_id}: {len(trace.frame)} rows, every {trace.every} steps -> {trace.path}")
     if trace.differing:
         print(f"  differs from the sweep's record at {trace.differing} of its {trace.checked} evaluations: this machine's replay "
-              f"(trained on another CPU, or vmapped with other points, it takes other last bits)")
+              f"(trained on another CPU, by another tiltsweep version, or vmapped with other points, it takes other last bits)")
     else:
         print(f"  matches the sweep's record at all {trace.checked} of its evaluations")
     for path in report.draw_trial(args.directory, trial_id):

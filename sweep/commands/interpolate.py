@@ -9,27 +9,27 @@ store keeps them (DIR/interpolations/, DIR/figures/).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.store import ResultsDir
-from tiltsweep.sweep.store.layout import checkpoint_name
 
 
 @dataclass
 class Endpoint:
     text: str
     trial_id: str
-    state: str  # "final" or "epoch-<n>"
+    epoch: Optional[int]  # of a state kept at that epoch; None: the final state
 
 
 def parse_endpoint(text: str) -> Endpoint:
     trial_id, _, epoch = text.partition("@")
     if epoch and not epoch.isdigit():
         raise Refused(f"{text}: expected TRIAL or TRIAL@EPOCH")
-    return Endpoint(text, trial_id, checkpoint_name(int(epoch)) if epoch else "final")
+    return Endpoint(text, trial_id, int(epoch) if epoch else None)
 
 
 def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
@@ -40,10 +40,12 @@ def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
     if recorded is None:
         raise Refused(f"{results}: no finished trial {endpoint.trial_id!r}")
     pack_id, record = recorded
-    payload = results.states.read(pack_id, endpoint.trial_id, endpoint.state)
+    payload = results.states.read(pack_id, endpoint.trial_id, endpoint.epoch)
     if payload is None:
-        kept = ", ".join(sorted(name for trial, name in results.states.kept(pack_id) if trial == endpoint.trial_id)) or "none"
-        raise Refused(f"{endpoint.text}: no kept state {endpoint.state} (kept: {kept}; "
+        epochs = sorted((epoch for trial, epoch in results.states.kept(pack_id) if trial == endpoint.trial_id), key=lambda e: (e is None, e))
+        kept = ", ".join("final" if epoch is None else f"epoch {epoch}" for epoch in epochs) or "none"
+        wanted = "final state" if endpoint.epoch is None else f"state at epoch {endpoint.epoch}"
+        raise Refused(f"{endpoint.text}: no kept {wanted} (kept: {kept}; "
                       "final states need training.keep_final_state, epochs need training.keep_checkpoints)")
     try:
         return record.config, Checkpoint.from_bytes(payload).state
@@ -65,7 +67,7 @@ def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataF
     alphas = np.round(np.linspace(-0.5, 1.5, 41), 10) if alphas is None else alphas
     frame = pd.DataFrame(interpolate(TrialConfig.model_validate(config_a), state_a, state_b, alphas))
     name = f"{a}__{b}".replace("@", "-at-")
-    table = results.write_interpolation(name, frame)
+    table = results.tables.write_interpolation(name, frame)
     from tiltsweep.analysis import figures
 
     drawn = figures.interpolation(frame, f"{results.name}: from {a} (alpha = 0) to {b} (alpha = 1)")

@@ -69,7 +69,7 @@ def run_range_test(grid: Path, out: Path, min_lr: float, max_lr: float, epochs: 
         raise Refused(f"range test: only {len(frame)} evaluations before the loss diverged; lower --max-lr or evaluate more often (--evaluations)")
     suggestion = suggest_learning_rates(frame["learning_rate"], frame["val_accuracy"])
     results = results_directory(out, spec.name, spec.source)
-    table = results.write_lr_range(frame)
+    table = results.tables.write_lr_range(frame)
     title = f"{spec.name}: learning-rate range test ({result.status} after {result.steps} steps)"
     drawn = figures.lr_range(frame, suggestion, title, log_rate=config.schedule.spacing == "geometric")
     figure = results.write_figure("lr_range.png", figures.save(drawn, "png"))

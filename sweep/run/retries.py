@@ -1,6 +1,6 @@
 """A crashed point's story: how it is retried, where its attempts are counted, when it is recorded
-failed. Every step of it is a function here, called where it happens (the worker, the executor,
-the runner).
+failed. Each step is told here, and what each decides is a function here, called where the step
+happens (the worker, the executor, the runner).
 
 1. Before a block of points trains, its worker counts their starts in their pack's record file
    (`count_starts`: attempts, and which worker started each last).
@@ -10,7 +10,8 @@ the runner).
    have no final record (`failed_record`, with the error), the pack's other blocks still train,
    and then the worker raises it.
 3. A worker that raised, or died (killed, out of memory, exited), fails its Ray Tune trial, and
-   Tune retries the trial, a whole pack, `resources.retries` times (run.executor's FailureConfig).
+   Tune retries the trial, a whole pack, `resources.retries` times (run.executor's FailureConfig;
+   with `retries: 0` a pack is one block, run.packs, so that no unstarted point waits on it).
 4. A retried pack skips its points that have a final record and trains the others, those never
    started first (`training_order`), so that a point that kills its worker cannot use up its
    pack-mates' retries; each resumes from its newest checkpoint that verifies.

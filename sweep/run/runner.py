@@ -66,7 +66,7 @@ def refuse_if_locked(results: ResultsDir) -> None:
         raise RunRefused(f"{results} is in use by another tiltsweep run: {describe(owner)}")
 
 
-class Follower(Protocol):
+class Following(Protocol):
     """What follows a run as its points finish (the live report, the trackers): started once the
     records already there are filed, closed at the end."""
 
@@ -77,7 +77,7 @@ class Follower(Protocol):
 
 def run_sweep(
     spec: GridSpec, results: ResultsDir, address: Optional[str] = None, verbose: bool = False,
-    dashboard: bool = False, stream: Optional[TextIO] = None, followers: Sequence[Follower] = (),
+    dashboard: bool = False, stream: Optional[TextIO] = None, followers: Sequence[Following] = (),
 ) -> RunOutcome:
     from tiltsweep.sweep.run import executor  # Ray loads only for runs
 
@@ -127,7 +127,7 @@ class SweepStopped(Exception):
 
 
 def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO,
-               followers: Sequence[Follower] = ()):
+               followers: Sequence[Following] = ()):
     """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
     say = lambda message: print(message, file=stream, flush=True)
     executor.refuse_unmeetable_resources(spec, address)
@@ -136,7 +136,7 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         lock.acquire()
     except LockHeld as error:
         raise RunRefused(str(error)) from None
-    following: list[Follower] = []
+    following: list[Following] = []
     try:
         results.save_grid(spec.text, spec.source, spec.description())
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))

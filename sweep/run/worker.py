@@ -29,7 +29,6 @@ from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.faults import faults_for
 from tiltsweep.sweep.run.packs import block_width
 from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir, TrialRecord
-from tiltsweep.sweep.store.layout import checkpoint_name
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -189,7 +188,7 @@ def train_block(run: PackRun, block: list[str], configs: list, report: Callable[
             continue
         for trial_id, config, result in zip(ids, cfgs, trained):
             if config.training.keep_final_state and result.state is not None:
-                run.results.states.save(run.payload["pack_id"], trial_id, "final", final_state_bytes(result))
+                run.results.states.save(run.payload["pack_id"], trial_id, final_state_bytes(result))
             run.finish(trial_id, status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
                        wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
                        error=result.message, worker_compilations=training_loop_compilations())
@@ -218,7 +217,7 @@ def checkpoint_keeper(results: ResultsDir, pack_id: str, trial_ids: list[str], c
         data = ckpt.to_bytes()
         results.checkpoints.save(trial_ids[i], ckpt.epoch, data)
         if configs[i].training.keep_checkpoints:
-            results.states.save(pack_id, trial_ids[i], checkpoint_name(ckpt.epoch), data)
+            results.states.save(pack_id, trial_ids[i], data, epoch=ckpt.epoch)
 
     return on_checkpoint
 

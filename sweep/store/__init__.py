@@ -7,8 +7,8 @@ path inside one. Below the run and analysis; it imports neither.
 
 Its modules: layout (every name in a results directory, and the layout's version), files (whole
 writes, reads, listings), records (the trial records of packs), checkpoints (and kept states),
-tables (Parquet), directory (ResultsDir), ledger (the tables filed from the records), status
-(where points stand), lock (one run at a time).
+tables (Parquet), directory (ResultsDir), location (where a results directory can be), ledger (the
+tables filed from the records), status (where points stand), lock (one run at a time).
 """
 
 from tiltsweep.sweep.store.directory import NotResults, OtherLayout, ResultsDir, SweepDescription

@@ -8,7 +8,8 @@ finished points keep.
   keep_checkpoints), appended as they are made: entries of a 4-byte header length, a JSON
   header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
   killed mid-entry leaves a torn last entry, which fails its size or checksum and is skipped; of
-  one (point, name) the last whole entry counts. name: "final" or layout.checkpoint_name(epoch).
+  one (point, name) the last whole entry counts. name: "final" (a point's state at its end,
+  epoch None here) or layout.checkpoint_name(epoch) (its state at that epoch).
 """
 
 from __future__ import annotations
@@ -88,13 +89,16 @@ class KeptStates:
     def __init__(self, files: LocalFiles):
         self.files = files
 
-    def save(self, pack_id: str, trial_id: str, name: str, payload: bytes) -> None:
-        header = json.dumps({"trial_id": trial_id, "name": name, "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    def save(self, pack_id: str, trial_id: str, payload: bytes, epoch: Optional[int] = None) -> None:
+        """Keep a point's state: its final one, or with `epoch` the one at that epoch."""
+        header = json.dumps({"trial_id": trial_id, "name": state_name(epoch), "size": len(payload),
+                             "sha256": hashlib.sha256(payload).hexdigest()}).encode()
         self.files.append(layout.pack_states(pack_id), struct.pack(">I", len(header)) + header + payload)
 
-    def kept(self, pack_id: str) -> dict[tuple[str, str], tuple[int, int]]:
-        """(trial id, name) -> (offset, size) of each whole entry in the pack's states file."""
-        return self._scan(pack_id)[0]
+    def kept(self, pack_id: str) -> dict[tuple[str, Optional[int]], tuple[int, int]]:
+        """(trial id, epoch or None for the final state) -> (offset, size) of each whole entry in
+        the pack's states file."""
+        return {(trial_id, state_epoch(name)): entry for (trial_id, name), entry in self._scan(pack_id)[0].items()}
 
     def repair(self, pack_id: str) -> None:
         """Cut a torn last entry off, so that entries appended next are read (a retried pack's
@@ -104,8 +108,9 @@ class KeptStates:
         if self.files.exists(name) and self.files.size(name) > end:
             self.files.truncate(name, end)
 
-    def read(self, pack_id: str, trial_id: str, name: str) -> Optional[bytes]:
-        entry = self.kept(pack_id).get((trial_id, name))
+    def read(self, pack_id: str, trial_id: str, epoch: Optional[int] = None) -> Optional[bytes]:
+        """A kept state's payload (the final one, or that at `epoch`); None if it was not kept."""
+        entry = self.kept(pack_id).get((trial_id, epoch))
         if entry is None:
             return None
         with self.files.open(layout.pack_states(pack_id)) as handle:
@@ -135,3 +140,11 @@ class KeptStates:
                 entries[(header["trial_id"], header["name"])] = (offset, header["size"])
                 end = handle.tell()
         return entries, end
+
+
+def state_name(epoch: Optional[int]) -> str:
+    return "final" if epoch is None else layout.checkpoint_name(epoch)
+
+
+def state_epoch(name: str) -> Optional[int]:
+    return None if name == "final" else int(name.split("-")[1])

@@ -58,6 +58,7 @@ class ResultsDir:
         self.checkpoints = Checkpoints(self.files, self.quarantine)
         self.states = KeptStates(self.files)
         self.tables = Tables(self.files)
+        self._layout: Optional[int] = None  # of a directory whose sweep.json names none, once looked at
 
     @property
     def name(self) -> str:
@@ -71,13 +72,15 @@ class ResultsDir:
         return self.files.exists(layout.GRID)
 
     def opened(self) -> "ResultsDir":
-        """This directory, if it is a results directory of this layout; NotResults or OtherLayout
-        (refusals) saying what it is instead."""
+        """This directory, if it is a results directory of this layout (or one whose run stopped
+        before describing it, which `resume` describes); NotResults or OtherLayout (refusals)
+        saying what it is instead."""
         if not self.files.is_folder(""):
             raise NotResults(f"{self}: no such results directory")
         if not self.exists():
             raise NotResults(f"{self}: not a tiltsweep results directory (no {layout.GRID})")
-        self.description()
+        if self.described():
+            self.description()
         return self
 
     # --- what the sweep is ------------------------------------------------------------------------
@@ -95,14 +98,21 @@ class ResultsDir:
         return self.files.path(layout.GRID)
 
     def _sweep_json(self) -> dict:
+        """sweep.json; NotResults where a run stopped before writing it, or it cannot be read."""
         try:
             return json.loads(self.files.read(layout.SWEEP))
-        except (OSError, ValueError):
-            return {}
+        except FileNotFoundError:
+            raise NotResults(f"{self}: its run stopped before it described the sweep (no {layout.SWEEP}): "
+                             f"`tiltsweep resume {self}` describes it and runs it") from None
+        except (OSError, ValueError) as error:
+            raise NotResults(f"{self}: {layout.SWEEP} cannot be read ({error}); `tiltsweep resume {self}` writes it again") from None
 
     def grid_base_dir(self) -> Optional[Path]:
-        """The folder relative data paths in grid.yaml were written against."""
-        base = self._sweep_json().get("base_dir")
+        """The folder relative data paths in grid.yaml were written against (None: not known)."""
+        try:
+            base = self._sweep_json().get("base_dir")
+        except NotResults:
+            return None
         return Path(base) if base else None
 
     def described(self) -> bool:
@@ -110,14 +120,23 @@ class ResultsDir:
         return self.files.exists(layout.SWEEP)
 
     def description(self) -> SweepDescription:
-        """What sweep.json says; OtherLayout if another layout version wrote it."""
+        """What sweep.json says; NotResults where it is missing or unreadable, OtherLayout where
+        another layout version wrote the directory."""
         saved = self._sweep_json()
-        version = saved.get("layout", 1 if "points" in saved else 0)  # tiltsweep 0.1 wrote version 1 without saying so
+        version = saved["layout"] if "layout" in saved else self._unversioned_layout()
         if version != layout.LAYOUT:
             raise OtherLayout(f"{self}: written with results layout {version}, and this tiltsweep reads layout {layout.LAYOUT} only: "
                               f"open it with the tiltsweep that wrote it, or run its grid again into a new --out")
         return SweepDescription(saved["name"], saved["axes"], saved["subgrids"], saved["points"], saved.get("shared", {}))
 
+    def _unversioned_layout(self) -> int:
+        """The layout of a directory whose sweep.json names none: 1 where it has the shape
+        tiltsweep 0.1 gave it (summary.parquet a folder, record headers that count each record's
+        evaluations), 0 (a development version's) otherwise."""
+        if self._layout is None:
+            shaped = not self.files.exists(layout.SUMMARY)  # a summary.parquet file: written whole, before 0.1
+            self._layout = 1 if shaped and all(self.records.counts_evaluations(p) for p in self.records.ids()[:1]) else 0
+        return self._layout
     def added_points(self) -> list[dict]:
         """The points `tiltsweep refine` added to the sweep ({column: value} of every axis), in
         the order they were added."""
@@ -143,16 +162,6 @@ class ResultsDir:
 
     def figure_shown(self, file_name: str) -> str:
         return self.files.show(layout.figure(file_name))
-
-    def write_interpolation(self, name: str, frame) -> str:
-        """interpolations/<name>.parquet; returns where it went."""
-        self.tables.write(layout.interpolation(name), frame)
-        return self.files.show(layout.interpolation(name))
-
-    def write_lr_range(self, frame) -> str:
-        """lr-range/range.parquet; returns where it went."""
-        self.tables.write(layout.LR_RANGE, frame)
-        return self.files.show(layout.LR_RANGE)
 
     def tracker_folder(self) -> Path:
         """Where a tracker keeps its own files (W&B's offline runs)."""

@@ -48,9 +48,13 @@ class RunLock:
             lock.acquire(timeout=timeout)
         except Timeout:
             raise LockHeld(f"{self.path.parent} is in use by another tiltsweep run: {describe(self.owner())}") from None
-        self.lock = lock
         me = {"host": socket.gethostname(), "pid": os.getpid(), "locked_at": time.time(), "command": " ".join(sys.argv)}
-        atomic_write(self.owner_path, json.dumps(me).encode())
+        try:
+            atomic_write(self.owner_path, json.dumps(me).encode())
+        except BaseException:
+            lock.release()
+            raise
+        self.lock = lock
 
     def release(self) -> None:
         if self.lock is None:
@@ -69,7 +73,8 @@ class RunLock:
             return {}
 
     def holder(self) -> Optional[dict]:
-        """The owner of the lock if another process holds it now, else None."""
+        """The owner of the lock if another process holds it now, else None. Where the lock cannot
+        be tried (a directory this user may not write), who last wrote that they hold it."""
         if not self.path.exists():
             return None
         probe = FileLock(self.path)
@@ -77,5 +82,7 @@ class RunLock:
             probe.acquire(timeout=0)
         except Timeout:
             return self.owner()
+        except OSError:
+            return self.owner() if self.owner_path.exists() else None
         probe.release()
         return None

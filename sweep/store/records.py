@@ -165,6 +165,15 @@ class PackFiles:
             reason = f"not a pack of trial records ({type(error).__name__}: {error})"[:300]
             raise CorruptFile(name, self.files.show(name), reason) from None
 
+    def counts_evaluations(self, pack_id: str) -> bool:
+        """Whether the pack's header counts each record's evaluations, as tiltsweep 0.1 wrote it
+        (an unreadable or missing file says nothing against it)."""
+        try:
+            header = msgpack.Unpacker(io.BytesIO(self.files.read(layout.pack_records(pack_id))), raw=False, strict_map_key=False).unpack()
+            return all(len(entry) == 4 for entry in header["index"].values())
+        except (OSError, ValueError, TypeError, KeyError, msgpack.UnpackException):
+            return True
+
     def write(self, pack: PackRecords) -> None:
         self.files.write(layout.pack_records(pack.pack_id), pack.to_bytes())
 

@@ -143,12 +143,23 @@ class Tables:
         """A token that changes whenever a point is filed into the summary (store.files.changed)."""
         return self.files.changed(layout.SUMMARY)
 
-    # --- traces ---------------------------------------------------------------------------------
+    # --- what the commands measure: traces, interpolations, range tests ------------------------
 
     def write_trace(self, trial_id: str, frame) -> str:
-        """Write a point's trace; returns where it went (for messages)."""
-        self.write(layout.trace(trial_id), frame)
-        return self.files.show(layout.trace(trial_id))
+        """traces/<trial>.parquet; returns where it went."""
+        return self._written(layout.trace(trial_id), frame)
+
+    def write_interpolation(self, name: str, frame) -> str:
+        """interpolations/<name>.parquet; returns where it went."""
+        return self._written(layout.interpolation(name), frame)
+
+    def write_lr_range(self, frame) -> str:
+        """lr-range/range.parquet; returns where it went."""
+        return self._written(layout.LR_RANGE, frame)
+
+    def _written(self, name: str, frame) -> str:
+        self.write(name, frame)
+        return self.files.show(name)
 
     def trace(self, trial_id: str) -> Optional[pd.DataFrame]:
         """The point's trace (`tiltsweep trace`), or None if it has none."""
