@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
@@ -21,7 +20,7 @@ from tiltsweep.sweep.store.ledger import SUMMARY_COLUMNS, as_json_text
 @dataclass
 class Results:
     name: str
-    directory: Path
+    directory: str  # the results directory: its path, or its URI on object storage
     summary: pd.DataFrame  # a row per grid cell (amplitude 1's training in every period's cell: grid_rows)
     axes: dict[str, list]  # column -> the grid's values for that axis, in the file's order
     subgrids: list[dict] = field(default_factory=list)  # {"axes", "trial_ids"}; more than one when `grid` is a list
@@ -62,7 +61,7 @@ def load_results(directory) -> Results:
         if as_json_text(values) and not any(isinstance(value, (list, dict)) for value in values):
             summary[column] = summary[column].map(lambda text: None if text is None else json.loads(text))  # `[full, 32]`: the grid's own values
     cells = sweep_cells(description) if results.added_points() else None
-    return Results(description.name, results.root, grid_rows(summary, description), description.axes, description.subgrids, results, cells)
+    return Results(description.name, results.location, grid_rows(summary, description), description.axes, description.subgrids, results, cells)
 
 
 def sweep_cells(description: SweepDescription) -> set:

@@ -104,15 +104,15 @@ class Tally:
     def __init__(self):
         self.entries: list[dict] = []
 
-    def sweep(self, test: str, directory: Path, injected: int = 0) -> dict:
-        import pandas as pd
-
+    def sweep(self, test: str, directory, injected: int = 0) -> dict:
+        """directory: a results directory's path or URI, read through the store."""
         from tiltsweep.sweep.grid import load_grid
+        from tiltsweep.sweep.store import ResultsDir
 
-        expected = {point.trial_id for point in load_grid(directory / "grid.yaml").points}
-        summary = pd.read_parquet(directory / "summary.parquet")
-        curves = pd.read_parquet(directory / "curves.parquet")
-        markers = (directory / ".faults").iterdir() if (directory / ".faults").exists() else []
+        results = ResultsDir(directory)
+        expected = {point.trial_id for point in load_grid(results.grid_shown(), text=results.grid_text(), check_data=False).points}
+        summary, curves = results.tables.summary(), results.tables.curves()
+        markers = results.faults_folder().iterdir() if results.faults_folder().exists() else []
         fired = sum(not marker.name.startswith("hold-") for marker in markers)  # a hold only times the test
         entry = {
             "test": test,

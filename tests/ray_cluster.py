@@ -43,9 +43,9 @@ def wait_for_port(port: int, timeout: float = 90) -> None:
 
 
 class Node:
-    def __init__(self, command: list[str], env: dict, log: Path):
+    def __init__(self, command: list[str], env: dict, cwd: Optional[Path], log: Path):
         self.log = open(log, "w")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.tree = ProcessTree(self.process.pid)
 
     def kill(self) -> None:
@@ -55,10 +55,13 @@ class Node:
 
 
 class LocalCluster:
-    def __init__(self, head_cpus: int = 1, dashboard: bool = False, env: Optional[dict] = None):
-        """`env`: variables the nodes, and so their workers, start with (e.g. TILTSWEEP_FAULTS)."""
+    def __init__(self, head_cpus: int = 1, dashboard: bool = False, env: Optional[dict] = None, own_homes: bool = False):
+        """`env`: variables the nodes, and so their workers, start with (e.g. TILTSWEEP_FAULTS).
+        `own_homes`: each node, like a machine of its own, starts in a home folder of its own
+        (HOME, its working directory, its caches), so that the nodes share no directory."""
         self.temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's socket paths have a length limit
         self.env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.own_homes = own_homes
         self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
@@ -68,7 +71,7 @@ class LocalCluster:
             "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp}", f"--include-dashboard={str(dashboard).lower()}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", *self.agent_ports(),
         ]
-        self.nodes.append(Node(command, self.env, self.temp / "head.log"))
+        self.nodes.append(Node(command, *self.home(), self.temp / "head.log"))
         try:
             wait_for_port(self.dashboard_port if dashboard else self.port)
             if dashboard:
@@ -88,9 +91,18 @@ class LocalCluster:
             RAY, "start", "--block", f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
             *self.agent_ports(),
         ]
-        node = Node(command, self.env, self.temp / f"node-{len(self.nodes)}.log")
+        node = Node(command, *self.home(), self.temp / f"node-{len(self.nodes)}.log")
         self.nodes.append(node)
         return node
+
+    def home(self) -> tuple[dict, Optional[Path]]:
+        """(environment, working directory) of the next node, or process: in a home of its own with
+        own_homes (no shared compile cache, no shared XDG cache), else the cluster's."""
+        if not self.own_homes:
+            return self.env, None
+        home = Path(tempfile.mkdtemp(prefix="home-", dir=self.temp))
+        env = {name: value for name, value in self.env.items() if name not in ("TILTSWEEP_COMPILE_CACHE", "XDG_CACHE_HOME")}
+        return {**env, "HOME": str(home)}, home
 
     def wait_for_cpus(self, cpus: int, timeout: float = 90) -> None:
         code = (

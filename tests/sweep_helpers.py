@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import pandas as pd
 
 from process_tree import ProcessTree
 from tiltsweep.sweep.store import ResultsDir
@@ -86,10 +85,10 @@ class Driver:
     """`tiltsweep ARGS` in its own process; remembers every process it (and Ray) starts, so
     that after a SIGKILL those can be stopped by id."""
 
-    def __init__(self, args: list[str], env: Optional[dict] = None, command: Optional[list[str]] = None):
+    def __init__(self, args: list[str], env: Optional[dict] = None, command: Optional[list[str]] = None, cwd: Optional[Path] = None):
         """`command` (default: the tiltsweep command) is followed by `args`."""
         command = command or [sys.executable, "-m", "tiltsweep"]
-        self.process = subprocess.Popen([*command, *args], env=env or os.environ.copy(),
+        self.process = subprocess.Popen([*command, *args], env=env or os.environ.copy(), cwd=cwd,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.tree = ProcessTree(self.process.pid)
 
@@ -131,15 +130,17 @@ class Driver:
         self.tree.kill()
 
 
-def assert_each_point_once(directory: Path, points: int, evaluations: int) -> None:
-    """Every point has exactly one final record, one summary row and one full curve."""
+def assert_each_point_once(directory, points: int, evaluations: int) -> None:
+    """Every point has exactly one final record, one summary row and one full curve (`directory`:
+    a path or an object-storage URI)."""
     final = records(directory)
     assert len(final) == points and {r["status"] for r in final.values()} == {"completed"}
     finals = [record.trial_id for record in every_record(directory) if record.final]
     assert sorted(finals) == sorted(final)
-    summary = pd.read_parquet(directory / "summary.parquet")
+    results = ResultsDir(directory)
+    summary = results.tables.summary()
     assert len(summary) == points and summary["trial_id"].is_unique and set(summary["trial_id"]) == set(final)
-    curves = pd.read_parquet(directory / "curves.parquet")
+    curves = results.tables.curves()
     sizes = curves.groupby("trial_id").size()
     assert len(sizes) == points and (sizes == evaluations).all(), sizes.to_dict()
     assert not curves.duplicated(["trial_id", "step"]).any()

@@ -164,8 +164,9 @@ def train_set_size(cfg) -> Optional[int]:
 
 
 def check_data(cfg, batch_size) -> None:
-    """Refuse, before training, data that is missing or smaller than one batch."""
-    if isinstance(cfg, Cifar10Data):
+    """Refuse, before training, data that is missing or smaller than one batch (a CIFAR-10 folder
+    on object storage, `s3://...`, is the sweep's to check: trainers read local files only)."""
+    if isinstance(cfg, Cifar10Data) and "://" not in cfg.path:
         check_cifar10_dir(cfg.path)
     size = train_set_size(cfg)
     if batch_size != "full" and size is not None and batch_size > size:

@@ -60,25 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run every point of GRID.yaml that has no completed or diverged result in OUT/<name>/.")
     run.add_argument("grid", metavar="GRID.yaml", type=Path, help="the grid file")
     run.add_argument("--smoke", action="store_true", help="run the grid file's smoke section instead: a seconds-long variant of the sweep (results in OUT/<name>-smoke/)")
-    run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where results directories go (default: ./results)")
+    run.add_argument("--out", default="results", metavar="DIR", help="where results directories go: a folder, or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX (default: ./results)")
     add_sweep_options(run)
     run.set_defaults(handler=command_run)
 
     resume = commands.add_parser("resume", help="finish a sweep from its results directory",
                                  description="Finish the sweep whose results directory is DIR, from the grid.yaml saved there.")
-    resume.add_argument("directory", metavar="DIR", type=Path, help="a results directory, e.g. results/quickstart")
+    resume.add_argument("directory", metavar="DIR", help="a results directory, e.g. results/quickstart or s3://bucket/results/quickstart")
     add_sweep_options(resume)
     resume.set_defaults(handler=command_resume)
 
     status = commands.add_parser("status", help="count completed / partial / pending / failed / diverged points",
                                  description="Where every point of the sweep in DIR stands. Reads files only; safe during a run.")
-    status.add_argument("directory", metavar="DIR", type=Path)
+    status.add_argument("directory", metavar="DIR")
     status.add_argument("--json", action="store_true", help="print one JSON object (counts as keys, plus trial ids)")
     status.set_defaults(handler=command_status)
 
     plot = commands.add_parser("plot", help="draw phase diagrams, std bands and learning curves",
                                description="Draw the figures of the sweep in DIR into DIR/figures/, with the interactive report index.html.")
-    plot.add_argument("directory", metavar="DIR", type=Path)
+    plot.add_argument("directory", metavar="DIR")
     plot.add_argument("--watch", action="store_true",
                       help="while a sweep runs in DIR, redraw index.html as its points finish; then draw every figure")
     add_plot_options(plot)
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "--max-lr (geometrically over more than a decade), evaluated --evaluations times; write the loss and accuracy against the rate to Parquet and a "
                                                "figure with the suggested base and max rates for a triangular schedule.")
     lr_range.add_argument("grid", metavar="GRID.yaml", type=Path)
-    lr_range.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="results go to DIR/<name>/lr-range (default: ./results)")
+    lr_range.add_argument("--out", default="results", metavar="DIR", help="results go to DIR/<name>/lr-range: a folder or an s3:// or gs:// URI (default: ./results)")
     lr_range.add_argument("--min-lr", type=float, default=1e-4, help="rate at the start (default 1e-4)")
     lr_range.add_argument("--max-lr", type=float, default=10.0, help="rate at the end (default 10)")
     lr_range.add_argument("--epochs", type=int, help="length of the test (default: the grid's epochs)")
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       description="Evaluate (1 - alpha) theta_A + alpha theta_B for alpha from -0.5 to 1.5 on both "
                                                   "splits; write DIR/interpolations/A__B.parquet and a figure. A and B are trial ids "
                                                   "(their final states) or TRIAL@EPOCH (states kept with training.keep_checkpoints).")
-    interpolate.add_argument("directory", metavar="DIR", type=Path)
+    interpolate.add_argument("directory", metavar="DIR")
     interpolate.add_argument("a", metavar="A")
     interpolate.add_argument("b", metavar="B")
     interpolate.set_defaults(handler=command_interpolate)
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train one finished point of DIR again from its seed (the same steps, on the same "
                                             "machine) and record every N steps into DIR/traces/<trial>.parquet, with the curves' "
                                             "columns (and the Hessian's, when the grid tracks it). The trajectory figures draw it.")
-    trace.add_argument("directory", metavar="DIR", type=Path)
+    trace.add_argument("directory", metavar="DIR")
     trace.add_argument("trial", metavar="TRIAL", help="a trial id, or the start of exactly one (tiltsweep status DIR lists them)")
     trace.add_argument("--every", type=int, metavar="N",
                        help="optimizer steps between rows (default: ~2,000 rows, 50 a period, dividing the grid's eval_every)")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "trainings between the neighbouring cells whose means differ most for their "
                                              "uncertainty (the boundary), for every seed. --seeds-until SE: more seeds where the "
                                              "standard error of a cell's mean exceeds SE, up to --max-seeds.")
-    refine.add_argument("directory", metavar="DIR", type=Path)
+    refine.add_argument("directory", metavar="DIR")
     kind = refine.add_mutually_exclusive_group(required=True)
     kind.add_argument("--budget", type=int, metavar="N", help="at most N new trainings at the boundary")
     kind.add_argument("--seeds-until", type=float, metavar="SE", help="add seeds until each cell's standard error is at most SE")
@@ -196,7 +196,7 @@ def execute(spec, results, args) -> int:
 
     check_plot_options(spec, args)
     warn = lambda message: print(f"warning: {message}", flush=True)
-    followers = [Follower(live_report(results.root, args), results, warn, "the live report")] if not args.no_plot else []
+    followers = [Follower(live_report(results.location, args), results, warn, "the live report")] if not args.no_plot else []
     if args.log_to:
         from tiltsweep.sweep.commands.trackers import open_tracker
 
@@ -216,11 +216,11 @@ def execute(spec, results, args) -> int:
         return EXIT_INCOMPLETE
     print(format_outcome(outcome), flush=True)
     if not args.no_plot and sum(outcome.counts.values()):
-        draw(results.root, args)
+        draw(results.location, args)
     return EXIT_OK if outcome.all_final else EXIT_INCOMPLETE
 
 
-def draw(directory: Path, args) -> list[str]:
+def draw(directory: str, args) -> list[str]:
     from tiltsweep.analysis.report import PlotError, build_report
 
     try:
@@ -231,7 +231,7 @@ def draw(directory: Path, args) -> list[str]:
     return paths
 
 
-def live_report(directory: Path, args):
+def live_report(directory: str, args):
     """write(live) of the report while a sweep runs; it imports the report on the follower's
     thread, not before the sweep starts."""
     def write(live: bool):
@@ -254,7 +254,7 @@ def watch(results, args) -> None:
         return
     page = results.figure_shown(INDEX)
     print(f"watching {results}: {page} is redrawn as points finish (Ctrl-C stops watching; the sweep goes on)", flush=True)
-    live = Follower(live_report(results.root, args), results, on_problem=lambda message: print(f"warning: {message}", flush=True))
+    live = Follower(live_report(results.location, args), results, on_problem=lambda message: print(f"warning: {message}", flush=True))
     try:
         while running():
             live.poll()
@@ -272,7 +272,7 @@ def command_plot(args) -> int:
             watch(results, args)
         except KeyboardInterrupt:
             return EXIT_OK
-    for path in draw(results.root, args)[:-1]:
+    for path in draw(results.location, args)[:-1]:
         print(f"  {path}")
     return EXIT_OK
 
@@ -281,7 +281,7 @@ def command_run(args) -> int:
     return execute(*spec_to_run(args.grid, args.out, args.smoke), args)
 
 
-def spec_to_run(grid: Path, out: Path, smoke: bool = False):
+def spec_to_run(grid: Path, out: str, smoke: bool = False):
     """(GridSpec, ResultsDir) of `tiltsweep run GRID --out OUT`: the grid file's points, and
     those `refine` added to its results directory."""
     from tiltsweep.sweep.grid import load_grid
@@ -296,19 +296,19 @@ def spec_to_run(grid: Path, out: Path, smoke: bool = False):
     return spec, results
 
 
-def existing_results(directory: Path):
+def existing_results(directory: str):
     """The ResultsDir of an existing results directory of this layout, or Refused."""
     from tiltsweep.sweep.store import ResultsDir
 
     return ResultsDir(directory).opened()
 
 
-def open_results(directory: Path):
+def open_results(directory: str):
     """(GridSpec, ResultsDir) of an existing results directory, its grid.yaml parsed to run it."""
     from tiltsweep.sweep.grid import load_grid
 
     results = existing_results(directory)
-    return load_grid(results.grid_file, base_dir=results.grid_base_dir(), added=results.added_points()), results
+    return load_grid(results.grid_shown(), base_dir=results.grid_base_dir(), added=results.added_points(), text=results.grid_text()), results
 
 
 def command_resume(args) -> int:
@@ -357,8 +357,8 @@ def command_submit(args) -> int:
 
     spec = load_grid(args.grid, check_data=False, smoke=args.smoke)  # the data lives on the cluster, not here
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
-    if written and not Path(str(written)).expanduser().is_absolute():
-        raise Refused(f"{args.grid}: data.path: must be absolute for submit (it is read on the cluster), got {written!r}")
+    if written and "://" not in str(written) and not Path(str(written)).expanduser().is_absolute():
+        raise Refused(f"{args.grid}: data.path: must be absolute or a URI for submit (it is read on the cluster), got {written!r}")
     from tiltsweep.sweep.run import executor
 
     if args.log_to:
@@ -397,7 +397,7 @@ def command_refine(args) -> int:
     if status.trials["pending"] or status.trials["partial"]:
         raise Refused(f"{results}: {len(status.trials['pending']) + len(status.trials['partial'])} points have not finished; "
                       f"`tiltsweep resume {results}` first (refining needs the results)")
-    loaded = load_results(results.root)
+    loaded = load_results(results.location)
     if args.budget is not None:
         x, y = phase_axes(loaded, args.x, args.y)
         if not (x and y):
@@ -405,7 +405,7 @@ def command_refine(args) -> int:
         points, how = propose_boundary(loaded, args.budget, args.metric, x, y), f"--budget {args.budget} --metric {args.metric} --x {x} --y {y}"
     else:
         points, how = propose_seeds(loaded, args.metric, args.seeds_until, args.max_seeds), f"--seeds-until {args.seeds_until} --max-seeds {args.max_seeds}"
-    extended = load_grid(results.grid_file, base_dir=results.grid_base_dir(), added=results.added_points() + points)
+    extended = load_grid(results.grid_shown(), base_dir=results.grid_base_dir(), added=results.added_points() + points, text=results.grid_text())
     print(f"{spec.name}: {len(points)} new points, {len(extended.points) - len(spec.points)} new trainings ({how})")
     for point in points:
         print("  " + ", ".join(f"{column}={value_text(value)}" for column, value in point.items()))

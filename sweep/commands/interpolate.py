@@ -54,6 +54,7 @@ def load_endpoint(results: ResultsDir, endpoint: Endpoint) -> tuple[dict, dict]:
 
 
 def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataFrame, str, str]:
+    from tiltsweep.sweep.run.worker import with_local_data
     from tiltsweep.trainers import TrialConfig
     from tiltsweep.trainers.interpolate import interpolate
 
@@ -65,7 +66,7 @@ def interpolate_states(directory, a: str, b: str, alphas=None) -> tuple[pd.DataF
         if config_a[section] != config_b[section]:
             raise Refused(f"{a} and {b} differ in {section}: only models of one architecture and dataset interpolate")
     alphas = np.round(np.linspace(-0.5, 1.5, 41), 10) if alphas is None else alphas
-    frame = pd.DataFrame(interpolate(TrialConfig.model_validate(config_a), state_a, state_b, alphas))
+    frame = pd.DataFrame(interpolate(with_local_data(TrialConfig.model_validate(config_a)), state_a, state_b, alphas))
     name = f"{a}__{b}".replace("@", "-at-")
     table = results.tables.write_interpolation(name, frame)
     from tiltsweep.analysis import figures

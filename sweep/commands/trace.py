@@ -63,6 +63,7 @@ def default_every(config, steps_per_epoch: int) -> int:
 
 def trace_point(directory, trial: str, every: Optional[int] = None) -> Trace:
     """Replay the point and write its trace; `every` in optimizer steps (default: default_every)."""
+    from tiltsweep.sweep.run.worker import with_local_data
     from tiltsweep.trainers import TrialConfig, train
     from tiltsweep.trainers.training import prepare
 
@@ -72,7 +73,7 @@ def trace_point(directory, trial: str, every: Optional[int] = None) -> Trace:
     if recorded is None or not recorded[1].final:
         raise Refused(f"{results}: trial {trial_id} has not finished (only finished points are traced)")
     record = recorded[1]
-    config = TrialConfig.model_validate(record.config)
+    config = with_local_data(TrialConfig.model_validate(record.config))
     steps_per_epoch = prepare([config]).steps_per_epoch
     if every is None:
         epochs_between = default_every(config, steps_per_epoch)

@@ -26,7 +26,7 @@ import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 from pydantic import Field, ValidationError
@@ -111,13 +111,14 @@ class SubGrid:
 @dataclass(frozen=True)
 class GridSpec:
     name: str
-    source: Path
+    source: Union[Path, str]  # the grid file, or where a results directory keeps it (a URI)
     text: str  # the file as submitted
     axes: dict[str, list]  # axis path -> values, in file order (over all sub-grids)
     resources: Resources
     base: dict = field(repr=False)  # the config sections each point sets its settings in (GridPoint.config)
     points: tuple[GridPoint, ...]
     subgrids: tuple[SubGrid, ...] = ()
+    base_dir: Optional[Path] = None  # the folder relative data paths were resolved against
 
     @property
     def columns(self) -> dict[str, str]:
@@ -146,20 +147,26 @@ def axis_column(path: str) -> str:
     return next((short for short, full in SHORT_NAMES.items() if full == path), path)
 
 
-def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, smoke: bool = False, added: Sequence[dict] = ()) -> GridSpec:
-    """Parse and validate a grid file. Relative data paths resolve against `base_dir`
-    (default: the grid file's folder). `check_data` also refuses missing data directories and
-    batches larger than the training set. `smoke` applies the file's `smoke` section (see
-    `with_smoke_override`); without it, that section is ignored. `added`: points {column: value}
-    of every axis that `tiltsweep refine` added to the sweep (its results directory keeps them),
-    joined to the grid's one mapping."""
-    source = Path(path)
-    text = read_grid_text(source)
+def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, smoke: bool = False, added: Sequence[dict] = (),
+              text: Optional[str] = None) -> GridSpec:
+    """Parse and validate a grid file, or with `text` its content (then `path` only names it, as a
+    results directory keeps it: a path or a URI). Relative data paths resolve against `base_dir`
+    (default: the grid file's folder, or with `text` the working directory). `check_data` also
+    refuses missing data directories and batches larger than the training set. `smoke` applies the
+    file's `smoke` section (see `with_smoke_override`); without it, that section is ignored.
+    `added`: points {column: value} of every axis that `tiltsweep refine` added to the sweep (its
+    results directory keeps them), joined to the grid's one mapping."""
+    if text is None:
+        source = Path(path)
+        text = read_grid_text(source)
+        base_dir = base_dir or source.resolve().parent
+    else:
+        source, base_dir = path, base_dir or Path.cwd()
     document = parse_yaml_mapping(source, text)
     override = document.pop("smoke", None)
     if smoke:
         document = with_smoke_override(source, document, override)
-        text = f"# {source.name} with its smoke section applied\n" + yaml.safe_dump(document, sort_keys=False)
+        text = f"# {str(source).rsplit('/', 1)[-1]} with its smoke section applied\n" + yaml.safe_dump(document, sort_keys=False)
     unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
     if unknown:
         raise GridError(source, unknown[0], f"unknown section{suggest(unknown[0], TOP_LEVEL_KEYS)}; "
@@ -177,7 +184,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     for section in CONFIG_SECTIONS:
         if section in base and not isinstance(base[section], dict):
             raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
-    resolve_data_path(base, base_dir or source.resolve().parent)
+    resolve_data_path(base, base_dir)
     resources = parse_resources(source, document.get("resources"))
     parsed = [(prefix, *parse_axes(source, mapping, prefix)) for prefix, mapping in grid_mappings(source, document.get("grid"))]
     refuse_too_many(source, [math.prod(len(values) for values in sub_axes.values()) for _, sub_axes, _ in parsed])
@@ -201,7 +208,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     points = list(points.values())
     if check_data:
         check_datasets(source, datasets.values())
-    return GridSpec(name, source, text, axes, resources, base, tuple(points), tuple(subgrids))
+    return GridSpec(name, source, text, axes, resources, base, tuple(points), tuple(subgrids), base_dir)
 
 
 def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Sequence[dict],
@@ -256,8 +263,9 @@ def with_smoke_override(source: Path, document: dict, override) -> dict:
 
 
 def resolve_data_path(base: dict, base_dir: Path) -> None:
+    """A relative data path, made absolute against `base_dir` (an object-storage URI stays as it is)."""
     data = base.get("data")
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and "://" not in data["path"]:
         data["path"] = str((base_dir / Path(data["path"]).expanduser()).resolve())
 
 
@@ -387,10 +395,27 @@ def format_point(at: dict) -> str:
 
 
 def check_datasets(source: Path, datasets) -> None:
-    """Refuse missing data directories and batches larger than the training set before running.
-    datasets: the distinct (data config, batch size) pairs of the sweep's points."""
+    """Refuse missing data directories (on a disk or on object storage) and batches larger than
+    the training set before running. datasets: the distinct (data config, batch size) pairs of the
+    sweep's points."""
     for data, batch_size in datasets:
         try:
             check_data(data, batch_size)
+            if "://" in str(getattr(data, "path", "")):
+                check_stored_cifar10(data.path)
         except DatasetError as error:
             raise GridError(source, error.field, error.message) from None
+
+
+def check_stored_cifar10(location: str) -> None:
+    """DatasetError where a CIFAR-10 folder on object storage cannot be reached or lacks a batch."""
+    from tiltsweep.sweep.store.files import Unreachable, files_at
+    from tiltsweep.trainers.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
+
+    try:
+        there = set(files_at(location).names(""))
+    except (Unreachable, OSError) as error:
+        raise DatasetError(f"{location}: cannot be read ({' '.join(str(error).split())[:200]})") from None
+    missing = [name for name in [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH] if name not in there]
+    if missing:
+        raise DatasetError(f"{location}: not a cifar-10-batches-py folder, missing {', '.join(missing)}")

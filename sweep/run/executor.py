@@ -168,7 +168,7 @@ def payload_for(pack: Pack, spec: GridSpec, results: ResultsDir, code_version: s
         "pack_id": pack.pack_id,
         "base": spec.base,
         "members": [{"trial_id": p.trial_id, "settings": p.settings, "axes": p.axes} for p in pack.points],
-        "results_dir": str(results.root),
+        "results_dir": results.location,
         "code_version": code_version,
         "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
         "on_accelerator": accelerated(spec),
@@ -202,9 +202,10 @@ def error_reason(trial) -> str:
 class DriverCallback(tune.Callback):
     """Hands every finished point to the filer and keeps the progress line current."""
 
-    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: list[Pack], asks: dict):
-        """packs: what the trials train (their payloads are Ray's to keep, in its object store)."""
-        self.ledger, self.filer, self.progress, self.code_version = ledger, filer, progress, code_version
+    def __init__(self, ledger: Ledger, filer: Filer, progress: Progress, code_version: str, packs: list[Pack], asks: dict, lock=None):
+        """packs: what the trials train (their payloads are Ray's to keep, in its object store);
+        lock: the run's lock, whose loss (a lease taken over) stops the sweep."""
+        self.ledger, self.filer, self.progress, self.code_version, self.lock = ledger, filer, progress, code_version, lock
         self.packs = {pack.pack_id: pack for pack in packs}
         self.filed: set[str] = set()
         self.trouble: Optional[str] = None  # the results directory stopped taking writes: what a write met
@@ -277,10 +278,11 @@ class DriverCallback(tune.Callback):
         self.file(pack.pack_id, [p.trial_id for p in started])
 
     def trouble_seen(self) -> Optional[str]:
-        """What stopped the results directory taking writes, from a worker, this callback or the filer."""
+        """What stopped the results directory taking writes, from a worker, this callback or the
+        filer, or took the run's lock from it."""
         if self.trouble is None and self.filer.error is not None and storage_trouble(self.filer.error):
             self.trouble = f"{self.filer.error.filename}: {self.filer.error.strerror}"
-        return self.trouble
+        return self.trouble or (self.lock.lost if self.lock is not None else None)
 
 
 class StopOnStorageTrouble(tune.Stopper):
@@ -357,16 +359,17 @@ def tune_settings(slots: int):
 
 def run_points(
     spec: GridSpec, results: ResultsDir, points: list[GridPoint], ledger: Ledger, progress: Progress,
-    code_version: str, verbose: bool = False,
+    code_version: str, verbose: bool = False, lock=None,
 ) -> None:
-    """Train `points` on the connected Ray cluster, filing each as it finishes."""
+    """Train `points` on the connected Ray cluster, filing each as it finishes; StorageTrouble
+    where the results directory stopped taking writes or the run lost its `lock`."""
     slots = trials_at_once(spec, ray.cluster_resources())
     packs = plan_packs(points, slots, spec.resources.retries, accelerated(spec))
     scratch = results.tune_folder()
     shutil.rmtree(scratch, ignore_errors=True)  # left by a killed run: we hold the lock, so it is stale
     tune_dir = Path(tempfile.mkdtemp(prefix="tune-", dir=ensure_dir(scratch)))
     filer = Filer(ledger, progress.trial_finished)
-    callback = DriverCallback(ledger, filer, progress, code_version, packs, trial_resources(spec))
+    callback = DriverCallback(ledger, filer, progress, code_version, packs, trial_resources(spec), lock)
     try:
         with tune_settings(slots):
             sweep_tuner(spec, {pack.pack_id: payload_for(pack, spec, results, code_version) for pack in packs},
@@ -384,13 +387,16 @@ def run_points(
             callback.trouble = callback.trouble or describe_write_error(error, results)
         finally:
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
-    if callback.trouble_seen():
-        raise StorageTrouble(f"{results.root}: stopped taking writes ({callback.trouble}); every finished point is kept: "
-                             f"free space or make it writable, then `tiltsweep resume {results.root}`")
+    if callback.trouble:
+        raise StorageTrouble(f"{results}: stopped taking writes ({callback.trouble}); every finished point is kept: "
+                             f"free space or make it writable, then `tiltsweep resume {results}`")
+    if callback.trouble_seen():  # the lock, lost
+        raise StorageTrouble(f"{results}: this run lost its lock ({callback.trouble_seen()}) and stopped; every finished point "
+                             f"is kept: `tiltsweep resume {results}` goes on once no other run holds it")
 
 
 def describe_write_error(error: BaseException, results: ResultsDir) -> str:
-    return f"{getattr(error, 'filename', None) or results.root}: {getattr(error, 'strerror', None) or error}"
+    return f"{getattr(error, 'filename', None) or results}: {getattr(error, 'strerror', None) or error}"
 
 
 def sweep_tuner(spec: GridSpec, packs: dict[str, dict], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:

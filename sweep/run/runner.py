@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Protocol, Sequence, TextIO
 
 from tiltsweep.sweep.errors import Refused
@@ -51,7 +50,7 @@ class RunOutcome:
         return self.counts.get("completed", 0) + self.counts.get("diverged", 0) == self.total
 
 
-def results_dir_for(spec: GridSpec, out: Path) -> ResultsDir:
+def results_dir_for(spec: GridSpec, out) -> ResultsDir:
     """The results directory of `spec` under `out` (--out), or RunRefused where it cannot be
     (store.location). Writes nothing."""
     try:
@@ -133,12 +132,12 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
     executor.refuse_unmeetable_resources(spec, address)
     lock = results.lock()
     try:
-        lock.acquire()
+        lock.acquire(on_wait=say)
     except LockHeld as error:
         raise RunRefused(str(error)) from None
     following: list[Following] = []
     try:
-        results.save_grid(spec.text, spec.source, spec.description())
+        results.save_grid(spec.text, spec.source, spec.description(), spec.base_dir)
         ledger = Ledger(results, spec.columns, on_problem=lambda message: say(f"warning: {message}"))
         ledger.sync()
         for follower in followers:
@@ -151,7 +150,7 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
             f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results}")
         if todo:
             progress = Progress(spec.name, len(spec.points), done, stream)
-            executor.run_points(spec, results, todo, ledger, progress, code_version(), verbose)
+            executor.run_points(spec, results, todo, ledger, progress, code_version(), verbose, lock)
             progress.close()
         ledger.sync()
     finally:

@@ -29,6 +29,7 @@ from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.faults import faults_for
 from tiltsweep.sweep.run.packs import block_width
 from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir, TrialRecord
+from tiltsweep.sweep.store.files import local_copy
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -68,14 +69,14 @@ class PackRun:
         return retries.training_order(self.members, self.book)
 
     def config_of(self, trial_id: str):
-        """The point's validated TrialConfig; raises what validation raises (the point's record
-        then keeps its config as the grid gave it)."""
+        """The point's validated TrialConfig, its data on this machine (with_local_data); raises
+        what validation raises (the point's record then keeps its config as the grid gave it)."""
         from tiltsweep.trainers import TrialConfig
 
         raw = self.configs[trial_id] = with_settings(self.payload["base"], self.members[trial_id]["settings"])
         config = TrialConfig.model_validate(raw)
-        self.configs[trial_id] = config.model_dump(mode="json")
-        return config
+        self.configs[trial_id] = config.model_dump(mode="json")  # what its record keeps: data.path as the grid gave it
+        return with_local_data(config)
 
     def start(self, trial_ids: list[str]) -> None:
         retries.count_starts(self.book, trial_ids, WORKER)
@@ -93,6 +94,22 @@ class PackRun:
         self.book.records[trial_id] = retries.failed_record(trial_id, self.configs[trial_id], self.book, retries.one_line(error),
                                                             self.payload["code_version"], host=WORKER)
         self.results.records.write(self.book)
+
+
+def with_local_data(config):
+    """`config` with its data on this machine: a CIFAR-10 directory on object storage (`data.path:
+    s3://...` or `gs://...`) replaced by its local copy, made once per machine and verified before
+    each use (store.files.local_copy). DatasetError (not retried) where files are missing there."""
+    from tiltsweep.trainers.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DatasetError
+
+    path = getattr(config.data, "path", None)
+    if not path or "://" not in path:
+        return config
+    try:
+        local = local_copy(path, [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH])
+    except FileNotFoundError as error:
+        raise DatasetError(f"{error}: not a cifar-10-batches-py folder", "data.path") from None
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": str(local)})})
 
 
 REPORT_EVERY = 1.0  # seconds
@@ -124,7 +141,7 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
         except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
             if storage_trouble(error):  # nothing more can be written here: the driver stops the sweep
                 report({"pack": payload["pack_id"], "running": [], "finished": finished,
-                        "storage_trouble": f"{error.filename or run.results.root}: {error.strerror}"})
+                        "storage_trouble": f"{error.filename or run.results}: {error.strerror}"})
                 raise
             for trial_id in block:  # until a retry of the pack trains them
                 if trial_id not in run.book.records or not run.book.records[trial_id].final:

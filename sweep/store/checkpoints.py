@@ -5,7 +5,8 @@ finished points keep.
   bytes), so that a truncated or overwritten checkpoint is found before it is used; the newest
   KEPT of a point are kept, and all go once its record is final.
 - states/<pack>.states: the states a pack's points keep (training.keep_final_state,
-  keep_checkpoints), appended as they are made: entries of a 4-byte header length, a JSON
+  keep_checkpoints), appended as they are made (on object storage, each a whole object of its
+  own: store.files): entries of a 4-byte header length, a JSON
   header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
   killed mid-entry leaves a torn last entry, which fails its size or checksum and is skipped; of
   one (point, name) the last whole entry counts. name: "final" (a point's state at its end,
@@ -20,7 +21,7 @@ import struct
 from typing import Callable, Optional
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.files import Files
 from tiltsweep.sweep.store.records import CorruptFile
 
 KEPT = 2
@@ -29,7 +30,7 @@ KEPT = 2
 class Checkpoints:
     """The checkpoints/ folder. `quarantine(name, reason)` moves an unreadable one aside."""
 
-    def __init__(self, files: LocalFiles, quarantine: Callable[[str, str], object]):
+    def __init__(self, files: Files, quarantine: Callable[[str, str], object]):
         self.files, self.quarantine = files, quarantine
 
     def names(self, trial_id: str) -> list[str]:
@@ -75,8 +76,8 @@ class Checkpoints:
         self.files.delete_folder(layout.checkpoint_folder(trial_id))
 
     def trials(self) -> list[str]:
-        """The points that have a checkpoint."""
-        return [trial_id for trial_id in self.files.folders(layout.CHECKPOINTS) if self.names(trial_id)]
+        """The points that have a checkpoint (one listing of the folder)."""
+        return sorted({name.split("/")[1] for name in self.files.tree(layout.CHECKPOINTS, ".ckpt") if name.rsplit("/", 1)[-1].startswith("epoch-")})
 
 
 def epoch_of(name: str) -> int:
@@ -86,7 +87,7 @@ def epoch_of(name: str) -> int:
 class KeptStates:
     """The states/ folder."""
 
-    def __init__(self, files: LocalFiles):
+    def __init__(self, files: Files):
         self.files = files
 
     def save(self, pack_id: str, trial_id: str, payload: bytes, epoch: Optional[int] = None) -> None:
@@ -95,36 +96,42 @@ class KeptStates:
                              "sha256": hashlib.sha256(payload).hexdigest()}).encode()
         self.files.append(layout.pack_states(pack_id), struct.pack(">I", len(header)) + header + payload)
 
-    def kept(self, pack_id: str) -> dict[tuple[str, Optional[int]], tuple[int, int]]:
-        """(trial id, epoch or None for the final state) -> (offset, size) of each whole entry in
-        the pack's states file."""
-        return {(trial_id, state_epoch(name)): entry for (trial_id, name), entry in self._scan(pack_id)[0].items()}
+    def kept(self, pack_id: str) -> dict[tuple[str, Optional[int]], tuple[str, int, int]]:
+        """(trial id, epoch or None for the final state) -> (part, offset, size) of each whole entry
+        of the pack's states file (store.files: the parts of an appended file, in order)."""
+        entries = {}
+        for part in self.files.parts(layout.pack_states(pack_id)):
+            entries.update({(trial_id, state_epoch(name)): (part, *where) for (trial_id, name), where in self._scan(part)[0].items()})
+        return entries
 
     def repair(self, pack_id: str) -> None:
         """Cut a torn last entry off, so that entries appended next are read (a retried pack's
-        worker does this before it trains)."""
-        _, end = self._scan(pack_id)
+        worker does this before it trains). Only a file on a disk is appended to in place."""
         name = layout.pack_states(pack_id)
-        if self.files.exists(name) and self.files.size(name) > end:
-            self.files.truncate(name, end)
+        if self.files.exists(name):
+            _, end = self._scan(name)
+            if self.files.size(name) > end:
+                self.files.truncate(name, end)
 
     def read(self, pack_id: str, trial_id: str, epoch: Optional[int] = None) -> Optional[bytes]:
         """A kept state's payload (the final one, or that at `epoch`); None if it was not kept."""
         entry = self.kept(pack_id).get((trial_id, epoch))
         if entry is None:
             return None
-        with self.files.open(layout.pack_states(pack_id)) as handle:
-            handle.seek(entry[0])
-            return handle.read(entry[1])
+        part, offset, size = entry
+        with self.files.open(part) as handle:
+            handle.seek(offset)
+            return handle.read(size)
 
     def show(self, pack_id: str) -> str:
         return self.files.show(layout.pack_states(pack_id))
 
-    def _scan(self, pack_id: str) -> tuple[dict, int]:
+    def _scan(self, part: str) -> tuple[dict, int]:
+        """(trial id, name) -> (offset, size) of the whole entries of one part, and where they end."""
         entries: dict[tuple[str, str], tuple[int, int]] = {}
         end = 0
         try:
-            handle = self.files.open(layout.pack_states(pack_id))
+            handle = self.files.open(part)
         except FileNotFoundError:
             return entries, end
         with handle:

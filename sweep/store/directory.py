@@ -24,7 +24,7 @@ from typing import Any, Optional
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.store import layout
 from tiltsweep.sweep.store.checkpoints import Checkpoints, KeptStates
-from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.files import files_at
 from tiltsweep.sweep.store.records import PackFiles
 from tiltsweep.sweep.store.tables import Tables
 
@@ -51,9 +51,11 @@ class NotResults(Refused):
 
 
 class ResultsDir:
-    def __init__(self, root):
-        self.root = Path(root).expanduser().resolve()
-        self.files = LocalFiles(self.root)
+    def __init__(self, location):
+        """location: a local path, or an object-storage URI (store.files.files_at)."""
+        self.files = files_at(location)
+        self.location = self.files.show()  # the absolute path or the URI, as messages show it and workers open it
+        self.root: Optional[Path] = getattr(self.files, "root", None)  # the local path; None on object storage
         self.records = PackFiles(self.files)
         self.checkpoints = Checkpoints(self.files, self.quarantine)
         self.states = KeptStates(self.files)
@@ -62,7 +64,7 @@ class ResultsDir:
 
     @property
     def name(self) -> str:
-        return self.root.name
+        return self.location.rstrip("/").rsplit("/", 1)[-1]
 
     def __str__(self) -> str:
         return self.files.show()
@@ -85,17 +87,22 @@ class ResultsDir:
 
     # --- what the sweep is ------------------------------------------------------------------------
 
-    def save_grid(self, text: str, source: Path, description: SweepDescription) -> None:
+    def save_grid(self, text: str, source, description: SweepDescription, base_dir: Optional[Path] = None) -> None:
         """grid.yaml as submitted, and sweep.json: the layout's version, where the grid file came
-        from (relative data paths resolve against its folder) and the description."""
+        from, the folder its relative data paths resolve against (default: the grid file's) and
+        the description."""
         self.files.write(layout.GRID, text.encode())
-        origin = {"source": str(Path(source).resolve()), "base_dir": str(Path(source).resolve().parent)}
+        base_dir = base_dir or Path(source).resolve().parent
+        origin = {"source": str(source if "://" in str(source) else Path(source).resolve()), "base_dir": str(base_dir)}
         self.files.write(layout.SWEEP, json.dumps({"layout": layout.LAYOUT, **origin, **description.__dict__}).encode())
 
-    @property
-    def grid_file(self) -> Path:
-        """grid.yaml, to parse the sweep again (`resume`)."""
-        return self.files.path(layout.GRID)
+    def grid_text(self) -> str:
+        """grid.yaml as submitted, to parse the sweep again (`resume`)."""
+        return self.files.read(layout.GRID).decode()
+
+    def grid_shown(self) -> str:
+        """How messages name grid.yaml."""
+        return self.files.show(layout.GRID)
 
     def _sweep_json(self) -> dict:
         """sweep.json; NotResults where a run stopped before writing it, or it cannot be read."""
@@ -164,8 +171,9 @@ class ResultsDir:
         return self.files.show(layout.figure(file_name))
 
     def tracker_folder(self) -> Path:
-        """Where a tracker keeps its own files (W&B's offline runs)."""
-        return self.files.path(layout.TRACKERS)
+        """Where a tracker keeps its own files (W&B's offline runs): trackers/ on a disk, a folder of
+        this machine's for a directory on object storage."""
+        return self.files.local(layout.TRACKERS)
 
     def tracker_logged(self, tracker: str) -> list:
         """What a tracker that cannot ask its server noted as logged (trackers/<tracker>.json)."""
@@ -178,16 +186,21 @@ class ResultsDir:
         self.files.write(layout.tracker(f"{tracker}.json"), json.dumps(logged).encode())
 
     def faults_folder(self) -> Path:
-        """Where the firings of injected faults are counted (run.faults)."""
-        return self.files.path(layout.FAULTS)
+        """Where the firings of injected faults are counted (run.faults): .faults/ on a disk, a
+        folder of each machine's for a directory on object storage."""
+        return self.files.local(layout.FAULTS)
 
     def tune_folder(self) -> Path:
-        """Scratch for Ray Tune's own bookkeeping during a run (the records hold what matters)."""
-        return self.files.path(layout.TUNE)
+        """Scratch for Ray Tune's own bookkeeping during a run (the records hold what matters):
+        .tune/ on a disk, a folder of the driver's machine for a directory on object storage."""
+        return self.files.local(layout.TUNE)
 
     def lock(self):
-        from tiltsweep.sweep.store.lock import RunLock
+        """The run lock (store.lock): an OS file lock on a disk, a lease on object storage."""
+        from tiltsweep.sweep.store.lock import Lease, RunLock
 
+        if self.root is None:
+            return Lease(self.files, layout.LOCK)
         return RunLock(self.files.path(layout.LOCK), self.files.path(layout.LOCK_OWNER))
 
     # --- quarantine -------------------------------------------------------------------------------
@@ -204,7 +217,8 @@ class ResultsDir:
 
     def quarantined(self) -> list[dict]:
         try:
-            return [json.loads(line) for line in self.files.read(layout.QUARANTINE_LOG).decode().splitlines() if line.strip()]
+            log = b"".join(self.files.read(part) for part in self.files.parts(layout.QUARANTINE_LOG)).decode()
+            return [json.loads(line) for line in log.splitlines() if line.strip()]
         except (OSError, ValueError):
             return []
 

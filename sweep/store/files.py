@@ -1,18 +1,80 @@
 """The files of one results directory, by path relative to its root (store.layout names them):
-whole-file writes that no reader sees half done, reads, listings, moves and removals.
+whole-file writes that no reader sees half done, reads, listings, moves and removals, on a local or
+shared disk (LocalFiles) or on object storage (ObjectFiles: s3://, gs://, through pyarrow.fs).
 
-A file is written aside (a name starting with '.', which listings skip), flushed to disk and
-renamed over its target, so a reader, or a process killed at any moment, sees either the old
-content or the new one, never half of it.
+On a disk, a file is written aside (a name starting with '.', which listings skip), flushed to
+disk and renamed over its target, so a reader, or a process killed at any moment, sees either the
+old content or the new one, never half of it. On object storage an object is written by one
+request and appears whole or not at all.
+
+A file that grows by appending (the kept states, the quarantine's log) is one file on a disk and,
+on object storage, where nothing is appended to, a series of whole objects `<name>.part-<n>`:
+`parts(name)` lists what to read, in order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Union
+
+from tiltsweep.sweep.errors import Refused
+
+SCHEMES = {"s3": "S3 or an S3-compatible store", "gs": "Google Cloud Storage", "gcs": "Google Cloud Storage"}
+
+
+class Unreachable(Refused):
+    """A location tiltsweep cannot keep a results directory (or read data) at."""
+
+
+def files_at(location) -> "Files":
+    """The files at `location`: a local path (or file://path) or an object-storage URI,
+    `s3://bucket/prefix` or `gs://bucket/prefix` (endpoint, region and credentials from each
+    store's standard variables and files, as pyarrow reads them: AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, ~/.aws/, ...; GOOGLE_APPLICATION_CREDENTIALS, and STORAGE_EMULATOR_HOST for
+    a GCS emulator). Unreachable, a refusal, for another scheme or a URI without a bucket."""
+    text = str(location)
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        first = Path(text).parts[0] if Path(text).parts else ""
+        if first.endswith(":") and first[:-1].lower() in (*SCHEMES, "file"):
+            raise Unreachable(f"{text}: looks like a URI without its '//' ({first}//...)")
+        return LocalFiles(Path(text).expanduser().resolve())
+    scheme = scheme.lower()
+    if scheme == "file":
+        return LocalFiles(Path(rest).expanduser().resolve())
+    if scheme not in SCHEMES:
+        reachable = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items() if name != "gcs")
+        raise Unreachable(f"{text}: tiltsweep cannot reach {scheme}:// (it reaches local paths, {reachable})")
+    base = rest.strip("/")
+    if not base or base.startswith("/"):
+        raise Unreachable(f"{text}: names no bucket ({scheme}://BUCKET/PREFIX)")
+    return ObjectFiles(f"{scheme}://{base}", arrow_filesystem(scheme, base.split("/")[0]), base)
+
+
+_FILESYSTEMS: dict = {}
+
+
+def arrow_filesystem(scheme: str, bucket: str):
+    """pyarrow's filesystem for a bucket, made once a process (S3's finds the bucket's region)."""
+    key = (scheme, bucket)
+    if key not in _FILESYSTEMS:
+        from pyarrow import fs
+
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if scheme in ("gs", "gcs") and emulator:  # the variable Google's own clients honour for an emulator
+            host = emulator.split("://", 1)[-1]
+            _FILESYSTEMS[key] = fs.GcsFileSystem(anonymous=True, endpoint_override=host, scheme=emulator.split("://")[0] if "://" in emulator else "http")
+        else:
+            try:
+                _FILESYSTEMS[key] = fs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
+            except (OSError, ValueError) as error:
+                raise Unreachable(f"{scheme}://{bucket}: {' '.join(str(error).split())[:300]}") from None
+    return _FILESYSTEMS[key]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -32,6 +94,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 class LocalFiles:
     """A results directory on a local or shared disk."""
+
+    parallel = 1  # files read at once where many are (a disk answers at once)
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -59,6 +123,10 @@ class LocalFiles:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def parts(self, name: str) -> list[str]:
+        """What an appended file is made of: itself, if it is there."""
+        return [name] if self.exists(name) else []
 
     def open(self, name: str) -> BinaryIO:
         return open(self.path(name), "rb")
@@ -92,6 +160,20 @@ class LocalFiles:
         with entries:
             return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
+    def tree(self, folder: str, suffix: str = "") -> list[str]:
+        """Every file below `folder` ending in `suffix`, by its name in the directory."""
+        return sorted(str(path.relative_to(self.root)) for path in self.path(folder).rglob(f"*{suffix}")
+                      if path.is_file() and not path.name.startswith("."))
+
+    def arrow(self, name: str) -> tuple[str, None]:
+        """(where, filesystem) as pyarrow's readers take them: a local path, pyarrow's own filesystem."""
+        return str(self.path(name)), None
+
+    def local(self, purpose: str) -> Path:
+        """A folder on this machine for what must be local (`purpose`: a tracker's runs, Tune's
+        scratch, the firings of faults): inside the directory itself."""
+        return self.path(purpose)
+
     def changed(self, folder: str) -> object:
         """A token that changes when a file is written into `folder` (None while there is none)."""
         try:
@@ -122,3 +204,150 @@ class LocalFiles:
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
+
+
+class ObjectFiles:
+    """A results directory on object storage, `scheme://bucket/prefix`, through a pyarrow
+    filesystem (`filesystem`, with the directory at `base`: bucket/prefix)."""
+
+    parallel = 16  # objects read at once where many are (each read is a round trip)
+
+    def __init__(self, uri: str, filesystem, base: str):
+        from pyarrow.fs import FileSelector, FileType  # loaded only for a directory on object storage
+
+        self.uri, self.filesystem, self.base = uri.rstrip("/"), filesystem, base.rstrip("/")
+        self.selector, self.FILE, self.FOLDER = FileSelector, FileType.File, FileType.Directory
+
+    def full(self, name: str) -> str:
+        return f"{self.base}/{name}" if name else self.base
+
+    def show(self, name: str = "") -> str:
+        return f"{self.uri}/{name}" if name else self.uri
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes; FileNotFoundError if there is none."""
+        with self.filesystem.open_input_stream(self.full(name)) as stream:
+            return stream.read()
+
+    def write(self, name: str, data: bytes) -> None:
+        with self.filesystem.open_output_stream(self.full(name)) as stream:
+            stream.write(data)
+
+    def append(self, name: str, data: bytes) -> None:
+        self.write(f"{name}.part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}", data)
+
+    def parts(self, name: str) -> list[str]:
+        folder, _, base = name.rpartition("/")
+        return [f"{folder}/{part}" if folder else part for part in self.names(folder) if part.startswith(f"{base}.part-")]
+
+    def open(self, name: str):
+        """A seekable reader of the object (ranged reads)."""
+        return self.filesystem.open_input_file(self.full(name))
+
+    def truncate(self, name: str, size: int) -> None:
+        raise OSError(f"{self.show(name)}: an object is written whole; nothing of it can be cut")
+
+    def size(self, name: str) -> int:
+        found = self.filesystem.get_file_info(self.full(name))
+        if found.type != self.FILE:
+            raise FileNotFoundError(self.show(name))
+        return found.size
+
+    def exists(self, name: str) -> bool:
+        return self.filesystem.get_file_info(self.full(name)).type == self.FILE
+
+    def is_folder(self, name: str) -> bool:
+        """Whether objects lie below `name` (object storage has no folders of its own)."""
+        return self.filesystem.get_file_info(self.full(name)).type == self.FOLDER
+
+    def listing(self, folder: str, recursive: bool = False) -> list:
+        return self.filesystem.get_file_info(self.selector(self.full(folder), recursive=recursive, allow_not_found=True))
+
+    def names(self, folder: str, suffix: str = "") -> list[str]:
+        return sorted(item.base_name for item in self.listing(folder)
+                      if item.type == self.FILE and item.base_name.endswith(suffix) and not item.base_name.startswith("."))
+
+    def folders(self, folder: str) -> list[str]:
+        """The "folders" below `folder`: the first parts of the keys of the objects there (one
+        listing of all of them; a listing by prefixes is not what every store answers)."""
+        start = len(self.full(folder)) + 1
+        found = {item.path[start:].split("/", 1)[0] for item in self.listing(folder, recursive=True)
+                 if item.type == self.FILE and "/" in item.path[start:]}
+        return sorted(name for name in found if not name.startswith("."))
+
+    def tree(self, folder: str, suffix: str = "") -> list[str]:
+        start = len(self.base) + 1
+        return sorted(item.path[start:] for item in self.listing(folder, recursive=True)
+                      if item.type == self.FILE and item.path.endswith(suffix) and not item.base_name.startswith("."))
+
+    def changed(self, folder: str) -> object:
+        listing = sorted((item.base_name, item.size, item.mtime_ns) for item in self.listing(folder) if item.type == self.FILE)
+        return hash(tuple(listing)) if listing else None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.filesystem.delete_file(self.full(name))
+        except FileNotFoundError:
+            pass
+
+    def delete_folder(self, folder: str) -> None:
+        self.filesystem.delete_dir_contents(self.full(folder), missing_dir_ok=True)
+        try:
+            self.filesystem.delete_dir(self.full(folder))
+        except (FileNotFoundError, OSError):
+            pass  # on object storage, the "folder" went with its last object
+
+    def move(self, name: str, to: str) -> bool:
+        """Copy, then delete: an object is moved whole or not at all."""
+        try:
+            self.filesystem.move(self.full(name), self.full(to))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove_stale_asides(self, keep: str) -> list:
+        return []  # nothing is written aside on object storage
+
+    def arrow(self, name: str):
+        return self.full(name), self.filesystem
+
+    def local(self, purpose: str) -> Path:
+        """A folder on this machine for what must be local, named by the directory's URI."""
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tiltsweep" / purpose / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+
+
+Files = Union[LocalFiles, ObjectFiles]
+
+
+def local_copy(location: str, names: list[str], purpose: str = "data") -> Path:
+    """A local copy of the files `names` at `location` (a folder on object storage: a dataset),
+    for a worker to read: made once per machine, in a folder of the machine's cache named by the
+    URI, under a file lock (workers that start together download it once), each file written aside
+    and renamed (a killed download leaves no part of a file). It is verified before every use: the
+    store's listing (size and time of writing of every file) must equal the one the copy was made
+    from, and every file the size listed; else it is fetched again. FileNotFoundError naming what
+    is missing there."""
+    import json
+
+    from filelock import FileLock
+
+    files = files_at(location)
+    cache = files.local(purpose)
+    listed = {item.base_name: [item.size, item.mtime_ns] for item in files.listing("") if item.type == files.FILE}
+    missing = [name for name in names if name not in listed]
+    if missing:
+        raise FileNotFoundError(f"{location}: missing {', '.join(missing)}")
+    wanted = {name: listed[name] for name in names}
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache.with_name(cache.name + ".lock")):
+        manifest = cache / ".manifest.json"
+        try:
+            whole = json.loads(manifest.read_text()) == wanted and all((cache / n).stat().st_size == size for n, (size, _) in wanted.items())
+        except (OSError, ValueError):
+            whole = False
+        if not whole:
+            manifest.unlink(missing_ok=True)
+            for name in names:
+                atomic_write(cache / name, files.read(name))
+            atomic_write(manifest, json.dumps(wanted).encode())
+    return cache

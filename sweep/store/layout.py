@@ -20,6 +20,10 @@ asks the store for a table, a record, a figure's destination.
     .faults/                         the firings of injected faults (run.faults), for tests
     .tune/                           Ray Tune's scratch while a run lasts
 
+A results directory may be a folder on a disk or a prefix of a bucket (store.files); there, a file
+that grows by appending (states/<pack>.states, quarantine/log.jsonl) is a series of whole objects
+`<name>.part-<n>`, and .lock is a lease (store.lock).
+
 LAYOUT is the version of this layout, kept in sweep.json: a directory of another version is
 refused (store.directory.OtherLayout), never migrated. Version 1 is what tiltsweep 0.1 wrote
 (its sweep.json has no version).

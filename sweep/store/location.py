@@ -1,25 +1,31 @@
-"""Where a results directory can be: OUT/<name> on a local or shared disk, refused (Unplaceable,
-a refusal naming `--out` or the grid file's `name`) where it cannot hold the store's files:
+"""Where a results directory can be: OUT/<name>, with OUT a local or shared disk's folder or an
+object-storage URI (store.files.files_at), refused (Unplaceable, a refusal naming `--out` or the
+grid file's `name`) where it cannot hold the store's files, before anything is written:
 
-- OUT is a file, or OUT/<name> is;
-- a part of OUT, or the name, is longer than NAME_MAX of the file system there;
-- OUT/<name>/ plus the longest path the store writes inside (layout.LONGEST_INSIDE) reaches
-  PATH_MAX there.
-
-Each length is counted in bytes of the absolute path, the limits read with os.pathconf where
-OUT (or its nearest existing folder) is, PATH_MAX and NAME_MAX below where it cannot tell.
+- on a disk: OUT is a file, or OUT/<name> is; a part of OUT, or the name, is longer than NAME_MAX
+  of the file system there; or OUT/<name>/ plus the longest path the store writes inside
+  (layout.LONGEST_INSIDE) reaches PATH_MAX there. Each length is counted in bytes of the absolute
+  path, the limits read with os.pathconf where OUT (or its nearest existing folder) is, PATH_MAX
+  and NAME_MAX below where it cannot tell;
+- on object storage: a scheme tiltsweep does not reach, a bucket that is not there (or that these
+  credentials cannot see), a key longer than KEY_MAX, or the client the run's lease needs (boto3
+  for S3, google-cloud-storage for GCS: the extras `s3` and `gcs`) not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.store import layout
 from tiltsweep.sweep.store.directory import ResultsDir
+from tiltsweep.sweep.store.files import ObjectFiles, Unreachable, files_at
 
 PATH_MAX, NAME_MAX = 4096, 255  # bytes, where os.pathconf cannot tell
+KEY_MAX = 1024  # bytes of an object's key, on S3 and GCS alike
+LEASE_CLIENTS = {"s3": ("boto3", "s3"), "gs": ("google.cloud.storage", "gcs"), "gcs": ("google.cloud.storage", "gcs")}
 
 
 class Unplaceable(Refused):
@@ -28,6 +34,12 @@ class Unplaceable(Refused):
 
 def results_directory(out, name: str, source) -> ResultsDir:
     """The results directory `name` (a grid file `source`'s) under `out`; nothing is written."""
+    try:
+        files = files_at(out)
+    except Unreachable as error:
+        raise Unplaceable(f"--out {error}") from None
+    if isinstance(files, ObjectFiles):
+        return object_results_directory(files, name, source)
     out = Path(out).expanduser()
     refuse_paths_too_long(out, name, source)
     if out.exists() and not out.is_dir():
@@ -36,6 +48,33 @@ def results_directory(out, name: str, source) -> ResultsDir:
     if results.root.exists() and not results.root.is_dir():
         raise Unplaceable(f"{results.root}: is a file, not a results directory")
     return results
+
+
+def object_results_directory(files: ObjectFiles, name: str, source) -> ResultsDir:
+    scheme, bucket = files.uri.split("://")[0], files.base.split("/")[0]
+    module, extra = LEASE_CLIENTS[scheme]
+    if not has_module(module):
+        raise Unplaceable(f"--out {files.uri}: a results directory on {scheme}:// needs {module} for its run lock "
+                          f"(pip install 'tiltsweep[{extra}]')")
+    key = len(f"{files.base}/{name}/".encode()) - len(bucket) - 1 + layout.LONGEST_INSIDE
+    if key > KEY_MAX:
+        raise Unplaceable(f"--out {files.uri}: the keys of {name}'s results there would reach {key:,} bytes, past the "
+                          f"limit of {KEY_MAX:,}: choose a shorter --out")
+    try:
+        there = files.filesystem.get_file_info(bucket).type == files.FOLDER
+    except OSError as error:
+        raise Unplaceable(f"--out {files.uri}: cannot reach it ({' '.join(str(error).split())[:300]})") from None
+    if not there:
+        raise Unplaceable(f"--out {files.uri}: no bucket {bucket!r} there (or none these credentials can see)")
+    return ResultsDir(f"{files.uri}/{name}")
+
+
+def has_module(dotted: str) -> bool:
+    """Whether `dotted` can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def refuse_paths_too_long(out: Path, name: str, source) -> None:

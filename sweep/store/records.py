@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Literal, Optional
 
@@ -24,9 +26,10 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.files import Files
 
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
+HEADER_BYTES = 16 * 1024  # read at a time to find a pack file's header (a pack of 64 points: ~5 KB)
 
 
 class TrialRecord(BaseModel):
@@ -129,7 +132,7 @@ def counting(candidates, rank: Callable) -> dict:
 class PackFiles:
     """The records/ folder."""
 
-    def __init__(self, files: LocalFiles):
+    def __init__(self, files: Files):
         self.files = files
 
     def ids(self) -> list[str]:
@@ -137,10 +140,16 @@ class PackFiles:
 
     def read(self, pack_id: str, only: Optional[Iterable[str]] = None, records: bool = True) -> PackRecords:
         """The pack's records (none yet if it has no file), or `only` those of these points, or with
-        records=False only its header's outcomes; CorruptFile if the file is not whole."""
+        records=False only its header's outcomes (its first bytes read, and its size checked against
+        the header's); CorruptFile if the file is not whole."""
         name = layout.pack_records(pack_id)
         wanted = None if only is None else set(only)
         try:
+            if not records:
+                header = self.header(name)
+                pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
+                pack.outcomes = {t: Outcome(pack_id, *entry) for t, entry in header["index"].items()}
+                return pack
             data = self.files.read(name)
             stream = io.BytesIO(data)  # shares `data`, as a memoryview does: a long sweep's pack file takes MBs
             header_reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
@@ -149,9 +158,6 @@ class PackFiles:
             if len(body) != header["body"]["size"] or hashlib.sha256(body).hexdigest() != header["body"]["sha256"]:
                 raise ValueError("records do not match their checksum")
             pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
-            if not records:
-                pack.outcomes = {t: Outcome(pack_id, *entry) for t, entry in header["index"].items()}
-                return pack
             stream.seek(len(data) - len(body))
             reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
             for _ in range(reader.read_array_header()):  # one record decoded at a time
@@ -164,6 +170,25 @@ class PackFiles:
         except (ValueError, TypeError, KeyError, ValidationError, msgpack.UnpackException) as error:
             reason = f"not a pack of trial records ({type(error).__name__}: {error})"[:300]
             raise CorruptFile(name, self.files.show(name), reason) from None
+
+    def header(self, name: str) -> dict:
+        """A pack file's header, read HEADER_BYTES at a time; ValueError where the file's size is
+        not the header's and the body's it announces (a truncated file)."""
+        with self.files.open(name) as handle:
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0)
+            while True:
+                chunk = handle.read(HEADER_BYTES)
+                unpacker.feed(chunk)
+                try:
+                    header = unpacker.unpack()
+                    break
+                except msgpack.OutOfData:
+                    if not chunk:
+                        raise ValueError("the file ends inside its header") from None
+            size = handle.seek(0, 2)
+        if size != unpacker.tell() + header["body"]["size"]:
+            raise ValueError(f"{size} bytes, where its header announces {unpacker.tell() + header['body']['size']}")
+        return header
 
     def counts_evaluations(self, pack_id: str) -> bool:
         """Whether the pack's header counts each record's evaluations, as tiltsweep 0.1 wrote it
@@ -200,8 +225,18 @@ class PackFiles:
             return None
 
     def _packs(self, on_corrupt: Callable[[CorruptFile], None], records: bool) -> Iterator[PackRecords]:
-        for pack_id in self.ids():
+        """Every pack's records (or headers), several read at once where the files are far
+        (object storage: store.files' `parallel`)."""
+        def read(pack_id: str):
             try:
-                yield self.read(pack_id, records=records)
+                return self.read(pack_id, records=records)
             except CorruptFile as error:
-                on_corrupt(error)
+                return error
+
+        ids = self.ids()
+        with ThreadPoolExecutor(self.files.parallel) if self.files.parallel > 1 and len(ids) > 1 else nullcontext() as pool:
+            for found in (pool.map(read, ids) if pool else map(read, ids)):
+                if isinstance(found, CorruptFile):
+                    on_corrupt(found)
+                else:
+                    yield found

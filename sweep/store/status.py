@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from tiltsweep.sweep.store.directory import ResultsDir
 from tiltsweep.sweep.store.records import CorruptFile
-from tiltsweep.sweep.store.tables import CorruptTable
 
 CATEGORIES = ("completed", "partial", "pending", "failed", "diverged")
 
@@ -62,10 +61,4 @@ def sweep_status(results: ResultsDir) -> SweepStatus:
 
 
 def unreadable_tables(results: ResultsDir) -> list[str]:
-    problems = []
-    for name in [*results.tables.summary_files(), *results.tables.curve_files()]:
-        try:
-            results.tables.footer(name)
-        except CorruptTable as error:
-            problems.append(str(error))
-    return problems
+    return [str(error) for error in results.tables.unreadable([*results.tables.summary_files(), *results.tables.curve_files()])]

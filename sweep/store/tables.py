@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import LocalFiles
+from tiltsweep.sweep.store.files import Files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +46,7 @@ def parquet_bytes(frame) -> bytes:
 
 
 class Tables:
-    def __init__(self, files: LocalFiles):
+    def __init__(self, files: Files):
         self.files = files
 
     # --- any table ------------------------------------------------------------------------------
@@ -63,7 +63,8 @@ class Tables:
         if not self.files.exists(name):
             raise FileNotFoundError(self.files.show(name))
         try:
-            table = pq.read_table(self.files.path(name), columns=columns)
+            where, filesystem = self.files.arrow(name)
+            table = pq.read_table(where, columns=columns, filesystem=filesystem)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
             raise CorruptTable(name, self.files.show(name), str(error).splitlines()[0]) from None
         return table if arrow else table.to_pandas()
@@ -75,9 +76,29 @@ class Tables:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_metadata(self.files.path(name))
+            where, filesystem = self.files.arrow(name)
+            return pq.read_metadata(where, filesystem=filesystem)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
             raise CorruptTable(name, self.files.show(name), str(error).splitlines()[0]) from None
+
+    def unreadable(self, names: list[str]) -> list[CorruptTable]:
+        """The files among `names` whose footer cannot be read (several read at once where the
+        files are far: store.files' `parallel`)."""
+        def check(name: str):
+            try:
+                self.footer(name)
+            except CorruptTable as error:
+                return error
+            return None
+
+        if self.files.parallel > 1 and len(names) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.files.parallel) as pool:
+                found = list(pool.map(check, names))
+        else:
+            found = [check(name) for name in names]
+        return [error for error in found if error is not None]
 
     def read_all(self, names: list[str], columns: list[str], on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The tables of the files, one after another (each read alone, so that files whose columns

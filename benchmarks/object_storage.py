@@ -1,0 +1,86 @@
+"""Results on object storage against results on a local disk, on this machine (issue 29):
+
+- the same sweep (the quickstart: 63 trainings) run with `--out` a local folder and an S3 bucket
+  of a real S3-compatible server on 127.0.0.1 (moto's, as in the tests), interleaved, ROUNDS
+  rounds: the wall time of each and their ratio;
+- `tiltsweep status` on a results directory of 10,000 points (benchmarks/scale.py's sweep, run
+  once onto a disk and copied into the bucket), on the disk and in the bucket, 3 times each.
+
+moto's server is a Python process on the same 2 cores as the sweep, so the bucket's figures are
+those of a slow, busy store, not of S3's.
+
+    python benchmarks/object_storage.py [ROUNDS]   # default 2; writes benchmarks/results/object_storage.json
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' S3 server
+sys.path.append(str(ROOT))  # after the installed tiltsweep: `benchmarks` only
+
+from benchmarks.common import interleaved, median, save  # noqa: E402
+from benchmarks.scale import GRID  # noqa: E402
+from object_store import S3Server  # noqa: E402
+
+
+def tiltsweep(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tiltsweep", *args]
+
+
+def timed_run(command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return time.perf_counter() - started
+
+
+def sweep_seconds(out: str) -> float:
+    """The quickstart from scratch into `out` (a fresh folder or prefix each time)."""
+    return timed_run(tiltsweep("run", str(ROOT / "grids" / "quickstart.yaml"), "--out", out, "--no-plot"))
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    server = S3Server()
+    os.environ.update(server.env)
+    try:
+        bucket = server.bucket()
+        with tempfile.TemporaryDirectory(prefix="tiltsweep-objects-") as scratch:
+            scratch = Path(scratch)
+            count = iter(range(10 * rounds))
+            samples = interleaved({"local disk": lambda: sweep_seconds(str(scratch / f"local-{next(count)}")),
+                                   "S3 (moto)": lambda: sweep_seconds(f"s3://{bucket}/sweep-{next(count)}")}, rounds)
+            grid = scratch / "status.yaml"
+            grid.write_text(GRID.replace("name: scale", "name: status").replace("SEEDS", str(list(range(100)))))
+            built = timed_run(tiltsweep("run", str(grid), "--out", str(scratch), "--no-plot"))
+            import pyarrow.fs as pafs
+
+            store, base = pafs.FileSystem.from_uri(f"s3://{bucket}/big")
+            started = time.perf_counter()
+            pafs.copy_files(str(scratch / "status"), f"{base}/status", destination_filesystem=store, use_threads=True)
+            copied = time.perf_counter() - started
+            status = interleaved({"local disk": lambda: timed_run(tiltsweep("status", str(scratch / "status"))),
+                                  "S3 (moto)": lambda: timed_run(tiltsweep("status", f"s3://{bucket}/big/status"))}, 3)
+    finally:
+        server.stop()
+    sweep = {name: {"seconds": values, "median": median(values)} for name, values in samples.items()}
+    report = {
+        "quickstart_sweep": {**sweep, "ratio_s3_to_local": sweep["S3 (moto)"]["median"] / sweep["local disk"]["median"]},
+        "status_10000_points": {name: {"seconds": values, "median": median(values)} for name, values in status.items()},
+        "10000_points_run_seconds": built, "copy_to_bucket_seconds": copied,
+    }
+    print(f"quickstart: local {sweep['local disk']['median']:.1f} s, S3 {sweep['S3 (moto)']['median']:.1f} s "
+          f"(x{report['quickstart_sweep']['ratio_s3_to_local']:.2f})")
+    print("status of 10,000 points: " + ", ".join(f"{name} {median(values):.2f} s" for name, values in status.items()))
+    print(save("object_storage", report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Results on object storage: sweeps into a real S3-compatible server (moto's) and a GCS emulator,
+each a process of their own on 127.0.0.1, reached through the stores' standard variables, with
+real Ray, real kills and real clusters whose nodes share no directory."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import write_cifar10_dir
+from object_store import GcsServer, S3Server
+from ray_cluster import LocalCluster
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, started_by, status_json, write_grid
+from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.store import ResultsDir
+
+POINTS = 6  # write_grid's: amplitude [1, 10] x seed [0, 1, 2]
+LEASE = 6  # seconds: a killed run's lease runs out in the tests' time
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """The S3 server's variables in this test's environment (and so its drivers' and Ray's)."""
+    for name, value in {**s3_server.env, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TILTSWEEP_LEASE_SECONDS": str(LEASE)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return s3_server
+
+
+def uploaded(folder: Path, uri: str) -> str:
+    """`folder`'s files copied to `uri` (pyarrow, as a user's tools would)."""
+    import pyarrow.fs as pafs
+
+    store, base = pafs.FileSystem.from_uri(uri)
+    pafs.copy_files(str(folder), base, destination_filesystem=store)
+    return uri
+
+
+def test_a_place_tiltsweep_cannot_reach_is_refused_before_anything_runs(s3, tmp_path, capsys):
+    grid = write_grid(tmp_path)
+    for out, expected in [("hdfs://namenode/results", "tiltsweep cannot reach hdfs://"), ("s3:/bucket/results", "looks like a URI without its '//'"),
+                          ("s3://", "names no bucket"), ("s3://no-such-bucket/results", "no bucket 'no-such-bucket' there")]:
+        assert main(["run", str(grid), "--out", out]) == 2
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and expected in message, message
+        assert main(["status", f"{out}/ray-sweep"]) == 2
+        capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray-sweep.yaml"]  # no local `s3:` folder, nothing written
+
+
+def test_a_local_copy_of_stored_data_is_made_once_and_verified(s3, tmp_path):
+    from tiltsweep.sweep.store.files import local_copy
+
+    bucket = s3.bucket()
+    data = uploaded(write_cifar10_dir(tmp_path / "cifar-10-batches-py", per_batch=4), f"s3://{bucket}/cifar-10-batches-py")
+    names = ["data_batch_1", "test_batch"]
+    copy = local_copy(data, names)
+    assert sorted(p.name for p in copy.iterdir() if not p.name.startswith(".")) == names
+    assert (copy / "test_batch").read_bytes() == (tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes()
+    made = (copy / "test_batch").stat().st_mtime_ns
+    assert local_copy(data, names) == copy and (copy / "test_batch").stat().st_mtime_ns == made  # not fetched again
+    (copy / "data_batch_1").write_bytes(b"damaged")  # the copy no longer what was listed: fetched again
+    assert local_copy(data, names) == copy and (copy / "data_batch_1").read_bytes() == (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    time.sleep(1.1)  # S3 keeps times of writing to the second
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "test_batch").write_bytes(b"replaced in the store")
+    uploaded(tmp_path / "new", data)
+    assert (local_copy(data, names) / "test_batch").read_bytes() == b"replaced in the store"
+    with pytest.raises(FileNotFoundError, match="missing data_batch_9"):
+        local_copy(data, ["data_batch_9"])
+
+
+@pytest.mark.slow
+def test_a_sweep_into_s3_is_read_back_by_every_command_and_reader(s3, tmp_path, capsys, tally):
+    import duckdb
+    import polars
+    import pyarrow.dataset
+
+    directory = f"s3://{s3.bucket()}/results/ray-sweep"
+    assert main(["run", str(write_grid(tmp_path, epochs=1000)), "--out", directory.rsplit("/", 1)[0]]) == 0
+    out = capsys.readouterr().out
+    assert f"-> {directory}" in out and f"figures: {directory}/figures/index.html" in out
+    assert status_json(directory)["completed"] == POINTS
+    assert main(["plot", directory, "--format", "png,svg"]) == 0
+    assert f"{directory}/figures/band_val_accuracy.svg" in capsys.readouterr().out
+    page = ResultsDir(directory).files.read("figures/index.html").decode()
+    assert "6 of 6 points finished" in page and "http-equiv='refresh'" not in page
+
+    summary = pd.read_parquet(f"{directory}/summary.parquet")  # the README's lines, straight from the URI
+    curves = pd.read_parquet(f"{directory}/curves.parquet")
+    assert len(summary) == POINTS and len(curves) == POINTS * 3 and set(curves["trial_id"]) == set(summary["trial_id"])
+    assert polars.read_parquet(f"{directory}/summary.parquet/*.parquet").height == POINTS
+    assert polars.scan_parquet(f"{directory}/curves.parquet/*.parquet").collect().height == POINTS * 3
+    assert len(duckdb.from_arrow(pyarrow.dataset.dataset(f"{directory}/summary.parquet")).df()) == POINTS
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["ray-sweep.yaml"]  # nothing written here
+    tally.sweep("sweep into S3 (moto's server)", directory)
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_sweep_on_s3_loses_and_repeats_nothing(s3, tmp_path, tally):
+    """The driver SIGKILLed while one point holds after its checkpoint and the others finish; its
+    lease stays until it runs out, then `resume` takes it over and finishes from the checkpoint."""
+    directory = f"s3://{s3.bucket()}/results/ray-sweep"
+    grid = write_grid(tmp_path, epochs=2000)
+    held_at = {"amplitude": 10, "seed": 1}
+    driver = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(tmp_path / "never", where=held_at))
+    try:
+        driver.wait_until(lambda: len(records(directory)) == POINTS - 1 and len(checkpoint_epochs(directory, exclude=records(directory))) == 1,
+                          what="five finished points and one held after its checkpoint")
+        driver.kill()
+    finally:
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
+    finished, held = records(directory), checkpoint_epochs(directory, exclude=records(directory))
+    lease = ResultsDir(directory).lock()
+    assert lease.owner()["pid"] == driver.process.pid  # the killed run's lease stays until it runs out
+    deadline = time.monotonic() + 30
+    while lease.holder() is not None and time.monotonic() < deadline:  # renewed lately: it counts as running a while
+        time.sleep(0.5)
+    assert main(["resume", directory, "--no-plot"]) == 0  # waits for the lease to run out, then takes it over
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    final = records(directory)
+    for trial_id, record in finished.items():
+        assert final[trial_id]["finished_at"] == record["finished_at"]  # kept, not run again
+    (held_id,) = held
+    assert final[held_id]["resumed_from_epoch"] == 1000
+    assert ResultsDir(directory).lock().holder() is None  # released at the end
+    tally.sweep("driver SIGKILLed mid-way, results on S3", directory, injected=1)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_s3_directory_is_refused_naming_the_first(s3, tmp_path, capsys, tally):
+    directory = f"s3://{s3.bucket()}/results/ray-sweep"
+    grid = write_grid(tmp_path, epochs=2000)
+    release = tmp_path / "release"
+    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    try:
+        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint of the first run")
+        capsys.readouterr()
+        assert main(["resume", directory, "--no-plot"]) == 2
+        message = capsys.readouterr().err
+        assert message.count("\n") == 1 and f"is in use by another tiltsweep run: pid {first.process.pid} on " in message, message
+        time.sleep(LEASE + 1)  # longer than the lease: the first run renews it
+        assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 2
+        assert f"pid {first.process.pid}" in capsys.readouterr().err
+        release.touch()
+        assert first.wait(timeout=240) == 0
+    finally:
+        first.kill() if first.process.poll() is None else first.cleanup()
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    tally.sweep("two runs at once into S3", directory, injected=1)
+
+
+@pytest.mark.slow
+def test_a_cluster_whose_nodes_share_no_directory_survives_losing_a_node(s3, s3_server, tmp_path, tally):
+    """Two `ray start` nodes, each in a home of its own (no shared disk: results and data only in
+    the bucket); the second node is killed while it trains a checkpointed point, and the sweep
+    finishes on the head node from that checkpoint."""
+    directory = f"s3://{s3.bucket()}/results/two-nodes"
+    grid = write_grid(tmp_path, name="two-nodes", epochs=2000)
+    release = tmp_path / "release"
+    cluster = LocalCluster(head_cpus=1, env=holding(release, env={**s3_server.env, "TILTSWEEP_LEASE_SECONDS": str(LEASE)}), own_homes=True)
+    try:
+        second = cluster.add_node(cpus=2)
+        cluster.wait_for_cpus(3)
+        env, home = cluster.home()
+        driver = Driver(["run", str(grid), "--address", cluster.address, "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=env, cwd=home)
+        try:
+            def trial_on_second_node():
+                pids = {p.pid for p in second.tree.remember()}
+                running = checkpoint_epochs(directory, exclude=records(directory))
+                return next((t for t in running if started_by(directory).get(t) in pids), None)
+
+            driver.wait_until(lambda: trial_on_second_node() is not None, what="a checkpointed trial on the second node")
+            lost = trial_on_second_node()
+            second.kill()
+            release.touch()
+            assert driver.wait(timeout=400) == 0, driver.output()
+        finally:
+            driver.kill() if driver.process.poll() is None else None
+        assert not list(cluster.temp.glob("**/*.parquet")) and not list(cluster.temp.glob("**/*.msgpack"))  # no result on a node's disk
+    finally:
+        cluster.shutdown()
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    final = records(directory)
+    assert final[lost]["attempts"] >= 2 and final[lost]["resumed_from_epoch"] == 1000
+    tally.sweep("two-node cluster without a shared disk (S3), second node killed", directory, injected=1)
+
+
+@pytest.mark.slow
+def test_cifar_format_data_is_read_from_the_bucket(s3, tmp_path, capsys, tally):
+    bucket = s3.bucket()
+    data = uploaded(write_cifar10_dir(tmp_path / "cifar-10-batches-py"), f"s3://{bucket}/cifar-10-batches-py")
+    grid = tmp_path / "cifar.yaml"
+    grid.write_text(f"""\
+name: cifar
+data: {{name: cifar10, path: "{data}", classes: [0, 1], train_size: 40, val_size: 8}}
+model: {{name: myrtle5, channels: 4}}
+optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 20}}
+training: {{epochs: 2, eval_every: 1}}
+loss: {{amplitude: 1, period: 10}}
+grid:
+  amplitude: [1, 3]
+resources: {{cpu: 1}}
+""")
+    directory = f"s3://{bucket}/results/cifar"
+    assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 0
+    assert status_json(directory)["completed"] == 2
+    assert json.loads(ResultsDir(directory).tables.summary()["config"][0])["data"]["path"] == data  # as the grid gave it
+    copies = [p for p in (tmp_path / "cache" / "tiltsweep" / "data").iterdir() if p.is_dir()]
+    assert len(copies) == 1 and (copies[0] / ".manifest.json").exists()  # one copy on this machine, for both points
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(grid.read_text().replace(data, f"s3://{bucket}/gone/cifar-10-batches-py").replace("name: cifar\n", "name: missing\n"))
+    capsys.readouterr()
+    assert main(["run", str(missing), "--out", directory.rsplit("/", 1)[0]]) == 2
+    message = capsys.readouterr().err
+    assert f"data.path: s3://{bucket}/gone/cifar-10-batches-py: not a cifar-10-batches-py folder, missing data_batch_1" in message, message
+    tally.sweep("CIFAR-10 data read from the bucket (S3)", directory)
+
+
+@pytest.fixture(scope="module")
+def gcs_server():
+    try:
+        server = GcsServer()
+    except (OSError, TimeoutError) as error:
+        pytest.skip(f"no GCS emulator here ({error})")
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_sweep_into_gcs_goes_through_the_same_store(gcs_server, monkeypatch, tmp_path, capsys, tally):
+    """gs:// through the same code as s3:// (pyarrow.fs), on gcp-storage-emulator: the sweep, its
+    status and figures, and a second run refused by the lease. (The emulator ignores GCS's
+    generation preconditions, so what is shown here of the lease is its refusal of a run that
+    comes second, not of two that start at the same moment.)"""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.env["STORAGE_EMULATOR_HOST"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    directory = f"gs://{gcs_server.bucket()}/results/ray-sweep"
+    grid = write_grid(tmp_path, epochs=2000)  # holding: each point holds after its checkpoint at 1000
+    release = tmp_path / "release"
+    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0]], env=holding(release))
+    try:
+        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint in the bucket")
+        assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 2
+        assert f"in use by another tiltsweep run: pid {first.process.pid}" in capsys.readouterr().err
+        release.touch()
+        assert first.wait(timeout=240) == 0, first.output()
+    finally:
+        first.kill() if first.process.poll() is None else first.cleanup()
+    assert status_json(directory)["completed"] == POINTS
+    assert main(["plot", directory]) == 0
+    assert f"{directory}/figures/index.html" in capsys.readouterr().out
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    tally.sweep("sweep into GCS (gcp-storage-emulator), a second run refused", directory, injected=1)
