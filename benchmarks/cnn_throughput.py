@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.common import save  # noqa: E402

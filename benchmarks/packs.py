@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
 from benchmarks.common import interleaved, median, save, timed  # noqa: E402
 from tiltsweep.trainers import train, train_group  # noqa: E402

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 FIND = """
@@ -44,3 +45,23 @@ def test_the_package_shipped_to_a_cluster_holds_every_part(tmp_path):
     found = run_python(FIND, cwd=tmp_path, env=env)
     assert Path(found["cli"]).is_relative_to(shipped) and Path(found["tiltsweep"]).is_relative_to(shipped)
     assert not list(shipped.rglob("__pycache__"))
+
+
+def test_the_benchmarks_run_from_a_plain_install():
+    """Every benchmark script's imports resolve from a plain (not editable) install of tiltsweep,
+    one folder as pip installs it (the folder shipped to a cluster's workers is one), run from the
+    repository's root: the repository's own tiltsweep/ folder (the package's root alone) must not
+    hide the installed package."""
+    import os
+
+    from tiltsweep.sweep.run.executor import shipped_package
+
+    installed = Path(shipped_package())
+    env = {**os.environ, "PYTHONPATH": str(installed.parent)}
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        # sys.path as `python benchmarks/SCRIPT.py` starts with it: the script's folder first
+        code = (f"import runpy, sys; sys.path[0] = {str(script.parent)!r}; runpy.run_path({str(script)!r}, run_name='imported'); "
+                f"import tiltsweep; print(tiltsweep.__file__)")
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{script.name}: {done.stderr[-1500:]}"
+        assert Path(done.stdout.splitlines()[-1]).is_relative_to(installed), script.name
