@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -236,3 +237,19 @@ def test_a_trial_that_fails_before_training_records_why(tmp_path, monkeypatch, c
         assert error.startswith("before training: ") and "Error" in error, error
     summary = pd.read_parquet(out / "ray-sweep" / "summary.parquet")
     assert (summary["status"] == "failed").all() and summary["error"].str.startswith("before training: ").all()
+
+
+def test_a_bfloat16_sweep_of_the_quickstarts_smoke_variant_completes_with_finite_metrics(tmp_path):
+    quickstart = (Path(__file__).resolve().parent.parent / "grids" / "quickstart.yaml").read_text()
+    training = "training: {epochs: 60000, eval_every: 500, checkpoint_every: 20000}"
+    assert training in quickstart
+    grid = tmp_path / "quickstart.yaml"
+    grid.write_text(quickstart.replace(training, training[:-1] + ", dtype: bfloat16}"))
+    out = tmp_path / "results"
+    assert main(["run", str(grid), "--smoke", "--out", str(out), "--no-plot"]) == 0
+    summary = pd.read_parquet(out / "quickstart-smoke" / "summary.parquet")
+    assert len(summary) == 3 and set(summary["status"]) == {"completed"}
+    assert all(json.loads(config)["training"]["dtype"] == "bfloat16" for config in summary["config"])
+    curves = pd.read_parquet(out / "quickstart-smoke" / "curves.parquet")
+    metrics = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "weighted_loss"]
+    assert len(curves) == 3 * 13 and curves[metrics].notna().all().all() and np.isfinite(curves[metrics].to_numpy()).all()

@@ -2,11 +2,14 @@
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
 from conftest import spiral_config
-from tiltsweep.trainers import Checkpoint, compilation_counts, train, train_group
+from tiltsweep.trainers import Checkpoint, compilation_counts, train, train_group, training_loop_compilations
+from tiltsweep.trainers.config import TrialConfig
+from tiltsweep.trainers.training import prepare
 
 
 def train_with_interruption(config, stop_after_checkpoint: int):
@@ -140,6 +143,22 @@ def test_float64_training():
     assert np.asarray(result.state.params["Dense_0"]["kernel"]).dtype == np.float64
 
 
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32():
+    """Mixed precision: the model's arithmetic in bfloat16; its parameters, optimizer state, loss
+    and metrics in float32."""
+    config = spiral_config(training={"epochs": 200, "eval_every": 100, "dtype": "bfloat16"}, optimizer={"learning_rate": 0.5, "momentum": 0.9})
+    result = train(config)
+    assert result.status == "completed" and all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_accuracy"]) for row in result.history)
+    kept = {np.asarray(leaf).dtype for leaf in jax.tree.leaves((result.state.params, result.state.opt_state, result.state.last_loss))}
+    assert kept == {np.dtype(np.float32)}
+    run = prepare([TrialConfig.model_validate(config)])
+    x = run.data["x_train"][:4]
+    arithmetic = str(jax.make_jaxpr(lambda params: run.engine.model.apply({"params": params}, x))(result.state.params))
+    assert "bf16" in arithmetic and "dot_general" in arithmetic
+    in_float32 = train(dict(config, training={**config["training"], "dtype": "float32"}))
+    assert result.history[-1]["train_loss"] != in_float32.history[-1]["train_loss"]  # not float32 under another name
+
+
 GROUP = [
     spiral_config(loss={"amplitude": 1, "period": 200}, seed=0),
     spiral_config(loss={"amplitude": 10, "period": 100}, seed=1),
@@ -153,6 +172,21 @@ def test_a_group_trains_each_member_as_if_alone():
     calm = [dict(c, optimizer={"learning_rate": 0.1}) for c in GROUP]
     together = train_group(calm)
     for config, result in zip(calm, together):
+        alone = train(config)
+        assert [row["step"] for row in result.history] == [row["step"] for row in alone.history]
+        for name in ("train_loss", "val_accuracy", "weighted_loss", "amplitude", "emphasized_class"):
+            np.testing.assert_allclose([r[name] for r in result.history], [r[name] for r in alone.history], rtol=1e-4, atol=1e-5)
+
+
+def test_a_padded_partial_block_gives_each_point_its_metrics_alone_and_compiles_nothing_new():
+    calm = [dict(c, optimizer={"learning_rate": 0.1}) for c in GROUP]
+    train_group(calm)  # a full block of 3: its program compiled
+    before = training_loop_compilations()
+    reported = set()
+    partial = train_group(calm[:2], on_eval=lambda index, row: reported.add(index), width=3)
+    assert training_loop_compilations() == before  # the full block's program served the padded one
+    assert len(partial) == 2 and reported == {0, 1}  # the padding's results and rows dropped
+    for config, result in zip(calm[:2], partial):
         alone = train(config)
         assert [row["step"] for row in result.history] == [row["step"] for row in alone.history]
         for name in ("train_loss", "val_accuracy", "weighted_loss", "amplitude", "emphasized_class"):

@@ -252,7 +252,9 @@ class TrainingConfig(Section):
     epochs: PositiveInt
     eval_every: PositiveInt = 1
     checkpoint_every: Optional[PositiveInt] = None
-    dtype: Literal["float32", "float64"] = "float32"
+    # The model's arithmetic; `bfloat16` is mixed precision: the model computes in bfloat16, its
+    # parameters, optimizer state, data, loss and metrics stay float32 (kept_dtype).
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     eval_batch_size: PositiveInt = 1000
     # Grid points of the same shapes trained together in one compiled program (vmap), at most.
     # `auto`: 1 on a CPU, where it does not pay, and as many as fit on a GPU or TPU (sweep.run.packs,
@@ -299,6 +301,12 @@ class TrialConfig(Section):
         if self.model.name in ("myrtle5", "wide_resnet") and self.data.name != "cifar10":
             raise ValueError(f"model {self.model.name} needs images: use data.name cifar10")
         return self
+
+
+def kept_dtype(dtype: str) -> str:
+    """What a training keeps its parameters, optimizer state, data, hyperparameters, loss and
+    metrics in: its dtype, but float32 where the model computes in bfloat16 (mixed precision)."""
+    return "float32" if dtype == "bfloat16" else dtype
 
 
 def batch_signature(cfg: TrialConfig) -> str:

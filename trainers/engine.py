@@ -1,7 +1,8 @@
 """The compiled training program, built once per static shape and reused for every grid point.
 
 `Spec` holds everything that changes the program's structure (model, data shapes, batch size,
-loss and optimizer kinds, dtype). Everything else (A, T, stop step, learning rate, schedule
+loss and optimizer kinds, dtype: the model's arithmetic; under bfloat16 everything else is kept
+in float32, config.kept_dtype). Everything else (A, T, stop step, learning rate, schedule
 numbers, the seed, the data itself) enters as arrays, so `engine_for(spec)` hands the same
 jitted functions to every trial of that shape and XLA compiles each of them once.
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from tiltsweep.trainers.hessian import hessian_top_eigenvalues
 from tiltsweep.trainers.loss import PER_EXAMPLE_LOSSES, class_weights, dynamical_loss, emphasized_class, example_weights
-from tiltsweep.trainers.config import MLPModel
+from tiltsweep.trainers.config import MLPModel, kept_dtype
 from tiltsweep.trainers.models import MLP, build_model, stax_params
 from tiltsweep.trainers.optim import OptimizerKind, learning_rate_at, update_direction
 
@@ -128,7 +129,8 @@ METRIC_ORDER = (
 class Engine:
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype))
+        self.kept = jnp.dtype(kept_dtype(spec.dtype))  # parameters, data, loss and metrics (spec.dtype: the model's arithmetic)
+        self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype), self.kept)
         # The same function of the same parameters; Hessian-vector products run faster batch-major
         # (benchmarks/README.md, "The cost of a Hessian measurement").
         self.hessian_model = self.model.clone(feature_major=False) if isinstance(self.model, MLP) else self.model
@@ -191,12 +193,12 @@ class Engine:
             # The notebook's start draws from the seed's key itself, op by op as the notebook
             # did (compiled as one program, the normal biases differ from it in their last bit).
             model, inputs = self.spec.model, math.prod(self.spec.input_shape)
-            drawn = [stax_params(key, model.depth, model.width, inputs, self.spec.num_classes, self.spec.dtype) for key in keys]
+            drawn = [stax_params(key, model.depth, model.width, inputs, self.spec.num_classes, self.kept) for key in keys]
             states = states.replace(params=jax.tree.map(lambda *leaves: jnp.stack(leaves), *drawn))
         return states
 
     def _init_state(self, key, hyper) -> TrainState:
-        dummy = jnp.zeros((1, *self.spec.input_shape), self.spec.dtype)
+        dummy = jnp.zeros((1, *self.spec.input_shape), self.kept)
         variables = self.model.init(jax.random.fold_in(key, INIT_STREAM), dummy, train=False)
         params = variables["params"]
 
@@ -206,16 +208,18 @@ class Engine:
             batch_stats=variables.get("batch_stats", {}),
             opt_state=update_direction(self.spec.optimizer, hyper).init(params),
             key=key,
-            last_loss=jnp.full((), jnp.nan, self.spec.dtype),
+            last_loss=jnp.full((), jnp.nan, self.kept),
         )
 
     def _apply(self, params, batch_stats, x, train: bool, model=None):
+        """(logits in the kept dtype, so that the loss and metrics are float32 under bfloat16,
+        the batch statistics)."""
         model = self.model if model is None else model
         variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
         if train and batch_stats:
             logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-            return logits, updates["batch_stats"]
-        return model.apply(variables, x, train=train), batch_stats
+            return logits.astype(self.kept), updates["batch_stats"]
+        return model.apply(variables, x, train=train).astype(self.kept), batch_stats
 
     def _weights(self, step, hyper):
         return class_weights(

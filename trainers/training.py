@@ -33,7 +33,7 @@ import numpy as np
 
 from tiltsweep.trainers.checkpoint import Checkpoint
 from tiltsweep.trainers.compilation.share import build_in_turn
-from tiltsweep.trainers.config import TrialConfig, batch_signature
+from tiltsweep.trainers.config import TrialConfig, batch_signature, kept_dtype
 from tiltsweep.trainers.data import Dataset, load_dataset
 from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for
 from tiltsweep.trainers.optim import OptimizerKind, hyperparameters
@@ -82,7 +82,7 @@ def device_data_for(cfg: TrialConfig, dataset: Dataset) -> dict[str, Any]:
     key = (cfg.data.model_dump_json(), cfg.training.dtype, cfg.training.eval_batch_size, hessian_batch)
     if key not in _DEVICE_DATA:
         _DEVICE_DATA.clear()
-        _DEVICE_DATA[key] = device_data(dataset, cfg.training.dtype, cfg.training.eval_batch_size, hessian_batch)
+        _DEVICE_DATA[key] = device_data(dataset, kept_dtype(cfg.training.dtype), cfg.training.eval_batch_size, hessian_batch)
     return _DEVICE_DATA[key]
 
 
@@ -178,7 +178,7 @@ def prepare(cfgs: list[TrialConfig]) -> Prepared:
     dataset = dataset_for(first)
     spec = spec_for(first, dataset)
     data = device_data_for(first, dataset)
-    dtype = np.dtype(first.training.dtype)
+    dtype = np.dtype(kept_dtype(first.training.dtype))
     hypers = jax.device_put(stacked([hyperparameters(cfg, spec.steps_per_epoch, dtype) for cfg in cfgs]))
     return Prepared(list(cfgs), engine_for(spec), data, hypers)
 
@@ -219,16 +219,21 @@ def train_group(
     on_eval: Optional[Callable[[int, dict], None]] = None,
     checkpoints: Optional[Sequence[Optional[Checkpoint]]] = None,
     on_checkpoint: Optional[Callable[[int, Checkpoint], None]] = None,
+    width: Optional[int] = None,
 ) -> list[TrainResult]:
     """Train several grid points of one batch_signature together; callbacks get the member's
     index. All start fresh, or all resume from checkpoints of the same epoch. A member whose loss
-    stops being finite is finished as `diverged`; the others go on."""
+    stops being finite is finished as `diverged`; the others go on. With a `width` above their
+    number, the group is padded to it with copies of its last member, whose results and
+    callbacks are dropped: a last, partial block runs the program compiled for full ones."""
     cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.model_validate(c) for c in configs]
+    checkpoints = list(checkpoints or [None] * len(cfgs))
+    members = range(len(cfgs))  # the real ones; the padding trains along, unreported
+    padding = max(0, (width or 0) - len(cfgs))
+    cfgs, checkpoints = cfgs + cfgs[-1:] * padding, checkpoints + checkpoints[-1:] * padding
     run = prepare(cfgs)
     training = cfgs[0].training
     report = on_eval or (lambda index, row: None)
-    members = range(len(cfgs))
-    checkpoints = list(checkpoints or [None] * len(cfgs))
     measured = hessian_epochs(training, run.steps_per_epoch)
     fresh = all(ckpt is None for ckpt in checkpoints)
     run.build_programs(with_hessian=fresh and 0 in measured)
@@ -236,19 +241,19 @@ def train_group(
         states, epoch, spent = run.fresh_states(), 0, 0.0
         # Zero epochs of the training program: the first evaluation needs no compilation of its own.
         states, evaluation = run.engine.train_then_evaluate(states, run.hypers, run.data, 0, 0 in measured)
-        histories = [[row] for row in run.engine.rows(evaluation)[1]]
+        histories = [[row] for row in run.engine.rows(evaluation)[1][: len(members)]]
         for i in members:
             report(i, histories[i][0])
     else:
         if any(ckpt is None for ckpt in checkpoints) or len({ckpt.epoch for ckpt in checkpoints}) != 1:
             raise ValueError("a group resumes only when every member has a checkpoint of the same epoch")
         states, epoch = run.restore([ckpt.state for ckpt in checkpoints]), checkpoints[0].epoch
-        histories = [list(ckpt.history) for ckpt in checkpoints]
+        histories = [list(ckpt.history) for ckpt in checkpoints[: len(members)]]
         spent = max(ckpt.wall_seconds for ckpt in checkpoints)
 
     started = time.perf_counter()
     elapsed = lambda: spent + time.perf_counter() - started
-    results: list[Optional[TrainResult]] = [None] * len(cfgs)
+    results: list[Optional[TrainResult]] = [None] * len(members)
 
     def diverge(i: int, step: int, message: str) -> None:
         results[i] = TrainResult("diverged", histories[i], step, epoch, elapsed(), message)

@@ -185,9 +185,12 @@ def width_of(config, payload: dict) -> int:
 
 
 def train_block(run: PackRun, block: list[str], configs: list, report: Callable[[dict], None]) -> list[str]:
-    """Train the block's points together (those resuming from one epoch at a time); returns them."""
+    """Train the block's points together (those resuming from one epoch at a time), a partial
+    block padded to the block width (trainers.train_group's `width`: the program compiled for full
+    blocks serves it); returns them."""
     from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
 
+    width = width_of(configs[0], run.payload)
     faults = [faults_for(run.results.faults_folder(), t, run.members[t]["axes"]) for t in block]
     by_epoch: dict[int, list[tuple[int, object]]] = {}
     for index, trial_id in enumerate(block):
@@ -198,7 +201,8 @@ def train_block(run: PackRun, block: list[str], configs: list, report: Callable[
         ids, cfgs = [block[i] for i in indices], [configs[i] for i in indices]
         try:
             trained = train_group(cfgs, on_eval=progress_and_faults([faults[i] for i in indices], run.payload["pack_id"], report),
-                                  checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run.results, run.payload["pack_id"], ids, cfgs))
+                                  checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run.results, run.payload["pack_id"], ids, cfgs),
+                                  width=width if width > 1 else None)
         except retries.PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
             for trial_id in ids:
                 run.fail(trial_id, error)
