@@ -25,7 +25,16 @@ from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
 KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "glorot_normal": nn.initializers.glorot_normal()}
 
 
-class FeatureMajorDense(nn.Module):
+class Precision:
+    """Of a model with `dtype` (its arithmetic) and `param_dtype` (its parameters', None: dtype):
+    mixed precision computes in bfloat16 with float32 parameters."""
+
+    @property
+    def parameters_dtype(self):
+        return self.param_dtype or self.dtype
+
+
+class FeatureMajorDense(Precision, nn.Module):
     """nn.Dense with the same parameters, names and initialization, on activations laid out
     feature-major: h (in, N) -> kernel^T h + bias[:, None], (features, N); computed in `dtype`,
     its parameters kept in `param_dtype`."""
@@ -33,24 +42,24 @@ class FeatureMajorDense(nn.Module):
     features: int
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = None  # default: dtype
 
     @nn.compact
     def __call__(self, h):
-        kernel = self.param("kernel", self.kernel_init, (h.shape[0], self.features), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+        kernel = self.param("kernel", self.kernel_init, (h.shape[0], self.features), self.parameters_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.parameters_dtype)
         h, kernel, bias = nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
         return jax.lax.dot_general(kernel, h, (((0,), (0,)), ((), ()))) + bias[:, None]
 
 
-class MLP(nn.Module):
+class MLP(Precision, nn.Module):
     width: int
     depth: int
     num_classes: int
     dtype: Any = jnp.float32
     feature_major: bool = True  # how it computes, not what: the same function of the same parameters
     initializer: str = "lecun_normal"  # of the kernels (biases start at zero); `stax` starts from stax_params instead
-    param_dtype: Any = jnp.float32  # the parameters' (dtype: the arithmetic's)
+    param_dtype: Any = None  # the parameters' (default: dtype, the arithmetic's)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -58,7 +67,7 @@ class MLP(nn.Module):
         # stax's parameters replace these after init (stax_params): any kernel init stands in
         kernel_init = KERNEL_INITS["lecun_normal" if self.initializer == "stax" else self.initializer]
         if not self.feature_major:
-            dense = lambda features: nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=kernel_init)
+            dense = lambda features: nn.Dense(features, dtype=self.dtype, param_dtype=self.parameters_dtype, kernel_init=kernel_init)
             for _ in range(self.depth):
                 x = nn.relu(dense(self.width)(x))
             return dense(self.num_classes)(x)
@@ -66,8 +75,8 @@ class MLP(nn.Module):
         # transposed operand, which its CPU backend hands to a much slower kernel.
         h = jax.lax.optimization_barrier(x.T)
         for i in range(self.depth):
-            h = nn.relu(FeatureMajorDense(self.width, self.dtype, kernel_init, self.param_dtype, name=f"Dense_{i}")(h))
-        return FeatureMajorDense(self.num_classes, self.dtype, kernel_init, self.param_dtype, name=f"Dense_{self.depth}")(h).T
+            h = nn.relu(FeatureMajorDense(self.width, self.dtype, kernel_init, self.parameters_dtype, name=f"Dense_{i}")(h))
+        return FeatureMajorDense(self.num_classes, self.dtype, kernel_init, self.parameters_dtype, name=f"Dense_{self.depth}")(h).T
 
 
 def stax_params(key, depth: int, width: int, input_dim: int, num_classes: int, dtype) -> dict:
@@ -84,16 +93,16 @@ def stax_params(key, depth: int, width: int, input_dim: int, num_classes: int, d
     return {f"Dense_{i}": {"kernel": kernel.astype(dtype), "bias": bias.astype(dtype)} for i, (kernel, bias) in enumerate(dense)}
 
 
-class Myrtle5(nn.Module):
+class Myrtle5(Precision, nn.Module):
     channels: int
     num_classes: int
     dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = None  # default: dtype
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         def conv_relu(y):
-            return nn.relu(nn.Conv(self.channels, (3, 3), dtype=self.dtype, param_dtype=self.param_dtype)(y))
+            return nn.relu(nn.Conv(self.channels, (3, 3), dtype=self.dtype, param_dtype=self.parameters_dtype)(y))
 
         def pool(y):
             return nn.avg_pool(y, (2, 2), strides=(2, 2))
@@ -102,51 +111,51 @@ class Myrtle5(nn.Module):
         x = pool(conv_relu(x))
         x = pool(pool(pool(conv_relu(x))))
         x = x.reshape((x.shape[0], -1))
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.parameters_dtype)(x)
 
 
-class WideBasicBlock(nn.Module):
+class WideBasicBlock(Precision, nn.Module):
     channels: int
     stride: int
     dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = None  # default: dtype
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.param_dtype)
+        norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.parameters_dtype)
         conv = lambda stride: nn.Conv(
-            self.channels, (3, 3), strides=(stride, stride), use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype
+            self.channels, (3, 3), strides=(stride, stride), use_bias=False, dtype=self.dtype, param_dtype=self.parameters_dtype
         )
         activated = nn.relu(norm()(x))
         shortcut = x
         if x.shape[-1] != self.channels or self.stride != 1:
             shortcut = nn.Conv(
                 self.channels, (1, 1), strides=(self.stride, self.stride), use_bias=False,
-                dtype=self.dtype, param_dtype=self.param_dtype,
+                dtype=self.dtype, param_dtype=self.parameters_dtype,
             )(activated)
         y = conv(self.stride)(activated)
         y = conv(1)(nn.relu(norm()(y)))
         return y + shortcut
 
 
-class WideResNet(nn.Module):
+class WideResNet(Precision, nn.Module):
     depth: int
     widen_factor: int
     num_classes: int
     dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = None  # default: dtype
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         blocks_per_group = (self.depth - 4) // 6
-        x = nn.Conv(16, (3, 3), use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        x = nn.Conv(16, (3, 3), use_bias=False, dtype=self.dtype, param_dtype=self.parameters_dtype)(x)
         for group, base in enumerate((16, 32, 64)):
             for block in range(blocks_per_group):
                 stride = 2 if group > 0 and block == 0 else 1
-                x = WideBasicBlock(base * self.widen_factor, stride, self.dtype, self.param_dtype)(x, train)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.param_dtype)(x))
+                x = WideBasicBlock(base * self.widen_factor, stride, self.dtype, self.parameters_dtype)(x, train)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, param_dtype=self.parameters_dtype)(x))
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.parameters_dtype)(x)
 
 
 def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> nn.Module:
