@@ -31,12 +31,12 @@ MODELS = {
 }
 
 
-def throughput(cifar: Path, model: dict, batch: int, steps: int) -> dict:
+def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "float32") -> dict:
     config = TrialConfig.model_validate({
         "data": {"name": "cifar10", "path": str(cifar), "train_size": batch, "augment": True},
         "model": model,
         "optimizer": {"name": "sgd", "learning_rate": 0.02, "batch_size": batch, "momentum": 0.9, "nesterov": True},
-        "training": {"epochs": steps, "eval_every": steps},
+        "training": {"epochs": steps, "eval_every": steps, "dtype": dtype},
         "loss": {"amplitude": 30, "period": 100},
     })
     run = prepare([config])

@@ -7,6 +7,7 @@ process (A, B, A, B, ...) and reports medians and their ratio, never a single ti
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -42,8 +43,10 @@ def machine() -> dict:
 
 
 def save(name: str, payload: dict) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
+    """benchmarks/results/<name>.json, or in $BENCHMARK_RESULTS where that is set (a test's folder)."""
+    out = Path(os.environ.get("BENCHMARK_RESULTS") or OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}, indent=1))
     return path
 

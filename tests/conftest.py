@@ -46,6 +46,15 @@ def spiral_config(**overrides) -> dict:
     return config
 
 
+def float32_rtol(cpu: float, accelerator: float) -> float:
+    """A float32 comparison's relative tolerance on the backend JAX runs on: `cpu` on a CPU,
+    `accelerator` on a GPU or TPU, whose math libraries round transcendental functions (sin,
+    exp, ...) otherwise. Never looser on the CPU."""
+    import jax
+
+    return cpu if jax.default_backend() == "cpu" else accelerator
+
+
 @pytest.fixture
 def x64():
     """JAX in float64 for the test, and back to float32 after it."""

@@ -65,7 +65,7 @@ def load_spiral(cfg: SpiralData) -> Dataset:
 
 def relabel(labels: np.ndarray, classes: list[int]) -> np.ndarray:
     """Map the chosen original classes to 0..len(classes)-1 in the given order."""
-    mapping = np.full(int(labels.max()) + 1, -1, dtype=np.int32)
+    mapping = np.full(max(int(labels.max(initial=0)), *classes) + 1, -1, dtype=np.int32)  # a subset may lack the last classes
     mapping[np.asarray(classes)] = np.arange(len(classes), dtype=np.int32)
     return mapping[labels]
 

@@ -163,9 +163,12 @@ def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> n
     `dtype`; float32 under bfloat16's mixed precision)."""
     param_dtype = param_dtype or dtype
     if isinstance(cfg, MLPModel):
-        # Feature-major is faster for every float32 MLP measured; in float64 only without
-        # hidden-to-hidden layers (benchmarks/README.md, "MLP layout").
-        feature_major = jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2
+        # On a CPU, feature-major is faster for every float32 MLP measured; in float64 only
+        # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). Its reasons are
+        # XLA's CPU kernels; a GPU or TPU computes batch-major, the layout their matrix units are
+        # made for (benchmarks/accelerator.py measures both on whatever device JAX sees).
+        on_cpu = jax.default_backend() == "cpu"
+        feature_major = on_cpu and (jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2)
         return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major, cfg.init, param_dtype)
     if isinstance(cfg, Myrtle5Model):
         return Myrtle5(cfg.channels, num_classes, dtype, param_dtype)

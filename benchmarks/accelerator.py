@@ -1,0 +1,164 @@
+"""One check of whatever device JAX sees (a GPU, a TPU, or this CPU), written to one JSON file:
+
+1. blocks of N vmapped width-20 spiral points (N = 64 to 4096; trainers.train_group, the path a
+   sweep's worker takes, 3,000 steps after a 10-step call that compiles): time per step and
+   point-steps per second; the same block with `hessian_every`; and, for the largest N, the two
+   MLP layouts side by side (feature-major, which XLA's CPU kernels favour, and batch-major);
+2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
+   steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
+   there is a GPU), with Ray's start;
+3. Myrtle5 (64 channels, batch 512) and WRN-28-10 (batch 128) training throughput in float32 and
+   bfloat16 (mixed precision), in images per second;
+4. the tests that touch the device (test_loss, test_models, test_train, test_packs; fast tier).
+
+    python benchmarks/accelerator.py            # on an accelerator: about 6 minutes
+    python benchmarks/accelerator.py --quick    # every part, shrunk: under 2 minutes on 2 CPU cores
+
+Writes benchmarks/results/accelerator-<platform>[-quick].json. On a machine without Ray,
+pydantic or jsonschema, bring them as wheels first (benchmarks/README.md, "The accelerator check").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks.cnn_throughput import throughput  # noqa: E402
+from benchmarks.common import save  # noqa: E402
+from benchmarks.packs import configs  # noqa: E402
+from conftest import write_cifar10_dir  # noqa: E402
+from tiltsweep.trainers import train_group  # noqa: E402
+
+DIAGRAM = """\
+name: {name}
+data: {{name: spiral, points_per_class: 100, classes: 3}}
+model: {{name: mlp, width: 20}}
+optimizer: {{name: sgd, learning_rate: 1.0, batch_size: full}}
+schedule: {{name: constant}}
+training: {{epochs: {epochs}, eval_every: {eval_every}}}
+loss: {{name: dynamical_cross_entropy, amplitude: 1, period: 1000}}
+grid:
+  amplitude: {amplitudes}
+  period: {periods}
+  seed: {seeds}
+resources: {{cpu: 1, gpu: {gpu}}}
+"""
+FULL = {"sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
+        periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
+        "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20), "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10)},
+        "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
+QUICK = {"sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
+         "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2), "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2)},
+         "tests": ["tests/test_loss.py", "tests/test_models.py"]}
+
+
+def block(size: int, steps: int, **training) -> dict:
+    """A vmapped block of `size` width-20 points: compiled by a 10-step call, then timed."""
+    def group(count: int) -> list[dict]:
+        return [{**config, "training": {**config["training"], **training}} for config in configs(20, size, count)]
+
+    train_group(group(10))
+    started = time.perf_counter()
+    train_group(group(steps))
+    seconds = time.perf_counter() - started
+    return {"points": size, "steps": steps, "us_per_step": 1e6 * seconds / steps, "point_steps_per_second": size * steps / seconds}
+
+
+def layouts(size: int, steps: int) -> dict:
+    """The training step of a vmapped block of `size` width-20 MLPs in both layouts, side by
+    side (the step of trainers.engine, written out as benchmarks/mlp_layout.py does)."""
+    import jax.numpy as jnp
+
+    from tiltsweep.trainers.loss import class_weights, dynamical_loss
+    from tiltsweep.trainers.models import MLP
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (300, 2))
+    y = jax.random.randint(jax.random.PRNGKey(2), (300,), 0, 3)
+    found = {}
+    for name, feature_major in (("feature-major", True), ("batch-major", False)):
+        model = MLP(20, 1, 3, jnp.float32, feature_major)
+        params = jax.vmap(lambda key: model.init(key, x[:1])["params"])(jax.random.split(jax.random.PRNGKey(0), size))
+
+        def step(t, params):
+            gamma = class_weights(t, 3, 30.0, 1000.0, jnp.inf)
+            loss = lambda p: dynamical_loss("dynamical_cross_entropy", model.apply({"params": p}, x), y, gamma)
+            return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+
+        loop = jax.jit(lambda params: jax.lax.fori_loop(0, steps, lambda t, p: jax.vmap(lambda q: step(t, q))(p), params))
+        jax.block_until_ready(loop(params))
+        started = time.perf_counter()
+        jax.block_until_ready(loop(params))
+        found[name] = 1e6 * (time.perf_counter() - started) / steps
+    return {"points": size, "us_per_step": found, "faster": min(found, key=found.get)}
+
+
+def diagram(scale: dict, on_gpu: bool) -> dict:
+    """The diagram through `tiltsweep run`, wall time and Ray's start as the run says them."""
+    with tempfile.TemporaryDirectory(prefix="tiltsweep-accelerator-") as scratch:
+        grid = Path(scratch) / "diagram.yaml"
+        grid.write_text(DIAGRAM.format(name="diagram", gpu=1 if on_gpu else 0, **scale))
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+    ready = re.search(r"Ray ready in ([0-9.]+) s", done.stdout)
+    return {"cells": len(scale["amplitudes"]) * len(scale["periods"]) * len(scale["seeds"]), "epochs": scale["epochs"], "exit": done.returncode,
+            "wall_seconds": seconds, "ray_ready_seconds": float(ready.group(1)) if ready else None,
+            "last_line": (done.stdout.strip().splitlines() or [done.stderr[-500:]])[-1]}
+
+
+def cnns(models: dict) -> dict:
+    found = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        cifar = write_cifar10_dir(Path(scratch) / "cifar-10-batches-py", per_batch=max(batch for _, batch, _ in models.values()) // 5 + 20)
+        for name, (model, batch, steps) in models.items():
+            for dtype in ("float32", "bfloat16"):
+                found[f"{name}, {dtype}"] = throughput(cifar, model, batch, steps, dtype)
+    return found
+
+
+def tests(files: list[str]) -> dict:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *files],
+                          cwd=ROOT, capture_output=True, text=True)
+    summary = (done.stdout.strip().splitlines() or [""])[-1]
+    return {"files": files, "exit": done.returncode, "summary": summary,
+            "failed": [line for line in done.stdout.splitlines() if line.startswith("FAILED")]}
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    scale = QUICK if quick else FULL
+    device = jax.devices()[0]
+    started = time.perf_counter()
+    report = {"platform": device.platform, "device": str(device), "device_kind": getattr(device, "device_kind", ""), "quick": quick}
+    report["blocks"] = [block(size, scale["steps"]) for size in scale["sizes"]]
+    report["block_with_hessian"] = block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1, hessian_order=10)
+    report["layouts"] = layouts(scale["sizes"][-1], scale["steps"])
+    report["diagram"] = diagram(scale["diagram"], device.platform == "gpu")
+    report["cnns"] = cnns(scale["cnns"])
+    report["tests"] = tests(scale["tests"])
+    report["seconds"] = time.perf_counter() - started
+    for row in report["blocks"] + [report["block_with_hessian"]]:
+        print(f"block of {row['points']}: {row['us_per_step']:.0f} us a step, {row['point_steps_per_second']:,.0f} point-steps/s")
+    print(f"layouts at {report['layouts']['points']} points: " + ", ".join(f"{k} {v:.0f} us" for k, v in report["layouts"]["us_per_step"].items()))
+    print(f"diagram of {report['diagram']['cells']} cells: {report['diagram']['wall_seconds']:.1f} s (exit {report['diagram']['exit']}, "
+          f"Ray ready in {report['diagram']['ray_ready_seconds']} s)")
+    for name, row in report["cnns"].items():
+        print(f"{name}: {row['images_per_second']:,.0f} images/s")
+    print(f"tests: {report['tests']['summary']}")
+    print(f"{report['seconds']:.0f} s in all")
+    print(save(f"accelerator-{device.platform}{'-quick' if quick else ''}", json.loads(json.dumps(report))))
+
+
+if __name__ == "__main__":
+    main()
