@@ -144,3 +144,20 @@ def assert_each_point_once(directory, points: int, evaluations: int) -> None:
     sizes = curves.groupby("trial_id").size()
     assert len(sizes) == points and (sizes == evaluations).all(), sizes.to_dict()
     assert not curves.duplicated(["trial_id", "step"]).any()
+
+
+def lose_the_node_mid_sweep(driver: Driver, node, directory, release: Path) -> str:
+    """Wait until `node` (a ray_cluster Node) trains a point that has a checkpoint, kill every
+    process of that node, release the held points, and wait for the driver to finish the sweep
+    (exit 0). Returns the point that was on the node."""
+    def trial_on_the_node():
+        pids = {p.pid for p in node.tree.remember()}
+        running = checkpoint_epochs(directory, exclude=records(directory))
+        return next((t for t in running if started_by(directory).get(t) in pids), None)
+
+    driver.wait_until(lambda: trial_on_the_node() is not None, what="a checkpointed trial on the node")
+    lost = trial_on_the_node()
+    node.kill()  # every process of the node, the worker training `lost` among them
+    release.touch()
+    assert driver.wait(timeout=400) == 0, driver.output()
+    return lost

@@ -14,7 +14,7 @@ import pytest
 from conftest import write_cifar10_dir
 from object_store import GcsServer, S3Server
 from ray_cluster import LocalCluster
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, started_by, status_json, write_grid
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, lose_the_node_mid_sweep, records, status_json, write_grid
 from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.store import ResultsDir
 
@@ -176,16 +176,7 @@ def test_a_cluster_whose_nodes_share_no_directory_survives_losing_a_node(s3, s3_
         env, home = cluster.home()
         driver = Driver(["run", str(grid), "--address", cluster.address, "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=env, cwd=home)
         try:
-            def trial_on_second_node():
-                pids = {p.pid for p in second.tree.remember()}
-                running = checkpoint_epochs(directory, exclude=records(directory))
-                return next((t for t in running if started_by(directory).get(t) in pids), None)
-
-            driver.wait_until(lambda: trial_on_second_node() is not None, what="a checkpointed trial on the second node")
-            lost = trial_on_second_node()
-            second.kill()
-            release.touch()
-            assert driver.wait(timeout=400) == 0, driver.output()
+            lost = lose_the_node_mid_sweep(driver, second, directory, release)
         finally:
             driver.kill() if driver.process.poll() is None else None
         assert not list(cluster.temp.glob("**/*.parquet")) and not list(cluster.temp.glob("**/*.msgpack"))  # no result on a node's disk

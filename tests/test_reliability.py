@@ -20,7 +20,9 @@ from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.run.packs import plan_packs
 from tiltsweep.sweep.store import ResultsDir
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, records, started_by, status_json, trial_id_at, write_grid
+from sweep_helpers import (
+    Driver, assert_each_point_once, checkpoint_epochs, holding, lose_the_node_mid_sweep, records, started_by, status_json, trial_id_at, write_grid,
+)
 
 pytestmark = pytest.mark.slow
 POINTS = 6
@@ -40,16 +42,7 @@ def test_sweep_survives_losing_a_node_of_a_two_node_cluster(tmp_path, tally):
         driver = Driver(["run", str(grid), "--address", cluster.address, "--out", str(out), "--no-plot"], env=cluster.env)
         directory = out / "two-nodes"
         try:
-            def trial_on_second_node():
-                pids = {p.pid for p in second.tree.remember()}
-                running = checkpoint_epochs(directory, exclude=records(directory))
-                return next((t for t in running if started_by(directory).get(t) in pids), None)
-
-            driver.wait_until(lambda: trial_on_second_node() is not None, what="a checkpointed trial on the second node")
-            lost = trial_on_second_node()
-            second.kill()  # every process of the second node, the worker training `lost` among them
-            release.touch()
-            assert driver.wait(timeout=400) == 0, driver.output()
+            lost = lose_the_node_mid_sweep(driver, second, directory, release)
         finally:
             driver.kill() if driver.process.poll() is None else None
     finally:
