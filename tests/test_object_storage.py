@@ -103,6 +103,13 @@ def test_a_sweep_into_s3_is_read_back_by_every_command_and_reader(s3, tmp_path, 
     assert polars.read_parquet(f"{directory}/summary.parquet/*.parquet").height == POINTS
     assert polars.scan_parquet(f"{directory}/curves.parquet/*.parquet").collect().height == POINTS * 3
     assert len(duckdb.from_arrow(pyarrow.dataset.dataset(f"{directory}/summary.parquet")).df()) == POINTS
+    trials = sorted(summary["trial_id"])
+    assert main(["trace", directory, trials[0][:8], "--every", "250"]) == 0  # the other commands, on the URI
+    assert f"-> {directory}/traces/{trials[0]}.parquet" in capsys.readouterr().out
+    assert main(["interpolate", directory, trials[0], trials[1]]) == 0
+    assert f"{directory}/interpolations/{trials[0]}__{trials[1]}.parquet" in capsys.readouterr().out
+    assert main(["refine", directory, "--seeds-until", "0.001", "--max-seeds", "4", "--dry-run"]) == 0
+    assert "new points" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["ray-sweep.yaml"]  # nothing written here
     tally.sweep("sweep into S3 (moto's server)", directory)
 
