@@ -35,7 +35,7 @@ from typing import Callable, Optional
 from filelock import FileLock, Timeout
 
 from tiltsweep.sweep.errors import Refused
-from tiltsweep.sweep.store.files import atomic_write
+from tiltsweep.sweep.store.files import Unreachable, atomic_write
 
 
 class LockHeld(Refused):
@@ -221,9 +221,15 @@ class StoredObject:
 
     @staticmethod
     def of(files, name: str) -> "StoredObject":
+        """The object `name` of a results directory on object storage; a refusal naming the extra
+        to install where the store's client is not there."""
         scheme, _, rest = files.show(name).partition("://")
         bucket, _, key = rest.partition("/")
-        return S3Object(bucket, key) if scheme == "s3" else GcsObject(bucket, key)
+        try:
+            return S3Object(bucket, key) if scheme == "s3" else GcsObject(bucket, key)
+        except ImportError as error:
+            extra = "s3" if scheme == "s3" else "gcs"
+            raise Unreachable(f"{files.show()}: its run lock needs {error.name} (pip install 'tiltsweep[{extra}]')") from None
 
 
 class S3Object(StoredObject):
