@@ -50,7 +50,8 @@ def uploaded(folder: Path, uri: str) -> str:
 def test_a_place_tiltsweep_cannot_reach_is_refused_before_anything_runs(s3, tmp_path, capsys):
     grid = write_grid(tmp_path)
     for out, expected in [("hdfs://namenode/results", "tiltsweep cannot reach hdfs://"), ("s3:/bucket/results", "looks like a URI without its '//'"),
-                          ("s3://", "names no bucket"), ("s3://no-such-bucket/results", "no bucket 'no-such-bucket' there")]:
+                          ("s3://", "names no bucket"), ("s3:///results", "names no bucket"),
+                          ("s3://no-such-bucket/results", "no bucket 'no-such-bucket' there")]:
         assert main(["run", str(grid), "--out", out]) == 2
         message = capsys.readouterr().err
         assert message.count("\n") == 1 and expected in message, message

@@ -51,7 +51,7 @@ def files_at(location) -> "Files":
         reachable = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items() if name != "gcs")
         raise Unreachable(f"{text}: tiltsweep cannot reach {scheme}:// (it reaches local paths, {reachable})")
     base = rest.strip("/")
-    if not base or base.startswith("/"):
+    if not base or rest.startswith("/"):  # s3://, s3:///prefix
         raise Unreachable(f"{text}: names no bucket ({scheme}://BUCKET/PREFIX)")
     return ObjectFiles(f"{scheme}://{base}", arrow_filesystem(scheme, base.split("/")[0]), base)
 
@@ -151,14 +151,6 @@ class LocalFiles:
             return []
         with entries:
             return sorted(e.name for e in entries if e.is_file() and e.name.endswith(suffix) and not e.name.startswith("."))
-
-    def folders(self, folder: str) -> list[str]:
-        try:
-            entries = os.scandir(self.path(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        with entries:
-            return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
     def tree(self, folder: str, suffix: str = "") -> list[str]:
         """Every file below `folder` ending in `suffix`, by its name in the directory."""
@@ -266,14 +258,6 @@ class ObjectFiles:
     def names(self, folder: str, suffix: str = "") -> list[str]:
         return sorted(item.base_name for item in self.listing(folder)
                       if item.type == self.FILE and item.base_name.endswith(suffix) and not item.base_name.startswith("."))
-
-    def folders(self, folder: str) -> list[str]:
-        """The "folders" below `folder`: the first parts of the keys of the objects there (one
-        listing of all of them; a listing by prefixes is not what every store answers)."""
-        start = len(self.full(folder)) + 1
-        found = {item.path[start:].split("/", 1)[0] for item in self.listing(folder, recursive=True)
-                 if item.type == self.FILE and "/" in item.path[start:]}
-        return sorted(name for name in found if not name.startswith("."))
 
     def tree(self, folder: str, suffix: str = "") -> list[str]:
         start = len(self.base) + 1
