@@ -46,6 +46,15 @@ def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype, depth, feature_major", [
+    (jnp.float32, 1, True), (jnp.float32, 3, True), (jnp.bfloat16, 2, True), (jnp.float64, 1, True), (jnp.float64, 2, False),
+])
+def test_the_mlp_layout_follows_dtype_and_depth_alone(dtype, depth, feature_major):
+    """Feature-major except float64 with hidden-to-hidden layers, whatever the backend (the layout
+    measured on an accelerator; benchmarks/accelerator.py compares both)."""
+    assert build_model(MLPModel(name="mlp", width=8, depth=depth), 3, dtype).feature_major is feature_major
+
+
 def initial_params(seed: int, init: str, dtype: str = "float32", depth: int = 1):
     cfg = spiral_config(model={"name": "mlp", "width": 20, "depth": depth, "init": init}, training={"epochs": 1, "dtype": dtype}, seed=seed)
     run = prepare([TrialConfig.model_validate(cfg)])

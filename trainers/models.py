@@ -164,11 +164,11 @@ def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> n
     param_dtype = param_dtype or dtype
     if isinstance(cfg, MLPModel):
         # On a CPU, feature-major is faster for every float32 MLP measured; in float64 only
-        # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). Its reasons are
-        # XLA's CPU kernels; a GPU or TPU computes batch-major, the layout their matrix units are
-        # made for (benchmarks/accelerator.py measures both on whatever device JAX sees).
-        on_cpu = jax.default_backend() == "cpu"
-        feature_major = on_cpu and (jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2)
+        # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). On accelerators
+        # the same rule holds for want of a better measurement: feature-major is the layout
+        # measured on an H200 (2.1 M point-steps/s); benchmarks/accelerator.py compares both
+        # layouts on whatever device JAX sees, and decides.
+        feature_major = jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2
         return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major, cfg.init, param_dtype)
     if isinstance(cfg, Myrtle5Model):
         return Myrtle5(cfg.channels, num_classes, dtype, param_dtype)
