@@ -131,9 +131,12 @@ class Engine:
         self.spec = spec
         self.kept = jnp.dtype(kept_dtype(spec.dtype))  # parameters, data, loss and metrics (spec.dtype: the model's arithmetic)
         self.model = build_model(spec.model, spec.num_classes, jnp.dtype(spec.dtype), self.kept)
-        # The same function of the same parameters; Hessian-vector products run faster batch-major
-        # (benchmarks/README.md, "The cost of a Hessian measurement").
-        self.hessian_model = self.model.clone(feature_major=False) if isinstance(self.model, MLP) else self.model
+        # The same function of the same parameters, computed in the kept dtype: in bfloat16 the top
+        # eigenvalue moved in its third digit from one Lanczos start to the next. An MLP's
+        # Hessian-vector products run faster batch-major (benchmarks/README.md, "The cost of a
+        # Hessian measurement").
+        layout = {"feature_major": False} if isinstance(self.model, MLP) else {}
+        self.hessian_model = self.model.clone(dtype=self.kept, **layout)
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
         hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()
         self.metrics = METRIC_ORDER + hessian_metrics
@@ -331,7 +334,7 @@ class Engine:
     def _hessian_eigenvalues(self, state: TrainState, hyper, data):
         """The top k eigenvalues of the Hessian of F(t) at t = state.step, on the Hessian batch,
         with the model in evaluation mode (batch-norm running averages): a function of the
-        parameters alone."""
+        parameters alone, computed in the kept dtype (float32 under bfloat16)."""
         k, order = self.spec.hessian
         gamma = self._weights(state.step, hyper)
 
