@@ -163,10 +163,11 @@ def train_set_size(cfg) -> Optional[int]:
     return len(load_dataset(cfg).x_train)  # digits ship with scikit-learn: cheap to load
 
 
-def check_data(cfg, batch_size) -> None:
-    """Refuse, before training, data that is missing or smaller than one batch (a CIFAR-10 folder
-    on object storage, `s3://...`, is the sweep's to check: trainers read local files only)."""
-    if isinstance(cfg, Cifar10Data) and "://" not in cfg.path:
+def check_data(cfg, batch_size, local: bool = True) -> None:
+    """Refuse, before training, data that is missing or smaller than one batch. local=False: the
+    data's folder is not on this machine (a CIFAR-10 folder on object storage, `s3://...`, is the
+    sweep's to check: trainers read local files only)."""
+    if local and isinstance(cfg, Cifar10Data):
         check_cifar10_dir(cfg.path)
     size = train_set_size(cfg)
     if batch_size != "full" and size is not None and batch_size > size:

@@ -354,10 +354,11 @@ def command_submit(args) -> int:
     import yaml
 
     from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.store.files import is_object_uri, parse_location
 
     spec = load_grid(args.grid, check_data=False, smoke=args.smoke)  # the data lives on the cluster, not here
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
-    if written and "://" not in str(written) and not Path(str(written)).expanduser().is_absolute():
+    if written and not is_object_uri(written) and not Path(parse_location(written)[1]).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute or a URI for submit (it is read on the cluster), got {written!r}")
     from tiltsweep.sweep.run import executor
 

@@ -35,6 +35,7 @@ from tiltsweep.sweep.grid.identity import trial_id
 from tiltsweep.sweep.grid.messages import describe_validation_error, suggest
 from tiltsweep.sweep.grid.reading import GridError, read_grid_text, parse_yaml_mapping
 from tiltsweep.sweep.store import SweepDescription
+from tiltsweep.sweep.store.files import Unreachable, files_at, is_object_uri, parse_location
 from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig, batch_signature
 from tiltsweep.trainers.data import DatasetError, check_data
 
@@ -184,7 +185,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     for section in CONFIG_SECTIONS:
         if section in base and not isinstance(base[section], dict):
             raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
-    resolve_data_path(base, base_dir)
+    resolve_data_path(source, base, base_dir)
     resources = parse_resources(source, document.get("resources"))
     parsed = [(prefix, *parse_axes(source, mapping, prefix)) for prefix, mapping in grid_mappings(source, document.get("grid"))]
     refuse_too_many(source, [math.prod(len(values) for values in sub_axes.values()) for _, sub_axes, _ in parsed])
@@ -262,11 +263,16 @@ def with_smoke_override(source: Path, document: dict, override) -> dict:
     return merged
 
 
-def resolve_data_path(base: dict, base_dir: Path) -> None:
-    """A relative data path, made absolute against `base_dir` (an object-storage URI stays as it is)."""
+def resolve_data_path(source: Path, base: dict, base_dir: Path) -> None:
+    """The data path as a local path (file://PATH as PATH), made absolute against `base_dir`; an
+    object-storage URI stays as it is, and a URI tiltsweep cannot read is refused (GridError)."""
     data = base.get("data")
-    if isinstance(data, dict) and isinstance(data.get("path"), str) and "://" not in data["path"]:
-        data["path"] = str((base_dir / Path(data["path"]).expanduser()).resolve())
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and not is_object_uri(data["path"]):
+        try:
+            _, path = parse_location(data["path"])
+        except Unreachable as error:
+            raise GridError(source, "data.path", str(error)) from None
+        data["path"] = str((base_dir / Path(path).expanduser()).resolve())
 
 
 def grid_mappings(source: Path, grid) -> list[tuple[str, dict]]:
@@ -400,8 +406,9 @@ def check_datasets(source: Path, datasets) -> None:
     sweep's points."""
     for data, batch_size in datasets:
         try:
-            check_data(data, batch_size)
-            if "://" in str(getattr(data, "path", "")):
+            stored = is_object_uri(getattr(data, "path", ""))
+            check_data(data, batch_size, local=not stored)
+            if stored:
                 check_stored_cifar10(data.path)
         except DatasetError as error:
             raise GridError(source, error.field, error.message) from None
@@ -409,7 +416,6 @@ def check_datasets(source: Path, datasets) -> None:
 
 def check_stored_cifar10(location: str) -> None:
     """DatasetError where a CIFAR-10 folder on object storage cannot be reached or lacks a batch."""
-    from tiltsweep.sweep.store.files import Unreachable, files_at
     from tiltsweep.trainers.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
 
     try:

@@ -29,7 +29,7 @@ from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.faults import faults_for
 from tiltsweep.sweep.run.packs import block_width
 from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir, TrialRecord
-from tiltsweep.sweep.store.files import local_copy
+from tiltsweep.sweep.store.files import is_object_uri, local_copy
 
 
 def configure_accelerator(cpu: float, gpu: float, tpu: float, environ=os.environ) -> None:
@@ -103,7 +103,7 @@ def with_local_data(config):
     from tiltsweep.trainers.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DatasetError
 
     path = getattr(config.data, "path", None)
-    if not path or "://" not in path:
+    if not path or not is_object_uri(path):
         return config
     try:
         local = local_copy(path, [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH])

@@ -20,7 +20,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Union
 
 from tiltsweep.sweep.errors import Refused
 
@@ -31,29 +31,45 @@ class Unreachable(Refused):
     """A location tiltsweep cannot keep a results directory (or read data) at."""
 
 
-def files_at(location) -> "Files":
-    """The files at `location`: a local path (or file://path) or an object-storage URI,
-    `s3://bucket/prefix` or `gs://bucket/prefix` (endpoint, region and credentials from each
-    store's standard variables and files, as pyarrow reads them: AWS_ENDPOINT_URL,
-    AWS_ACCESS_KEY_ID, ~/.aws/, ...; GOOGLE_APPLICATION_CREDENTIALS, and STORAGE_EMULATOR_HOST for
-    a GCS emulator). Unreachable, a refusal, for another scheme or a URI without a bucket."""
+def is_object_uri(location) -> bool:
+    """Whether `location` is an object-storage URI: `scheme://...` with a scheme of SCHEMES. A local
+    path is not, nor is a file:// URI (a local path written as a URI)."""
+    scheme, separator, _ = str(location).partition("://")
+    return bool(separator) and scheme.lower() in SCHEMES
+
+
+def parse_location(location) -> tuple[Optional[str], str]:
+    """(scheme, "bucket/prefix") of an object-storage URI; (None, the path) of a local path or a
+    file:// URI. Unreachable, a refusal, for a URI of another scheme, one that lost its '//', or one
+    without a bucket. The text alone is read: nothing is reached."""
     text = str(location)
     scheme, separator, rest = text.partition("://")
     if not separator:
         first = Path(text).parts[0] if Path(text).parts else ""
         if first.endswith(":") and first[:-1].lower() in (*SCHEMES, "file"):
             raise Unreachable(f"{text}: looks like a URI without its '//' ({first}//...)")
-        return LocalFiles(Path(text).expanduser().resolve())
+        return None, text
     scheme = scheme.lower()
     if scheme == "file":
-        return LocalFiles(Path(rest).expanduser().resolve())
+        return None, rest
     if scheme not in SCHEMES:
         reachable = ", ".join(f"{name}:// ({what})" for name, what in SCHEMES.items() if name != "gcs")
         raise Unreachable(f"{text}: tiltsweep cannot reach {scheme}:// (it reaches local paths, {reachable})")
-    base = rest.strip("/")
-    if not base or rest.startswith("/"):  # s3://, s3:///prefix
+    if not rest.strip("/") or rest.startswith("/"):  # s3://, s3:///prefix
         raise Unreachable(f"{text}: names no bucket ({scheme}://BUCKET/PREFIX)")
-    return ObjectFiles(f"{scheme}://{base}", arrow_filesystem(scheme, base.split("/")[0]), base)
+    return scheme, rest.strip("/")
+
+
+def files_at(location) -> "Files":
+    """The files at `location`: a local path (or file://path) or an object-storage URI,
+    `s3://bucket/prefix` or `gs://bucket/prefix` (endpoint, region and credentials from each
+    store's standard variables and files, as pyarrow reads them: AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, ~/.aws/, ...; GOOGLE_APPLICATION_CREDENTIALS, and STORAGE_EMULATOR_HOST for
+    a GCS emulator). Unreachable as parse_location says."""
+    scheme, where = parse_location(location)
+    if scheme is None:
+        return LocalFiles(Path(where).expanduser().resolve())
+    return ObjectFiles(f"{scheme}://{where}", arrow_filesystem(scheme, where.split("/")[0]), where)
 
 
 _FILESYSTEMS: dict = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.store import layout
 from tiltsweep.sweep.store.directory import ResultsDir
-from tiltsweep.sweep.store.files import ObjectFiles, Unreachable, files_at
+from tiltsweep.sweep.store.files import ObjectFiles, Unreachable, files_at, parse_location
 
 PATH_MAX, NAME_MAX = 4096, 255  # bytes, where os.pathconf cannot tell
 KEY_MAX = 1024  # bytes of an object's key, on S3 and GCS alike
@@ -40,7 +40,7 @@ def results_directory(out, name: str, source) -> ResultsDir:
         raise Unplaceable(f"--out {error}") from None
     if isinstance(files, ObjectFiles):
         return object_results_directory(files, name, source)
-    out = Path(out).expanduser()
+    out = Path(parse_location(out)[1]).expanduser()  # file://PATH as PATH
     refuse_paths_too_long(out, name, source)
     if out.exists() and not out.is_dir():
         raise Unplaceable(f"--out {out}: is a file, not a directory")
