@@ -82,6 +82,20 @@ def test_a_local_copy_of_stored_data_is_made_once_and_verified(s3, tmp_path):
         local_copy(data, ["data_batch_9"])
 
 
+def test_moving_or_quarantining_a_file_that_is_gone_is_false_on_a_bucket_as_on_a_disk(s3, tmp_path):
+    from tiltsweep.sweep.store.files import files_at
+
+    for location in (tmp_path / "disk", f"s3://{s3.bucket()}/results"):
+        files = files_at(location)
+        assert files.move("records/gone.msgpack", "quarantine/gone.msgpack") is False
+        files.write("records/there.msgpack", b"kept")
+        assert files.move("records/there.msgpack", "quarantine/there.msgpack") is True
+        assert not files.exists("records/there.msgpack") and files.read("quarantine/there.msgpack") == b"kept"
+        results = ResultsDir(location)
+        results.quarantine("records/gone.msgpack", "unreadable")  # nothing to move: nothing logged
+        assert results.quarantined() == []
+
+
 @pytest.mark.slow
 def test_a_sweep_into_s3_is_read_back_by_every_command_and_reader(s3, tmp_path, capsys, tally):
     import duckdb

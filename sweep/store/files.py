@@ -298,10 +298,14 @@ class ObjectFiles:
             pass  # on object storage, the "folder" went with its last object
 
     def move(self, name: str, to: str) -> bool:
-        """Copy, then delete: an object is moved whole or not at all."""
+        """Copy `name` to `to`, then delete it; False if `name` was gone. Each object is whole,
+        but the move is two requests: a kill between them leaves both, `name` still where it was,
+        so that it is read (and, unreadable, moved) again as if it had never moved."""
         try:
             self.filesystem.move(self.full(name), self.full(to))
-        except FileNotFoundError:
+        except OSError:  # a missing object is the store's NoSuchKey, not a FileNotFoundError
+            if self.exists(name):
+                raise
             return False
         return True
 
