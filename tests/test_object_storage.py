@@ -96,6 +96,43 @@ def test_moving_or_quarantining_a_file_that_is_gone_is_false_on_a_bucket_as_on_a
         assert results.quarantined() == []
 
 
+def downloaded(uri: str, folder: Path) -> Path:
+    """`uri`'s objects copied to `folder` (pyarrow, as `aws s3 sync` would)."""
+    import pyarrow.fs as pafs
+
+    store, base = pafs.FileSystem.from_uri(uri)
+    pafs.copy_files(base, str(folder), source_filesystem=store)
+    return folder
+
+
+def test_kept_states_and_the_quarantine_log_survive_a_copy_between_a_bucket_and_a_disk(s3, tmp_path):
+    """On a bucket an appended file is a series of parts, on a disk one file: each is read where
+    the other form was copied, the latest of a point's states winning."""
+    def kept(results):
+        return {trial: results.states.read("p", trial) for trial in ("a", "b")}, [entry["file"] for entry in results.quarantined()]
+
+    bucket = f"s3://{s3.bucket()}"
+    stored = ResultsDir(f"{bucket}/from-bucket")
+    stored.states.save("p", "a", b"first of a")
+    stored.files.write("records/bad.msgpack", b"garbage")
+    stored.quarantine("records/bad.msgpack", "unreadable")
+    on_disk = ResultsDir(downloaded(stored.location, tmp_path / "from-bucket"))
+    assert kept(on_disk) == ({"a": b"first of a", "b": None}, ["records/bad.msgpack"])
+    on_disk.states.save("p", "a", b"a again")  # appended to the one file, after the parts
+    on_disk.states.save("p", "b", b"b")
+    assert kept(on_disk) == ({"a": b"a again", "b": b"b"}, ["records/bad.msgpack"])
+
+    disk = ResultsDir(tmp_path / "from-disk")
+    disk.states.save("p", "a", b"first of a")
+    disk.files.write("summary.parquet/bad.parquet", b"garbage")
+    disk.quarantine("summary.parquet/bad.parquet", "unreadable")
+    in_bucket = ResultsDir(uploaded(tmp_path / "from-disk", f"{bucket}/from-disk"))
+    assert kept(in_bucket) == ({"a": b"first of a", "b": None}, ["summary.parquet/bad.parquet"])
+    in_bucket.states.save("p", "a", b"a again")  # a part, after the whole file
+    in_bucket.states.save("p", "b", b"b")
+    assert kept(in_bucket) == ({"a": b"a again", "b": b"b"}, ["summary.parquet/bad.parquet"])
+
+
 @pytest.mark.slow
 def test_a_sweep_into_s3_is_read_back_by_every_command_and_reader(s3, tmp_path, capsys, tally):
     import duckdb

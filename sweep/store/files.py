@@ -9,7 +9,8 @@ request and appears whole or not at all.
 
 A file that grows by appending (the kept states, the quarantine's log) is one file on a disk and,
 on object storage, where nothing is appended to, a series of whole objects `<name>.part-<n>`:
-`parts(name)` lists what to read, in order.
+`parts(name)` lists what to read, in order. Either form is read wherever it lies, so that a results
+directory copied between a disk and a bucket (aws s3 sync, gsutil rsync) keeps what was appended.
 """
 
 from __future__ import annotations
@@ -141,8 +142,17 @@ class LocalFiles:
             os.fsync(handle.fileno())
 
     def parts(self, name: str) -> list[str]:
-        """What an appended file is made of: itself, if it is there."""
-        return [name] if self.exists(name) else []
+        """What an appended file is made of (written_in_order): itself, if it is there, and the
+        parts of it that a copy from object storage brought."""
+        folder, _, base = name.rpartition("/")
+        try:
+            entries = os.scandir(self.path(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        with entries:
+            found = [(e.stat().st_mtime_ns if e.name == base else part_time(e.name), e.name) for e in entries
+                     if e.is_file() and (e.name == base or e.name.startswith(f"{base}.part-"))]
+        return written_in_order(folder, found)
 
     def open(self, name: str) -> BinaryIO:
         return open(self.path(name), "rb")
@@ -245,8 +255,12 @@ class ObjectFiles:
         self.write(f"{name}.part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}", data)
 
     def parts(self, name: str) -> list[str]:
+        """What an appended file is made of (written_in_order): its parts, and the whole file, if
+        a copy from a disk brought one."""
         folder, _, base = name.rpartition("/")
-        return [f"{folder}/{part}" if folder else part for part in self.names(folder) if part.startswith(f"{base}.part-")]
+        found = [((item.mtime_ns or 0) if item.base_name == base else part_time(item.base_name), item.base_name) for item in self.listing(folder)
+                 if item.type == self.FILE and (item.base_name == base or item.base_name.startswith(f"{base}.part-"))]
+        return written_in_order(folder, found)
 
     def open(self, name: str):
         """A seekable reader of the object (ranged reads)."""
@@ -321,6 +335,21 @@ class ObjectFiles:
 
 
 Files = Union[LocalFiles, ObjectFiles]
+
+
+def part_time(part: str) -> int:
+    """When a part `<name>.part-<time_ns>-<tag>` was written (0 if its name does not say)."""
+    try:
+        return int(part.rpartition(".part-")[2].split("-")[0])
+    except ValueError:
+        return 0
+
+
+def written_in_order(folder: str, found: list[tuple[int, str]]) -> list[str]:
+    """The paths of the (time of writing, name) of an appended file's pieces, oldest first: a part
+    by the time in its name, the whole file by its last write (on a disk, the appends after a copy
+    from a bucket; on a bucket, the copy from a disk, before any part appended there)."""
+    return [f"{folder}/{name}" if folder else name for _, name in sorted(found)]
 
 
 def local_copy(location: str, names: list[str], purpose: str = "data") -> Path:
