@@ -216,6 +216,26 @@ def test_unreadable_pack_is_quarantined_and_its_rows_and_curves_dropped(results)
     assert results.quarantined()[0]["file"] == "records/p2.msgpack"
 
 
+def test_a_pack_damaged_within_its_size_is_reported_by_status_and_quarantined_by_a_sync(results, tmp_path):
+    from tiltsweep.sweep.store.status import sweep_status
+
+    points = {t: {"seed": seed} for seed, t in enumerate("abc")}
+    results.save_grid("name: sweep\n", tmp_path / "g.yaml", SweepDescription("sweep", {"seed": [0, 1, 2]}, [], points))
+    put(results, "p1", record("a", seed=0))
+    put(results, "p2", record("b", seed=1), record("c", seed=2))
+    Ledger(results, AXES).sync()
+    path = results.root / "records" / "p2.msgpack"
+    data = path.read_bytes()
+    path.write_bytes(data[:-20] + bytes(10) + data[-10:])  # ten bytes of its records overwritten, its size unchanged
+    status = sweep_status(results)
+    assert status.counts()["completed"] == 1 and status.trials["pending"] == ["b", "c"]
+    assert len(status.unreadable) == 1 and "records/p2.msgpack: not a pack of trial records" in status.unreadable[0]
+    ledger = Ledger(results, AXES)
+    ledger.sync()
+    assert ledger.status_of("b") is None and results.tables.summary()["trial_id"].tolist() == ["a"]
+    assert results.quarantined()[0]["file"] == "records/p2.msgpack"
+
+
 def test_curves_with_different_columns_line_up(results):
     first, second = record("a", history_len=1), record("b", history_len=1)
     second.history[0]["hessian_eig_1"] = 3.0

@@ -113,6 +113,7 @@ class LocalFiles:
     """A results directory on a local or shared disk."""
 
     parallel = 1  # files read at once where many are (a disk answers at once)
+    on_disk = True  # reading a file whole costs little
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -229,6 +230,7 @@ class ObjectFiles:
     filesystem (`filesystem`, with the directory at `base`: bucket/prefix)."""
 
     parallel = 16  # objects read at once where many are (each read is a round trip)
+    on_disk = False
 
     def __init__(self, uri: str, filesystem, base: str):
         from pyarrow.fs import FileSelector, FileType  # loaded only for a directory on object storage

@@ -4,8 +4,9 @@ A pack's file is two msgpack objects: a header (the pack id; how often each of i
 training and which worker, host:pid, started it last; each record's status, error, time of
 writing and number of evaluations; the size and sha256 of what follows), then the list of the
 records of the points that finished (one per point: a retry replaces it). Its worker rewrites it
-whole as each of its points starts and finishes. Counting points (`tiltsweep status`) decodes the
-headers alone.
+whole as each of its points starts and finishes. Counting points (`tiltsweep status`, a sync)
+decodes the headers alone, after the checksum of what follows is checked on a disk; on object
+storage, where reading every file whole would cost a sweep's records in transfers, only its size.
 
 A point may have records in more than one pack (it failed in one run and was retried in a pack of
 the next). The record that counts is the one that ends it (completed or diverged) if any, else the
@@ -112,6 +113,13 @@ class PackRecords:
         return msgpack.packb(header, use_bin_type=True) + body
 
 
+def with_outcomes(pack: PackRecords, header: dict) -> PackRecords:
+    """`pack` with what its file's header says: starts, workers and each record's outcome."""
+    pack.attempts, pack.workers = dict(header["attempts"]), dict(header["workers"])
+    pack.outcomes = {t: Outcome(pack.pack_id, *entry) for t, entry in header["index"].items()}
+    return pack
+
+
 class CorruptFile(ValueError):
     """A file of the results directory that cannot be read; `name` is its path in the directory."""
 
@@ -140,16 +148,14 @@ class PackFiles:
 
     def read(self, pack_id: str, only: Optional[Iterable[str]] = None, records: bool = True) -> PackRecords:
         """The pack's records (none yet if it has no file), or `only` those of these points, or with
-        records=False only its header's outcomes (its first bytes read, and its size checked against
-        the header's); CorruptFile if the file is not whole."""
+        records=False only its header's outcomes (on a disk, the records' checksum checked too; on
+        object storage, the file's first bytes read and its size checked against the header's);
+        CorruptFile if the file is not whole."""
         name = layout.pack_records(pack_id)
         wanted = None if only is None else set(only)
         try:
-            if not records:
-                header = self.header(name)
-                pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
-                pack.outcomes = {t: Outcome(pack_id, *entry) for t, entry in header["index"].items()}
-                return pack
+            if not records and not self.files.on_disk:
+                return with_outcomes(PackRecords(pack_id), self.header(name))
             data = self.files.read(name)
             stream = io.BytesIO(data)  # shares `data`, as a memoryview does: a long sweep's pack file takes MBs
             header_reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
@@ -157,6 +163,8 @@ class PackFiles:
             body = memoryview(data)[header_reader.tell():]
             if len(body) != header["body"]["size"] or hashlib.sha256(body).hexdigest() != header["body"]["sha256"]:
                 raise ValueError("records do not match their checksum")
+            if not records:
+                return with_outcomes(PackRecords(pack_id), header)
             pack = PackRecords(pack_id, dict(header["attempts"]), dict(header["workers"]))
             stream.seek(len(data) - len(body))
             reader = msgpack.Unpacker(stream, raw=False, strict_map_key=False)
