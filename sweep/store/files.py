@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Callable, Iterator, Optional, TypeVar, Union
 
 from tiltsweep.sweep.errors import Refused
 
@@ -337,6 +337,21 @@ class ObjectFiles:
 
 
 Files = Union[LocalFiles, ObjectFiles]
+
+
+T = TypeVar("T")
+
+
+def read_each(files: Files, read: Callable[[str], T], names: list[str]) -> Iterator[T]:
+    """read(name) of each of `names`, in their order, `files.parallel` at once where that is more
+    than one (object storage: each read is a round trip)."""
+    if files.parallel > 1 and len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(files.parallel) as pool:
+            yield from pool.map(read, names)
+    else:
+        yield from map(read, names)
 
 
 def part_time(part: str) -> int:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Literal, Optional
 
@@ -27,7 +25,7 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import Files
+from tiltsweep.sweep.store.files import Files, read_each
 
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
 HEADER_BYTES = 16 * 1024  # read at a time to find a pack file's header (a pack of 64 points: ~5 KB)
@@ -241,10 +239,8 @@ class PackFiles:
             except CorruptFile as error:
                 return error
 
-        ids = self.ids()
-        with ThreadPoolExecutor(self.files.parallel) if self.files.parallel > 1 and len(ids) > 1 else nullcontext() as pool:
-            for found in (pool.map(read, ids) if pool else map(read, ids)):
-                if isinstance(found, CorruptFile):
-                    on_corrupt(found)
-                else:
-                    yield found
+        for found in read_each(self.files, read, self.ids()):
+            if isinstance(found, CorruptFile):
+                on_corrupt(found)
+            else:
+                yield found
