@@ -9,7 +9,7 @@ import pytest
 from conftest import spiral_config
 from tiltsweep.trainers import Checkpoint, compilation_counts, train, train_group, training_loop_compilations
 from tiltsweep.trainers.config import TrialConfig
-from tiltsweep.trainers.training import prepare
+from tiltsweep.trainers.training import padded_size, prepare
 
 
 def train_with_interruption(config, stop_after_checkpoint: int):
@@ -178,19 +178,54 @@ def test_a_group_trains_each_member_as_if_alone():
             np.testing.assert_allclose([r[name] for r in result.history], [r[name] for r in alone.history], rtol=1e-4, atol=1e-5)
 
 
-def test_a_padded_partial_block_gives_each_point_its_metrics_alone_and_compiles_nothing_new():
-    calm = [dict(c, optimizer={"learning_rate": 0.1}) for c in GROUP]
-    train_group(calm)  # a full block of 3: its program compiled
+@pytest.mark.parametrize("backend", ["gpu", "tpu"])
+def test_a_partial_block_is_padded_to_a_power_of_two_on_an_accelerator_and_never_on_a_cpu(backend):
+    for n, width in [(1, 64), (10, 1024), (63, 64), (3, None)]:
+        assert padded_size(n, width, "cpu") == n
+    sizes = {(1, 64): 1, (2, 64): 2, (3, 64): 4, (10, 1024): 16, (33, 64): 64, (40, 48): 48, (64, 64): 64, (70, 64): 70, (3, None): 3}
+    assert {key: padded_size(*key, backend) for key in sizes} == sizes
+
+
+# Shapes of their own (43 points a class), so that this file's other groups of 3 compile nothing for them.
+CHECKPOINTED = [
+    dict(c, data={"name": "spiral", "points_per_class": 43, "classes": 3}, optimizer={"learning_rate": 0.1},
+         training={"epochs": 600, "eval_every": 100, "checkpoint_every": 200})
+    for c in GROUP
+]
+
+
+def checkpoints_of(group, **options) -> tuple[list, dict]:
+    saved = {}
+    results = train_group(group, on_checkpoint=lambda i, ckpt: saved.setdefault((ckpt.epoch, i), ckpt), **options)
+    return results, saved
+
+
+def assert_same_leaves(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.shape(leaf_a) == np.shape(leaf_b) and np.array_equal(leaf_a, leaf_b, equal_nan=True)
+
+
+def test_a_padded_partial_block_gives_its_points_their_unpadded_results_and_compiles_nothing_new():
+    """3 points in blocks of 4 on an accelerator (the rule forced on this CPU): padded to 4, they
+    run the full block's program; their results, rows and checkpoints are those of the 3 trained
+    unpadded, bit for bit, and the padding's never reach the caller."""
+    train_group(CHECKPOINTED + [dict(CHECKPOINTED[0], seed=3)])  # a full block of 4: its program compiled
     before = training_loop_compilations()
     reported = set()
-    partial = train_group(calm[:2], on_eval=lambda index, row: reported.add(index), width=3)
+    padded, padded_checkpoints = checkpoints_of(CHECKPOINTED, on_eval=lambda i, row: reported.add(i), width=4, backend="gpu")
     assert training_loop_compilations() == before  # the full block's program served the padded one
-    assert len(partial) == 2 and reported == {0, 1}  # the padding's results and rows dropped
-    for config, result in zip(calm[:2], partial):
-        alone = train(config)
-        assert [row["step"] for row in result.history] == [row["step"] for row in alone.history]
-        for name in ("train_loss", "val_accuracy", "weighted_loss", "amplitude", "emphasized_class"):
-            np.testing.assert_allclose([r[name] for r in result.history], [r[name] for r in alone.history], rtol=1e-4, atol=1e-5)
+    assert len(padded) == 3 and reported == {0, 1, 2}
+    unpadded, unpadded_checkpoints = checkpoints_of(CHECKPOINTED, width=4, backend="cpu")
+    assert training_loop_compilations() == before + 1  # on a CPU: 3 points, a program of 3
+    for a, b in zip(padded, unpadded):
+        assert a.status == b.status == "completed" and a.steps == b.steps
+        assert_same_history(a, b)
+        assert_same_leaves(a.state, b.state)
+    assert sorted(padded_checkpoints) == sorted(unpadded_checkpoints) == [(epoch, i) for epoch in (200, 400) for i in range(3)]
+    for key, ckpt in padded_checkpoints.items():
+        assert_same_leaves(ckpt.state, unpadded_checkpoints[key].state)  # one member each, no group axis
+        assert_same_history(ckpt, unpadded_checkpoints[key])
 
 
 def test_a_group_resumes_like_an_uninterrupted_group():
@@ -212,6 +247,18 @@ def test_one_member_diverging_leaves_the_others_alone():
     assert_same_history(results[0], results[2])
     assert results[0].steps == 600
     assert results[1].steps < 600 and "non-finite" in results[1].message
+
+
+def test_a_member_diverging_in_a_padded_block_leaves_the_others_alone():
+    stable = spiral_config(loss={"name": "dynamical_mse", "amplitude": 5, "period": 50}, optimizer={"learning_rate": 0.3})
+    unstable = dict(stable, optimizer={"learning_rate": 3.0})
+    group = [stable, unstable, stable]
+    padded, unpadded = train_group(group, width=4, backend="gpu"), train_group(group)
+    assert [r.status for r in padded] == [r.status for r in unpadded] == ["completed", "diverged", "completed"]
+    for a, b in zip(padded, unpadded):
+        assert (a.steps, a.message) == (b.steps, b.message)
+        assert_same_history(a, b)
+    assert_same_leaves(padded[2].state, unpadded[2].state)
 
 
 def test_members_that_cannot_share_a_program_are_refused():

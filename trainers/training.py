@@ -210,6 +210,18 @@ def stopping_points(start: int, epochs: int, eval_every: int, checkpoint_every: 
     return sorted(p for p in points if p > start)
 
 
+def padded_size(n: int, width: Optional[int], backend: str) -> int:
+    """How many members a group of n real ones trains as, in a sweep of blocks `width` points
+    wide, on `backend` (as jax.default_backend() names it): on a CPU n, as time there grows with
+    every member; elsewhere n rounded up to a power of two, at most `width` (never below n), as an
+    accelerator compiles a new block size in seconds but runs a block of a few hundred points in
+    about the time of one: a partial block then runs one of the programs for 1, 2, 4, ... and
+    `width` points, at most twice its work."""
+    if not width or n >= width or backend == "cpu":
+        return n
+    return min(width, 1 << (n - 1).bit_length())
+
+
 def is_finite_row(row: dict) -> bool:
     return all(math.isfinite(row[name]) for name in ("train_loss", "weighted_loss"))
 
@@ -220,16 +232,22 @@ def train_group(
     checkpoints: Optional[Sequence[Optional[Checkpoint]]] = None,
     on_checkpoint: Optional[Callable[[int, Checkpoint], None]] = None,
     width: Optional[int] = None,
+    backend: Optional[str] = None,
 ) -> list[TrainResult]:
     """Train several grid points of one batch_signature together; callbacks get the member's
     index. All start fresh, or all resume from checkpoints of the same epoch. A member whose loss
-    stops being finite is finished as `diverged`; the others go on. With a `width` above their
-    number, the group is padded to it with copies of its last member, whose results and
-    callbacks are dropped: a last, partial block runs the program compiled for full ones."""
+    stops being finite is finished as `diverged`; the others go on.
+
+    `width` is the block width (training.batch_points) of a sweep whose last, partial block this
+    may be. On an accelerator the group is padded to `padded_size`: n members to the next power
+    of two, at most `width`, with copies of its last member, whose results, callbacks and
+    checkpoints are dropped; on a CPU it is never padded. `backend` is the one that rule
+    follows (default: JAX's)."""
     cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.model_validate(c) for c in configs]
     checkpoints = list(checkpoints or [None] * len(cfgs))
     members = range(len(cfgs))  # the real ones; the padding trains along, unreported
-    padding = max(0, (width or 0) - len(cfgs))
+    padding = padded_size(len(cfgs), width, backend or jax.default_backend()) - len(cfgs)
+    real = lambda tree: jax.tree.map(lambda leaf: leaf[: len(members)], tree) if padding else tree
     cfgs, checkpoints = cfgs + cfgs[-1:] * padding, checkpoints + checkpoints[-1:] * padding
     run = prepare(cfgs)
     training = cfgs[0].training
@@ -280,11 +298,11 @@ def train_group(
         if all(result is not None for result in results):
             return results
         if on_checkpoint and training.checkpoint_every and stop % training.checkpoint_every == 0 and stop < training.epochs:
-            host = jax.device_get(states)
+            host = jax.device_get(real(states))
             for i in members:
                 if results[i] is None:
                     on_checkpoint(i, Checkpoint(epoch, flax.serialization.to_state_dict(member(host, i)), list(histories[i]), elapsed()))
-    final = jax.device_get(states)
+    final = jax.device_get(real(states))
     for i in members:
         if results[i] is None:
             results[i] = TrainResult("completed", histories[i], int(final.step[i]), epoch, elapsed(), "", member(final, i))
