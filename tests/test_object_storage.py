@@ -61,25 +61,35 @@ def test_a_place_tiltsweep_cannot_reach_is_refused_before_anything_runs(s3, tmp_
 
 
 def test_a_local_copy_of_stored_data_is_made_once_and_verified(s3, tmp_path):
-    from tiltsweep.sweep.store.files import local_copy
+    from tiltsweep.sweep.store.files import download, files_at, local_copy
 
     bucket = s3.bucket()
-    data = uploaded(write_cifar10_dir(tmp_path / "cifar-10-batches-py", per_batch=4), f"s3://{bucket}/cifar-10-batches-py")
+    original = write_cifar10_dir(tmp_path / "cifar-10-batches-py", per_batch=4)
+    data = uploaded(original, f"s3://{bucket}/cifar-10-batches-py")
     names = ["data_batch_1", "test_batch"]
     copy = local_copy(data, names)
     assert sorted(p.name for p in copy.iterdir() if not p.name.startswith(".")) == names
-    assert (copy / "test_batch").read_bytes() == (tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes()
+    assert (copy / "test_batch").read_bytes() == (original / "test_batch").read_bytes()
     made = (copy / "test_batch").stat().st_mtime_ns
     assert local_copy(data, names) == copy and (copy / "test_batch").stat().st_mtime_ns == made  # not fetched again
-    (copy / "data_batch_1").write_bytes(b"damaged")  # the copy no longer what was listed: fetched again
-    assert local_copy(data, names) == copy and (copy / "data_batch_1").read_bytes() == (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    damaged = bytearray((copy / "data_batch_1").read_bytes())
+    damaged[100:110] = bytes(10)
+    (copy / "data_batch_1").write_bytes(damaged)  # its size unchanged, its sha256 not its download's: fetched again
+    assert local_copy(data, names) == copy and (copy / "data_batch_1").read_bytes() == (original / "data_batch_1").read_bytes()
+
+    replacement = b"replaced in the store"
     time.sleep(1.1)  # S3 keeps times of writing to the second
     (tmp_path / "new").mkdir()
-    (tmp_path / "new" / "test_batch").write_bytes(b"replaced in the store")
+    (tmp_path / "new" / "test_batch").write_bytes(replacement)
     uploaded(tmp_path / "new", data)
-    assert (local_copy(data, names) / "test_batch").read_bytes() == b"replaced in the store"
+    replaced = local_copy(data, names)
+    assert replaced != copy and (replaced / "test_batch").read_bytes() == replacement  # a new version, in a folder of its own
+    assert (copy / "test_batch").read_bytes() == (original / "test_batch").read_bytes()  # the old one as a worker may still read it
     with pytest.raises(FileNotFoundError, match="missing data_batch_9"):
         local_copy(data, ["data_batch_9"])
+    with pytest.raises(OSError, match="listed, then gone when it was copied") as raised:  # not missing from the store: retried
+        download(files_at(data), {"data_batch_9": [4, 0]}, tmp_path / "copy")
+    assert not isinstance(raised.value, FileNotFoundError) and not (tmp_path / "copy").exists()
 
 
 def test_moving_or_quarantining_a_file_that_is_gone_is_false_on_a_bucket_as_on_a_disk(s3, tmp_path):
@@ -267,7 +277,7 @@ resources: {{cpu: 1}}
     assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 0
     assert status_json(directory)["completed"] == 2
     assert json.loads(ResultsDir(directory).tables.summary()["config"][0])["data"]["path"] == data  # as the grid gave it
-    copies = [p for p in (tmp_path / "cache" / "tiltsweep" / "data").iterdir() if p.is_dir()]
+    copies = [p for p in (tmp_path / "cache" / "tiltsweep" / "data").glob("*/*") if p.is_dir()]
     assert len(copies) == 1 and (copies[0] / ".manifest.json").exists()  # one copy on this machine, for both points
     missing = tmp_path / "missing.yaml"
     missing.write_text(grid.read_text().replace(data, f"s3://{bucket}/gone/cifar-10-batches-py").replace("name: cifar\n", "name: missing\n"))

@@ -98,8 +98,10 @@ class PackRun:
 
 def with_local_data(config):
     """`config` with its data on this machine: a CIFAR-10 directory on object storage (`data.path:
-    s3://...` or `gs://...`) replaced by its local copy, made once per machine and verified before
-    each use (store.files.local_copy). DatasetError (not retried) where files are missing there."""
+    s3://...` or `gs://...`) replaced by its local copy, a version of it made once per machine and
+    verified before each use (store.files.local_copy). DatasetError (not retried) where the store
+    lacks a file; an OSError (a file gone as it was copied, a store out of reach) is raised as it
+    is, and the pack retried."""
     from tiltsweep.trainers.data import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES, DatasetError
 
     path = getattr(config.data, "path", None)

@@ -369,35 +369,92 @@ def written_in_order(folder: str, found: list[tuple[int, str]]) -> list[str]:
     return [f"{folder}/{name}" if folder else name for _, name in sorted(found)]
 
 
+MANIFEST = ".manifest.json"  # in a local copy: the store's listing it was made from, each file's sha256
+_VERIFIED: dict[Path, list] = {}  # a local copy this process hashed whole -> its files' (size, time of writing, inode) then
+
+
 def local_copy(location: str, names: list[str], purpose: str = "data") -> Path:
     """A local copy of the files `names` at `location` (a folder on object storage: a dataset),
-    for a worker to read: made once per machine, in a folder of the machine's cache named by the
-    URI, under a file lock (workers that start together download it once), each file written aside
-    and renamed (a killed download leaves no part of a file). It is verified before every use: the
-    store's listing (size and time of writing of every file) must equal the one the copy was made
-    from, and every file the size listed; else it is fetched again. FileNotFoundError naming what
-    is missing there."""
+    for a worker to read. It is a version of them: a folder of the machine's cache named by the
+    URI and by the store's listing of the files (the size and time of writing of each), made once
+    per machine under a file lock (workers that start together download it once) and never
+    changed after, so that a reader, or a cache of what a process read keyed by its path, never
+    mixes two versions. A version the store no longer has stays until the cache is cleared (a
+    worker may still read it).
+
+    Verified before every use, under the lock: the store is listed again (a file replaced there
+    is a new version), and each local file must have the sha256 its download had (hashed once a
+    process, and again when its size, time of writing or inode change). Else it is downloaded
+    again, into a folder aside that then takes its place whole. FileNotFoundError naming what the
+    store's listing lacks; OSError where a listed file is gone when it is read (the store changed
+    during the copy: trying again copies the new version)."""
     import json
 
     from filelock import FileLock
 
     files = files_at(location)
-    cache = files.local(purpose)
     listed = {item.base_name: [item.size, item.mtime_ns] for item in files.listing("") if item.type == files.FILE}
     missing = [name for name in names if name not in listed]
     if missing:
         raise FileNotFoundError(f"{location}: missing {', '.join(missing)}")
-    wanted = {name: listed[name] for name in names}
+    wanted = {name: listed[name] for name in sorted(names)}
+    cache = files.local(purpose)
+    copy = cache / hashlib.sha256(json.dumps(wanted).encode()).hexdigest()[:16]
     cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(cache.with_name(cache.name + ".lock")):
-        manifest = cache / ".manifest.json"
-        try:
-            whole = json.loads(manifest.read_text()) == wanted and all((cache / n).stat().st_size == size for n, (size, _) in wanted.items())
-        except (OSError, ValueError):
-            whole = False
-        if not whole:
-            manifest.unlink(missing_ok=True)
-            for name in names:
-                atomic_write(cache / name, files.read(name))
-            atomic_write(manifest, json.dumps(wanted).encode())
-    return cache
+    with FileLock(cache / ".lock"):
+        if not verified(copy, wanted):
+            for stale in cache.glob(".*.tmp"):  # a download killed midway (we hold the lock: nobody else downloads)
+                shutil.rmtree(stale, ignore_errors=True)
+            download(files, wanted, copy)
+    return copy
+
+
+def verified(copy: Path, wanted: dict) -> bool:
+    """Whether the local copy was made from the listing `wanted` and each of its files has the
+    sha256 its manifest says."""
+    import json
+
+    try:
+        manifest = json.loads((copy / MANIFEST).read_text())
+        stats = [(stat.st_size, stat.st_mtime_ns, stat.st_ino) for stat in ((copy / name).stat() for name in wanted)]
+        if manifest["listing"] != wanted:
+            return False
+        if _VERIFIED.get(copy) != stats:
+            if any(file_sha256(copy / name) != manifest["sha256"][name] for name in wanted):
+                return False
+            _VERIFIED[copy] = stats
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def download(files: Files, wanted: dict, copy: Path) -> None:
+    """The files `wanted` into the folder `copy`, with their manifest: into a folder aside, then
+    renamed into place (a damaged copy already there goes)."""
+    import json
+
+    aside, damaged = (copy.with_name(f".{copy.name}.{uuid.uuid4().hex}.tmp") for _ in range(2))
+    try:
+        digests = {}
+        for name in wanted:
+            try:
+                data = files.read(name)
+            except FileNotFoundError:
+                raise OSError(f"{files.show(name)}: listed, then gone when it was copied (the store changed): try again") from None
+            atomic_write(aside / name, data)
+            digests[name] = hashlib.sha256(data).hexdigest()
+        atomic_write(aside / MANIFEST, json.dumps({"listing": wanted, "sha256": digests}).encode())
+        if copy.exists():
+            copy.rename(damaged)
+        aside.rename(copy)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.rmtree(damaged, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
