@@ -77,10 +77,11 @@ def test_a_local_copy_of_stored_data_is_made_once_and_verified(s3, tmp_path):
     (copy / "data_batch_1").write_bytes(damaged)  # its size unchanged, its sha256 not its download's: fetched again
     assert local_copy(data, names) == copy and (copy / "data_batch_1").read_bytes() == (original / "data_batch_1").read_bytes()
 
-    replacement = b"replaced in the store"
-    time.sleep(1.1)  # S3 keeps times of writing to the second
+    replacement = bytearray((original / "test_batch").read_bytes())
+    replacement[100:110] = b"replaced!!"  # the same size: the store's time of writing tells it apart
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "test_batch").write_bytes(replacement)
+    time.sleep(1.1)  # S3 keeps times of writing to the second
     uploaded(tmp_path / "new", data)
     replaced = local_copy(data, names)
     assert replaced != copy and (replaced / "test_batch").read_bytes() == replacement  # a new version, in a folder of its own
