@@ -1,0 +1,120 @@
+"""The run lease on object storage (store.lock.Lease) against a real S3-compatible server (moto's,
+a process of its own, private to each test so that a test may pause it), with real signals: a run
+paused past its lease loses it to another and stops with exit 3; a holder whose store stops
+answering counts itself lost before another run can take the lease over; a write whose answer was
+lost is told apart from a take-over; a store that cannot be reached is one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from object_store import S3Server
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, write_grid
+from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.store.files import Unreachable
+
+LEASE = 12  # seconds: renewed every 4 s, lost after 8 s unrenewed, taken over after 12 s
+POINTS = 6  # write_grid's
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    """A moto server of this test's own, its variables in the test's environment."""
+    store = S3Server()
+    for name, value in {**store.env, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TILTSWEEP_LEASE_SECONDS": str(LEASE)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    yield store
+    os.kill(store.process.pid, signal.SIGCONT)
+    store.stop()
+
+
+def wait_for(condition, timeout: float, what: str) -> float:
+    """Seconds until `condition()` holds."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_a_holder_whose_store_stops_answering_counts_itself_lost_before_anyone_can_take_over(server):
+    directory = f"s3://{server.bucket()}/results/sweep"
+    first = ResultsDir(directory).lock()
+    first.acquire()
+    try:
+        os.kill(server.process.pid, signal.SIGSTOP)  # every request now hangs until its timeout
+        waited = wait_for(lambda: first.lost is not None, timeout=LEASE, what="the holder to count itself lost")
+        assert "could not be renewed" in first.lost
+        # 2/3 of the lease after its last renewal, which came at most 1/3 before the pause
+        assert LEASE / 3 - 0.5 < waited < LEASE * 2 / 3 + 0.5, waited
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        first.release()  # the lease is still its own (no one took it over): deleted
+    assert ResultsDir(directory).lock().holder() is None
+    second = ResultsDir(directory).lock()
+    second.acquire()
+    assert second.owner()["token"] == second.claim["token"] != first.claim["token"]
+    second.release()
+
+
+def test_a_renewal_whose_answer_was_lost_is_told_apart_from_a_take_over(server):
+    """The store took this run's last write, but its answer never came back (the run still holds
+    the version before it): the next write's condition fails, and the lease read back is the run's."""
+    directory = f"s3://{server.bucket()}/results/sweep"
+    lease = ResultsDir(directory).lock()
+    lease.acquire()
+    try:
+        lease.version = '"' + "0" * 32 + '"'  # not the lease's version any more
+        lease.renew()
+        assert lease.lost is None and lease.version == lease.store.read()[1]
+        intruder = ResultsDir(directory).lock()
+        intruder.claim = {"pid": 1, "host": "elsewhere", "token": "theirs"}
+        intruder.write(intruder.store.replace, lease.version)  # another run's write, on the current version
+        lease.renew()
+        assert "was taken over (held now by pid 1 on elsewhere" in lease.lost
+    finally:
+        lease.release()
+
+
+def test_a_store_out_of_reach_is_one_line_and_exit_2(server, capsys):
+    directory = f"s3://no-such-bucket-{os.getpid()}/results/sweep"
+    with pytest.raises(Unreachable, match="NoSuchBucket"):
+        ResultsDir(directory).lock().holder()
+    assert main(["status", directory]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "no-such-bucket" in message, message
+
+
+@pytest.mark.slow
+def test_a_run_paused_past_its_lease_loses_it_to_another_and_stops(server, tmp_path, tally):
+    """The driver SIGSTOPped mid-sweep (its points holding after their checkpoints) until another
+    run has taken its lease over; woken, it stops with exit 3 saying so, and a resume after the
+    other run finishes repeats nothing finished."""
+    directory = f"s3://{server.bucket()}/results/ray-sweep"
+    grid = write_grid(tmp_path, epochs=2000)
+    release = tmp_path / "release"
+    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    try:
+        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint of the first run")
+        os.kill(first.process.pid, signal.SIGSTOP)
+        other = ResultsDir(directory).lock()
+        wait_for(lambda: other.holder() is None, timeout=LEASE, what="the paused run's lease to count as unrenewed")
+        other.acquire()  # waits for it to run out, then takes it over
+        os.kill(first.process.pid, signal.SIGCONT)
+        release.touch()
+        assert first.wait(timeout=120) == 3
+        output = first.process.stdout.read()
+        assert "this run lost its lock" in output and "tiltsweep resume" in output, output
+        other.release()
+    finally:
+        os.kill(first.process.pid, signal.SIGCONT) if first.process.poll() is None else None
+        first.kill() if first.process.poll() is None else first.cleanup()
+    assert main(["resume", directory, "--no-plot"]) == 0
+    assert_each_point_once(directory, POINTS, evaluations=5)
+    tally.sweep("driver paused past its lease on S3, taken over", directory, injected=1)
