@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import ray
 from ray import tune
 
-from tiltsweep.sweep.errors import Refused, StorageTrouble, storage_trouble
+from tiltsweep.sweep.errors import Refused, StorageTrouble, describe_trouble, storage_trouble
 from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.filer import Filer
@@ -273,7 +273,7 @@ class DriverCallback(tune.Callback):
             except OSError as error:
                 if not storage_trouble(error):
                     raise
-                self.trouble = self.trouble or f"{error.filename}: {error.strerror}"
+                self.trouble = self.trouble or describe_trouble(error, results)
                 return
         self.file(pack.pack_id, [p.trial_id for p in started])
 
@@ -281,7 +281,7 @@ class DriverCallback(tune.Callback):
         """What stopped the results directory taking writes, from a worker, this callback or the
         filer, or took the run's lock from it."""
         if self.trouble is None and self.filer.error is not None and storage_trouble(self.filer.error):
-            self.trouble = f"{self.filer.error.filename}: {self.filer.error.strerror}"
+            self.trouble = describe_trouble(self.filer.error, self.ledger.results)
         return self.trouble or (self.lock.lost if self.lock is not None else None)
 
 
@@ -377,26 +377,23 @@ def run_points(
     except Exception as error:
         if not (callback.trouble_seen() or storage_trouble(error)):
             raise
-        callback.trouble = callback.trouble or describe_write_error(error, results)
+        callback.trouble = callback.trouble or describe_trouble(error, results)
     finally:
         try:
             filer.close()  # files what is left
         except Exception as error:
             if not storage_trouble(error):
                 raise
-            callback.trouble = callback.trouble or describe_write_error(error, results)
+            callback.trouble = callback.trouble or describe_trouble(error, results)
         finally:
             shutil.rmtree(tune_dir, ignore_errors=True)  # Tune's scratch; the records hold what matters
+    lost = lock.lost if lock is not None else None  # first: what a lost lock stopped fails in its own ways
+    if lost:
+        raise StorageTrouble(f"{results}: this run lost its lock ({lost}) and stopped; every finished point "
+                             f"is kept: `tiltsweep resume {results}` goes on once no other run holds it")
     if callback.trouble:
         raise StorageTrouble(f"{results}: stopped taking writes ({callback.trouble}); every finished point is kept: "
                              f"free space or make it writable, then `tiltsweep resume {results}`")
-    if callback.trouble_seen():  # the lock, lost
-        raise StorageTrouble(f"{results}: this run lost its lock ({callback.trouble_seen()}) and stopped; every finished point "
-                             f"is kept: `tiltsweep resume {results}` goes on once no other run holds it")
-
-
-def describe_write_error(error: BaseException, results: ResultsDir) -> str:
-    return f"{getattr(error, 'filename', None) or results}: {getattr(error, 'strerror', None) or error}"
 
 
 def sweep_tuner(spec: GridSpec, packs: dict[str, dict], tune_dir: Path, callback: DriverCallback, verbose: bool) -> tune.Tuner:
