@@ -57,6 +57,10 @@ def test_a_place_tiltsweep_cannot_reach_is_refused_before_anything_runs(s3, tmp_
         assert message.count("\n") == 1 and expected in message, message
         assert main(["status", f"{out}/ray-sweep"]) == 2
         capsys.readouterr()
+        if "no-such-bucket" not in out:  # what the text alone tells, submit refuses before it reaches the cluster
+            assert main(["submit", str(grid), "--address", "http://127.0.0.1:9", "--out", out]) == 2
+            message = capsys.readouterr().err
+            assert message.count("\n") == 1 and f"--out {out}: {expected}" in message, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ray-sweep.yaml"]  # no local `s3:` folder, nothing written
 
 

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--smoke", action="store_true", help="submit the grid file's smoke variant")
     submit.add_argument("--address", required=True, metavar="URL", help="the cluster's job server, e.g. http://HEAD:8265")
     submit.add_argument("--out", default="~/tiltsweep-results", metavar="DIR",
-                        help="results directory on the cluster, on storage every node sees (default: ~/tiltsweep-results on the cluster)")
+                        help="where results directories go, as the cluster sees it: a folder every node sees, or s3://BUCKET/PREFIX, "
+                             "gs://BUCKET/PREFIX (default: ~/tiltsweep-results on the cluster)")
     add_log_to(submit)
     submit.set_defaults(handler=command_submit)
     return parser
@@ -354,9 +355,13 @@ def command_submit(args) -> int:
     import yaml
 
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.store.files import is_object_uri, parse_location
+    from tiltsweep.sweep.store.files import Unreachable, is_object_uri, parse_location
 
     spec = load_grid(args.grid, check_data=False, smoke=args.smoke)  # the data lives on the cluster, not here
+    try:
+        parse_location(args.out)  # what no node could reach is refused here; the cluster's run checks the rest
+    except Unreachable as error:
+        raise Refused(f"--out {error}") from None
     written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
     if written and not is_object_uri(written) and not Path(parse_location(written)[1]).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute or a URI for submit (it is read on the cluster), got {written!r}")
