@@ -118,3 +118,34 @@ def test_a_run_paused_past_its_lease_loses_it_to_another_and_stops(server, tmp_p
     assert main(["resume", directory, "--no-plot"]) == 0
     assert_each_point_once(directory, POINTS, evaluations=5)
     tally.sweep("driver paused past its lease on S3, taken over", directory, injected=1)
+
+
+@pytest.mark.slow
+def test_a_bucket_gone_mid_sweep_stops_the_sweep_saying_how_to_resume(server, tmp_path):
+    """pyarrow's errors for a missing bucket carry no errno; they still count as the store's
+    trouble, so the sweep stops (exit 3) instead of spending every pack's retries on it."""
+    import boto3
+
+    bucket = server.bucket()
+    directory = f"s3://{bucket}/results/ray-sweep"
+    grid = write_grid(tmp_path, epochs=2000)
+    release = tmp_path / "release"
+    driver = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    try:
+        driver.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint")
+        client = boto3.client("s3")
+        for attempt in range(10):  # the run's lease may be renewed between the last delete and the bucket's
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for stored in page.get("Contents", []):
+                    client.delete_object(Bucket=bucket, Key=stored["Key"])
+            try:
+                client.delete_bucket(Bucket=bucket)
+                break
+            except client.exceptions.ClientError:
+                assert attempt < 9
+        release.touch()
+        assert driver.wait(timeout=180) == 3
+        output = driver.process.stdout.read()
+        assert f"tiltsweep resume {directory}" in output and "Traceback" not in output, output
+    finally:
+        driver.kill() if driver.process.poll() is None else driver.cleanup()
