@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's ti
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.cnn_throughput import throughput  # noqa: E402
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import run_command, save  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers import train_group  # noqa: E402
@@ -54,11 +53,11 @@ grid:
   seed: {seeds}
 resources: {{cpu: 1, gpu: {gpu}}}
 """
-FULL = {"sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
+FULL = {"diagram_timeout": 420, "tests_timeout": 240, "sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
         periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
         "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20), "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
-QUICK = {"sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
+QUICK = {"diagram_timeout": 180, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
          "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2), "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2)},
          "tests": ["tests/test_loss.py", "tests/test_models.py"]}
 
@@ -103,18 +102,17 @@ def layouts(size: int, steps: int) -> dict:
     return {"points": size, "us_per_step": found, "faster": min(found, key=found.get)}
 
 
-def diagram(scale: dict, on_gpu: bool) -> dict:
-    """The diagram through `tiltsweep run`, wall time and Ray's start as the run says them."""
+def diagram(scale: dict, on_gpu: bool, timeout: float) -> dict:
+    """The diagram through `tiltsweep run` (at most `timeout` seconds), wall time and Ray's start as the run says them."""
     with tempfile.TemporaryDirectory(prefix="tiltsweep-accelerator-") as scratch:
         grid = Path(scratch) / "diagram.yaml"
         grid.write_text(DIAGRAM.format(name="diagram", gpu=1 if on_gpu else 0, **scale))
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], capture_output=True, text=True)
-        seconds = time.perf_counter() - started
-    ready = re.search(r"Ray ready in ([0-9.]+) s", done.stdout)
-    return {"cells": len(scale["amplitudes"]) * len(scale["periods"]) * len(scale["seeds"]), "epochs": scale["epochs"], "exit": done.returncode,
-            "wall_seconds": seconds, "ray_ready_seconds": float(ready.group(1)) if ready else None,
-            "last_line": (done.stdout.strip().splitlines() or [done.stderr[-500:]])[-1]}
+        done = run_command([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], timeout)
+    ready = re.search(r"Ray ready in ([0-9.]+) s", done["stdout"])
+    return {"cells": len(scale["amplitudes"]) * len(scale["periods"]) * len(scale["seeds"]), "epochs": scale["epochs"], "exit": done["exit"],
+            "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
+            "ray_ready_seconds": float(ready.group(1)) if ready else None,
+            "last_line": (done["stdout"].strip().splitlines() or [done["stderr"][-500:]])[-1]}
 
 
 def cnns(models: dict) -> dict:
@@ -127,12 +125,14 @@ def cnns(models: dict) -> dict:
     return found
 
 
-def tests(files: list[str]) -> dict:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *files],
-                          cwd=ROOT, capture_output=True, text=True)
-    summary = (done.stdout.strip().splitlines() or [""])[-1]
-    return {"files": files, "exit": done.returncode, "summary": summary,
-            "failed": [line for line in done.stdout.splitlines() if line.startswith("FAILED")]}
+def tests(files: list[str], timeout: float) -> dict:
+    """The fast tier of `files` (paths in the repository), by absolute path from a scratch folder:
+    pytest still finds the repository's pyproject.toml and tests/conftest.py from the paths."""
+    done = run_command([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *(str(ROOT / name) for name in files)],
+                       timeout)
+    summary = (done["stdout"].strip().splitlines() or [""])[-1]
+    return {"files": files, "exit": done["exit"], "timed_out": done["timed_out"], "timeout_seconds": timeout, "seconds": done["seconds"],
+            "summary": summary, "failed": [line for line in done["stdout"].splitlines() if line.startswith("FAILED")]}
 
 
 def main() -> None:
@@ -144,9 +144,9 @@ def main() -> None:
     report["blocks"] = [block(size, scale["steps"]) for size in scale["sizes"]]
     report["block_with_hessian"] = block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1, hessian_order=10)
     report["layouts"] = layouts(scale["sizes"][-1], scale["steps"])
-    report["diagram"] = diagram(scale["diagram"], device.platform == "gpu")
+    report["diagram"] = diagram(scale["diagram"], device.platform == "gpu", scale["diagram_timeout"])
     report["cnns"] = cnns(scale["cnns"])
-    report["tests"] = tests(scale["tests"])
+    report["tests"] = tests(scale["tests"], scale["tests_timeout"])
     report["seconds"] = time.perf_counter() - started
     for row in report["blocks"] + [report["block_with_hessian"]]:
         print(f"block of {row['points']}: {row['us_per_step']:.0f} us a step, {row['point_steps_per_second']:,.0f} point-steps/s")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -37,8 +40,6 @@ def timed(function: Callable[[], object]) -> float:
 
 
 def machine() -> dict:
-    import os
-
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
@@ -49,6 +50,41 @@ def save(name: str, payload: dict) -> Path:
     path = out / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}, indent=1))
     return path
+
+
+def run_command(command: list[str], timeout: float, env: Optional[dict] = None) -> dict:
+    """Run `command` with a time limit, from a fresh scratch folder: never from the repository's
+    root, whose tiltsweep/ folder (the package's root alone) would hide a plain, non-editable
+    install of tiltsweep from `python -m tiltsweep` and from pytest (a relative path in `command`
+    is therefore wrong: give paths absolute). The command runs in its own process group with its
+    output in files (a process it leaves behind cannot hold a pipe open); past `timeout` seconds
+    it gets SIGTERM (`tiltsweep run` stops its Ray and exits on it), and its group SIGKILL 30 s
+    later. Returns exit (the return code; negative: killed by that signal), timed_out, seconds, stdout, stderr."""
+    with tempfile.TemporaryDirectory(prefix="tiltsweep-benchmark-") as scratch:
+        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        started = time.perf_counter()
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            process = subprocess.Popen(command, cwd=scratch, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        seconds = time.perf_counter() - started
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of its group is left (nothing, after a clean exit)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if process.poll() is None:
+            process.wait(timeout=30)
+        return {"exit": process.returncode, "timed_out": timed_out,
+                "seconds": seconds, "stdout": out.read_text(errors="replace"), "stderr": err.read_text(errors="replace")}
 
 
 def in_each_dtype(script: str, measure: Callable[[str, int], object], repeats: int) -> Optional[dict]:

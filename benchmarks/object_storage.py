@@ -6,6 +6,9 @@
 - `tiltsweep status` on a results directory of 10,000 points (benchmarks/scale.py's sweep, run
   once onto a disk and copied into the bucket), on the disk and in the bucket, 3 times each.
 
+Every command runs from a scratch folder (benchmarks.common.run_command), so a plain install of
+tiltsweep serves as well as an editable one.
+
 moto's server is a Python process on the same 2 cores as the sweep, so the bucket's figures are
 those of a slow, busy store, not of S3's.
 
@@ -15,7 +18,6 @@ those of a slow, busy store, not of S3's.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' S3 server
 sys.path.append(str(ROOT))  # after the installed tiltsweep: `benchmarks` only
 
-from benchmarks.common import interleaved, median, save  # noqa: E402
+from benchmarks.common import interleaved, median, run_command, save  # noqa: E402
 from benchmarks.scale import GRID  # noqa: E402
 from object_store import S3Server  # noqa: E402
 
@@ -34,11 +36,11 @@ def tiltsweep(*args: str) -> list[str]:
     return [sys.executable, "-m", "tiltsweep", *args]
 
 
-def timed_run(command: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return time.perf_counter() - started
+def timed_run(command: list[str], timeout: float = 900) -> float:
+    """The command's wall time, from a fresh process in a scratch folder; it must succeed."""
+    done = run_command(command, timeout)
+    assert done["exit"] == 0, f"{command}: exit {done['exit']}{' (timed out)' if done['timed_out'] else ''}\n{done['stdout'][-2000:]}{done['stderr'][-2000:]}"
+    return done["seconds"]
 
 
 def sweep_seconds(out: str) -> float:
