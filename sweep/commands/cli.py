@@ -192,7 +192,7 @@ def check_plot_options(spec, args) -> None:
 
 def execute(spec, results, args) -> int:
     from tiltsweep.sweep.commands.live import Follower
-    from tiltsweep.sweep.errors import StorageTrouble, storage_trouble
+    from tiltsweep.sweep.errors import StorageTrouble, describe_trouble, storage_trouble
     from tiltsweep.sweep.run.runner import SweepStopped, format_outcome, run_sweep
 
     check_plot_options(spec, args)
@@ -211,7 +211,7 @@ def execute(spec, results, args) -> int:
     except (StorageTrouble, OSError) as error:
         if isinstance(error, OSError) and not storage_trouble(error):
             raise
-        where = error if isinstance(error, StorageTrouble) else f"{results}: cannot write ({error.filename}: {error.strerror}); " \
+        where = error if isinstance(error, StorageTrouble) else f"{results}: cannot write ({describe_trouble(error, results)}); " \
             f"free space or make it writable, then `tiltsweep resume {results}`"
         print(f"\ntiltsweep: {where}", file=sys.stderr, flush=True)
         return EXIT_INCOMPLETE

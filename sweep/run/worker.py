@@ -23,7 +23,7 @@ from typing import Callable
 
 import jax
 
-from tiltsweep.sweep.errors import storage_trouble
+from tiltsweep.sweep.errors import describe_trouble, storage_trouble
 from tiltsweep.sweep.grid import with_settings
 from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.faults import faults_for
@@ -143,7 +143,7 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
         except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
             if storage_trouble(error):  # nothing more can be written here: the driver stops the sweep
                 report({"pack": payload["pack_id"], "running": [], "finished": finished,
-                        "storage_trouble": f"{error.filename or run.results}: {error.strerror}"})
+                        "storage_trouble": describe_trouble(error, run.results)})
                 raise
             for trial_id in block:  # until a retry of the pack trains them
                 if trial_id not in run.book.records or not run.book.records[trial_id].final:
@@ -188,8 +188,8 @@ def width_of(config, payload: dict) -> int:
 
 def train_block(run: PackRun, block: list[str], configs: list, report: Callable[[dict], None]) -> list[str]:
     """Train the block's points together (those resuming from one epoch at a time), a partial
-    block padded to the block width (trainers.train_group's `width`: the program compiled for full
-    blocks serves it); returns them."""
+    block padded, on an accelerator only, to the next power of two at most the block width
+    (trainers.train_group's `width`; trainers.training.padded_size); returns them."""
     from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
 
     width = width_of(configs[0], run.payload)

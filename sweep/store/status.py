@@ -1,5 +1,6 @@
 """Where every point of a sweep stands, from its results directory alone: safe to ask at any time,
-also while a run writes (it reads files only, and record files' headers only).
+also while a run writes (it only reads files; of a record file, the header alone on object storage,
+the whole file, checked against its checksum, on a disk).
 
 Categories: completed / diverged / failed (the point's record says so); partial (no record yet,
 but a checkpoint: interrupted, or running now); pending (nothing yet). Points recorded but no
