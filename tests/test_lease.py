@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -153,3 +155,14 @@ def test_a_bucket_gone_mid_sweep_stops_the_sweep_saying_how_to_resume(server, tm
         assert last.endswith(f"`tiltsweep resume {directory}`"), last
     finally:
         driver.kill() if driver.process.poll() is None else driver.cleanup()
+
+
+@pytest.mark.parametrize("module, uri, extra", [("boto3", "s3://a-bucket/results", "s3"), ("google.cloud.storage", "gs://a-bucket/results", "gcs")])
+def test_a_results_directory_whose_lease_client_is_missing_is_refused_naming_the_extra(server, tmp_path, module, uri, extra):
+    """In a Python where the store's client cannot be imported (its module blocked in sys.modules); the
+    S3 server gives pyarrow an endpoint and a region."""
+    grid = write_grid(tmp_path, epochs=10)
+    blocked = f"import sys; sys.modules[{module!r}] = None; from tiltsweep.sweep.commands.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", blocked, "run", str(grid), "--out", uri, "--no-plot"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and f"pip install 'tiltsweep[{extra}]'" in done.stderr and uri in done.stderr, done.stderr

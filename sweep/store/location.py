@@ -14,7 +14,6 @@ grid file's `name`) where it cannot hold the store's files, before anything is w
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from tiltsweep.sweep.store.files import ObjectFiles, Unreachable, files_at, pars
 
 PATH_MAX, NAME_MAX = 4096, 255  # bytes, where os.pathconf cannot tell
 KEY_MAX = 1024  # bytes of an object's key, on S3 and GCS alike
-LEASE_CLIENTS = {"s3": ("boto3", "s3"), "gs": ("google.cloud.storage", "gcs"), "gcs": ("google.cloud.storage", "gcs")}
 
 
 class Unplaceable(Refused):
@@ -51,11 +49,12 @@ def results_directory(out, name: str, source) -> ResultsDir:
 
 
 def object_results_directory(files: ObjectFiles, name: str, source) -> ResultsDir:
-    scheme, bucket = files.uri.split("://")[0], files.base.split("/")[0]
-    module, extra = LEASE_CLIENTS[scheme]
-    if not has_module(module):
-        raise Unplaceable(f"--out {files.uri}: a results directory on {scheme}:// needs {module} for its run lock "
-                          f"(pip install 'tiltsweep[{extra}]')")
+    bucket = files.base.split("/")[0]
+    results = ResultsDir(f"{files.uri}/{name}")
+    try:
+        results.lock()  # its lease's client, which an extra installs
+    except Unreachable as error:
+        raise Unplaceable(f"--out {error}") from None
     key = len(f"{files.base}/{name}/".encode()) - len(bucket) - 1 + layout.LONGEST_INSIDE
     if key > KEY_MAX:
         raise Unplaceable(f"--out {files.uri}: the keys of {name}'s results there would reach {key:,} bytes, past the "
@@ -66,15 +65,7 @@ def object_results_directory(files: ObjectFiles, name: str, source) -> ResultsDi
         raise Unplaceable(f"--out {files.uri}: cannot reach it ({' '.join(str(error).split())[:300]})") from None
     if not there:
         raise Unplaceable(f"--out {files.uri}: no bucket {bucket!r} there (or none these credentials can see)")
-    return ResultsDir(f"{files.uri}/{name}")
-
-
-def has_module(dotted: str) -> bool:
-    """Whether `dotted` can be imported here (without importing it)."""
-    try:
-        return importlib.util.find_spec(dotted) is not None
-    except ModuleNotFoundError:
-        return False
+    return results
 
 
 def refuse_paths_too_long(out: Path, name: str, source) -> None:

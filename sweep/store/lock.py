@@ -273,11 +273,12 @@ class StoredObject:
         there."""
         scheme, _, rest = files.show(name).partition("://")
         bucket, _, key = rest.partition("/")
+        client, extra = ("boto3", "s3") if scheme == "s3" else ("google-cloud-storage", "gcs")
         try:
             return S3Object(bucket, key, timeout) if scheme == "s3" else GcsObject(bucket, key, timeout)
-        except ImportError as error:
-            extra = "s3" if scheme == "s3" else "gcs"
-            raise Unreachable(f"{files.show()}: its run lock needs {error.name} (pip install 'tiltsweep[{extra}]')") from None
+        except ImportError:
+            raise Unreachable(f"{files.show()}: a results directory on {scheme}:// needs {client} for its run lock "
+                              f"(pip install 'tiltsweep[{extra}]')") from None
 
     def keeps_conditions(self, body: bytes) -> bool:
         """Whether the store refuses writes whose condition fails; `body` is the object as it is."""
