@@ -2,32 +2,46 @@
 
 1. blocks of N vmapped width-20 spiral points (N = 64 to 4096; trainers.train_group, the path a
    sweep's worker takes, 3,000 steps after a 10-step call that compiles): time per step and
-   point-steps per second; the same block with `hessian_every`; and, for the largest N, the two
-   MLP layouts side by side (feature-major, which XLA's CPU kernels favour, and batch-major);
-2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
-   steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
-   there is a GPU), with Ray's start;
-3. Myrtle5 (64 channels, batch 512) and WRN-28-10 (batch 128) training throughput in float32 and
+   point-steps per second; for the largest N, the two MLP layouts side by side (feature-major,
+   which XLA's CPU kernels favour, and batch-major), and the same block with `hessian_every`;
+2. Myrtle5 (64 channels, batch 512) and WRN-28-10 (batch 128) training throughput in float32 and
    bfloat16 (mixed precision), in images per second;
-4. the tests that touch the device (test_loss, test_models, test_train, test_packs; fast tier).
+3. the tests that touch the device (test_loss, test_models, test_train, test_packs; fast tier);
+4. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
+   steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
+   there is a GPU), with Ray's start.
 
-    python benchmarks/accelerator.py            # on an accelerator: about 6 minutes
-    python benchmarks/accelerator.py --quick    # every part, shrunk: under 2 minutes on 2 CPU cores
+Made for a lent machine with a time budget: the JSON is written after every part (a part that
+fails records its error and the next one runs), the tests and the diagram run with time limits
+(the diagram gets what is left of --budget, default 480 s, 240 s with --quick), and a part that
+would start with the budget spent is recorded as skipped. The commands run from a scratch folder,
+so a plain install of tiltsweep works as well as an editable one. JAX is told not to take 75% of
+a GPU's memory up front (XLA_PYTHON_CLIENT_PREALLOCATE=false, unless set): this process, the
+tests' and the diagram's share the device.
 
-Writes benchmarks/results/accelerator-<platform>[-quick].json. On a machine without Ray,
+    python benchmarks/accelerator.py [--budget SECONDS]   # on an accelerator: not yet measured
+    python benchmarks/accelerator.py --quick              # every part, shrunk: about a minute on 2 CPU cores
+
+Writes benchmarks/results/accelerator-<platform>[-quick].json, or into $BENCHMARK_RESULTS where it
+is set (on a lent device machine: $OUT, the folder that comes back). On a machine without Ray,
 pydantic or jsonschema, bring them as wheels first (benchmarks/README.md, "The accelerator check").
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
-import jax
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX starts; the subprocesses inherit it
+
+import jax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
@@ -53,11 +67,11 @@ grid:
   seed: {seeds}
 resources: {{cpu: 1, gpu: {gpu}}}
 """
-FULL = {"diagram_timeout": 420, "tests_timeout": 240, "sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
+FULL = {"budget": 480, "tests_timeout": 240, "sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
         periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
         "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20), "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
-QUICK = {"diagram_timeout": 180, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
+QUICK = {"budget": 240, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
          "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2), "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2)},
          "tests": ["tests/test_loss.py", "tests/test_models.py"]}
 
@@ -135,29 +149,64 @@ def tests(files: list[str], timeout: float) -> dict:
             "summary": summary, "failed": [line for line in done["stdout"].splitlines() if line.startswith("FAILED")]}
 
 
+class Check:
+    """The report, written whole after every part; a part that raises records its error, and one
+    that would start after the deadline is recorded as skipped."""
+
+    def __init__(self, name: str, report: dict, budget: float):
+        self.name, self.report = name, report
+        self.started = time.perf_counter()
+        self.deadline = self.started + budget
+        report.update(budget_seconds=budget, parts={})
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def part(self, key: str, measure: Callable[[], object]) -> None:
+        started = time.perf_counter()
+        if self.left() <= 0:
+            self.report["parts"][key] = {"status": "skipped", "why": "the budget was spent"}
+        else:
+            try:
+                self.report[key] = json.loads(json.dumps(measure()))
+                self.report["parts"][key] = {"status": "done"}
+            except Exception as error:  # noqa: BLE001 -- recorded; the next part runs
+                self.report["parts"][key] = {"status": "error", "error": f"{type(error).__name__}: {error}",
+                                             "traceback": traceback.format_exc()[-3000:]}
+        self.report["parts"][key]["seconds"] = time.perf_counter() - started
+        self.report["seconds"] = time.perf_counter() - self.started
+        path = save(self.name, self.report)
+        print(f"{key}: {self.report['parts'][key]['status']} in {self.report['parts'][key]['seconds']:.1f} s -> {path}", flush=True)
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     scale = QUICK if quick else FULL
+    budget = float(sys.argv[sys.argv.index("--budget") + 1]) if "--budget" in sys.argv else scale["budget"]
     device = jax.devices()[0]
-    started = time.perf_counter()
     report = {"platform": device.platform, "device": str(device), "device_kind": getattr(device, "device_kind", ""), "quick": quick}
-    report["blocks"] = [block(size, scale["steps"]) for size in scale["sizes"]]
-    report["block_with_hessian"] = block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1, hessian_order=10)
-    report["layouts"] = layouts(scale["sizes"][-1], scale["steps"])
-    report["diagram"] = diagram(scale["diagram"], device.platform == "gpu", scale["diagram_timeout"])
-    report["cnns"] = cnns(scale["cnns"])
-    report["tests"] = tests(scale["tests"], scale["tests_timeout"])
-    report["seconds"] = time.perf_counter() - started
-    for row in report["blocks"] + [report["block_with_hessian"]]:
+    check = Check(f"accelerator-{device.platform}{'-quick' if quick else ''}", report, budget)
+    check.part("blocks", lambda: [block(size, scale["steps"]) for size in scale["sizes"]])
+    check.part("layouts", lambda: layouts(scale["sizes"][-1], scale["steps"]))
+    check.part("block_with_hessian", lambda: block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1,
+                                                   hessian_order=10))
+    check.part("cnns", lambda: cnns(scale["cnns"]))
+    check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
+    check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", max(check.left(), 1)))
+    for row in report.get("blocks", []) + [report[key] for key in ("block_with_hessian",) if key in report]:
         print(f"block of {row['points']}: {row['us_per_step']:.0f} us a step, {row['point_steps_per_second']:,.0f} point-steps/s")
-    print(f"layouts at {report['layouts']['points']} points: " + ", ".join(f"{k} {v:.0f} us" for k, v in report["layouts"]["us_per_step"].items()))
-    print(f"diagram of {report['diagram']['cells']} cells: {report['diagram']['wall_seconds']:.1f} s (exit {report['diagram']['exit']}, "
-          f"Ray ready in {report['diagram']['ray_ready_seconds']} s)")
-    for name, row in report["cnns"].items():
+    if "layouts" in report:
+        print(f"layouts at {report['layouts']['points']} points: " + ", ".join(f"{k} {v:.0f} us" for k, v in report["layouts"]["us_per_step"].items()))
+    for name, row in report.get("cnns", {}).items():
         print(f"{name}: {row['images_per_second']:,.0f} images/s")
-    print(f"tests: {report['tests']['summary']}")
-    print(f"{report['seconds']:.0f} s in all")
-    print(save(f"accelerator-{device.platform}{'-quick' if quick else ''}", json.loads(json.dumps(report))))
+    if "tests" in report:
+        print(f"tests: {report['tests']['summary']} (exit {report['tests']['exit']})")
+    if "diagram" in report:
+        print(f"diagram of {report['diagram']['cells']} cells: {report['diagram']['wall_seconds']:.1f} s (exit {report['diagram']['exit']}, "
+              f"Ray ready in {report['diagram']['ray_ready_seconds']} s)")
+    print(f"{report['seconds']:.0f} s in all; " + ", ".join(f"{key} {part['status']}" for key, part in report["parts"].items()))
+    if any(part["status"] == "error" for part in report["parts"].values()):
+        raise SystemExit(1)  # every part ran and is in the JSON; this says that one of them failed
 
 
 if __name__ == "__main__":

@@ -1,15 +1,51 @@
 """The accelerator check (benchmarks/accelerator.py) runs whole on this CPU in its quick form, so
-that it is ready, not rotten, when a GPU or TPU is there to run it."""
+that it is ready, not rotten, when a GPU or TPU is there to run it; and it keeps what it measured
+when a part fails, hangs or finds the budget spent (a lent device machine's time is short)."""
 
 import json
 import os
+import runpy
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def accelerator() -> dict:
+    """benchmarks/accelerator.py's names, as `python benchmarks/accelerator.py` would import them."""
+    return runpy.run_path(str(ROOT / "benchmarks" / "accelerator.py"), run_name="imported")
+
+
+def test_a_part_that_fails_or_comes_after_the_budget_is_recorded_and_the_json_is_written_after_each(accelerator, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_RESULTS", str(tmp_path))
+    written = tmp_path / "check.json"
+    report: dict = {}
+    check = accelerator["Check"]("check", report, budget=60)
+    check.part("first", lambda: {"value": 1})
+    assert json.loads(written.read_text())["first"] == {"value": 1}  # on disk before the next part starts
+    check.part("broken", lambda: 1 / 0)
+    check.part("after", lambda: [2])
+    check.deadline = time.perf_counter() - 1
+    check.part("late", lambda: pytest.fail("a part after the deadline must not run"))
+    saved = json.loads(written.read_text())
+    assert {key: part["status"] for key, part in saved["parts"].items()} == {"first": "done", "broken": "error", "after": "done", "late": "skipped"}
+    assert "ZeroDivisionError" in saved["parts"]["broken"]["error"] and "broken" not in saved and saved["after"] == [2]
+
+
+def test_a_command_past_its_time_limit_is_stopped_with_its_children(accelerator, tmp_path):
+    marker = tmp_path / "child.pid"
+    code = f"import subprocess, sys, time; child = subprocess.Popen(['sleep', '60']); open({str(marker)!r}, 'w').write(str(child.pid)); time.sleep(60)"
+    started = time.perf_counter()
+    done = accelerator["run_command"]([sys.executable, "-c", code], timeout=3)
+    assert done["timed_out"] and done["exit"] != 0 and time.perf_counter() - started < 20
+    child = int(marker.read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]  # gone (or a zombie awaiting its reaper)
 
 
 @pytest.mark.slow
@@ -19,6 +55,8 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     (written,) = tmp_path.glob("accelerator-*-quick.json")
     report = json.loads(written.read_text())
+    assert {key: part["status"] for key, part in report["parts"].items()} == dict.fromkeys(
+        ["blocks", "layouts", "block_with_hessian", "cnns", "tests", "diagram"], "done")
     assert [row["points"] for row in report["blocks"]] == [1, 8, 32] and all(row["point_steps_per_second"] > 0 for row in report["blocks"])
     assert report["block_with_hessian"]["points"] == 32 and report["layouts"]["faster"] in ("feature-major", "batch-major")
     assert report["diagram"]["exit"] == 0 and report["diagram"]["cells"] == 8 and "6/6 completed" in report["diagram"]["last_line"]  # A = 1 is one training at both periods
