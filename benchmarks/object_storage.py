@@ -2,9 +2,11 @@
 
 - the same sweep (the quickstart: 63 trainings) run with `--out` a local folder and an S3 bucket
   of a real S3-compatible server on 127.0.0.1 (moto's, as in the tests), interleaved, ROUNDS
-  rounds: the wall time of each and their ratio;
+  rounds: the wall time of each, their medians and ratio, and the ratio within each round (the
+  two runs of a round ran back to back);
 - `tiltsweep status` on a results directory of 10,000 points (benchmarks/scale.py's sweep, run
-  once onto a disk and copied into the bucket), on the disk and in the bucket, 3 times each.
+  once onto a disk and copied into the bucket), on the disk and in the bucket, interleaved, 5
+  times each, the whole command from a fresh process.
 
 Every command runs from a scratch folder (benchmarks.common.run_command), so a plain install of
 tiltsweep serves as well as an editable one.
@@ -12,7 +14,7 @@ tiltsweep serves as well as an editable one.
 moto's server is a Python process on the same 2 cores as the sweep, so the bucket's figures are
 those of a slow, busy store, not of S3's.
 
-    python benchmarks/object_storage.py [ROUNDS]   # default 2; writes benchmarks/results/object_storage.json
+    python benchmarks/object_storage.py [ROUNDS]   # default 5 (~15 minutes here); writes benchmarks/results/object_storage.json
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from benchmarks.scale import GRID  # noqa: E402
 from object_store import S3Server  # noqa: E402
 
 
+STATUS_REPEATS = 5
+
+
 def tiltsweep(*args: str) -> list[str]:
     return [sys.executable, "-m", "tiltsweep", *args]
 
@@ -49,7 +54,7 @@ def sweep_seconds(out: str) -> float:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     server = S3Server()
     os.environ.update(server.env)
     try:
@@ -69,17 +74,20 @@ def main() -> None:
             pafs.copy_files(str(scratch / "status"), f"{base}/status", destination_filesystem=store, use_threads=True)
             copied = time.perf_counter() - started
             status = interleaved({"local disk": lambda: timed_run(tiltsweep("status", str(scratch / "status"))),
-                                  "S3 (moto)": lambda: timed_run(tiltsweep("status", f"s3://{bucket}/big/status"))}, 3)
+                                  "S3 (moto)": lambda: timed_run(tiltsweep("status", f"s3://{bucket}/big/status"))}, STATUS_REPEATS)
     finally:
         server.stop()
     sweep = {name: {"seconds": values, "median": median(values)} for name, values in samples.items()}
+    within = [s3 / local for local, s3 in zip(samples["local disk"], samples["S3 (moto)"])]
     report = {
-        "quickstart_sweep": {**sweep, "ratio_s3_to_local": sweep["S3 (moto)"]["median"] / sweep["local disk"]["median"]},
+        "rounds": rounds,
+        "quickstart_sweep": {**sweep, "ratio_s3_to_local": sweep["S3 (moto)"]["median"] / sweep["local disk"]["median"],
+                             "ratio_within_each_round": within},
         "status_10000_points": {name: {"seconds": values, "median": median(values)} for name, values in status.items()},
         "10000_points_run_seconds": built, "copy_to_bucket_seconds": copied,
     }
     print(f"quickstart: local {sweep['local disk']['median']:.1f} s, S3 {sweep['S3 (moto)']['median']:.1f} s "
-          f"(x{report['quickstart_sweep']['ratio_s3_to_local']:.2f})")
+          f"(x{report['quickstart_sweep']['ratio_s3_to_local']:.2f}; within rounds " + ", ".join(f"{r:.2f}" for r in within) + ")")
     print("status of 10,000 points: " + ", ".join(f"{name} {median(values):.2f} s" for name, values in status.items()))
     print(save("object_storage", report))
 
