@@ -35,6 +35,24 @@ def write_grid(directory: Path, name="ray-sweep", amplitudes="[1, 10]", epochs=2
     return path
 
 
+CIFAR_GRID = """\
+name: cifar
+data: {{name: cifar10, path: "{path}", classes: [0, 1], train_size: 40, val_size: 8}}
+model: {{name: myrtle5, channels: 4}}
+optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 20}}
+training: {{epochs: 2, eval_every: 1}}
+loss: {{amplitude: 1, period: 10}}
+grid: {{amplitude: [1, 3]}}
+"""
+
+
+def write_cifar_grid(directory: Path, path: str) -> Path:
+    """directory/cifar.yaml: a tiny Myrtle5 sweep (two trainings of 2 epochs) on CIFAR-format data at `path`."""
+    grid = directory / "cifar.yaml"
+    grid.write_text(CIFAR_GRID.format(path=path))
+    return grid
+
+
 def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = None) -> dict:
     """An environment in which the matching points (default: all) of a driver's sweep hold at
     epoch 1500 (after their checkpoint at 1000, with write_grid's settings) until `release`
@@ -79,6 +97,21 @@ def checkpoint_epochs(results_dir: Path, exclude=()) -> dict[str, int]:
     results = ResultsDir(results_dir)
     found = {t: results.checkpoints.latest(t) for t in results.checkpoints.trials() if t not in exclude}
     return {t: found[t][0] for t in found if found[t]}
+
+
+def held_run(tmp_path: Path, directory: str, *options: str) -> tuple["Driver", Path, Path]:
+    """`tiltsweep run` of write_grid's sweep (the grid file, returned) into `directory` (a results
+    directory named ray-sweep, on a disk or a bucket), each point holding after its checkpoint at
+    1000 until the returned release file exists; returns once a checkpoint is there. The caller
+    ends the driver."""
+    grid, release = write_grid(tmp_path, epochs=2000), tmp_path / "release"
+    driver = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], *options], env=holding(release))
+    try:
+        driver.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint of the held run")
+    except BaseException:
+        driver.kill()
+        raise
+    return driver, grid, release
 
 
 class Driver:

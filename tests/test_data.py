@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import write_cifar10_dir
+from sweep_helpers import write_cifar_grid
 from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.run.worker import with_local_data
@@ -77,25 +78,13 @@ def test_cifar10_asking_for_more_than_exists(cifar_dir):
         load_dataset(Cifar10Data(name="cifar10", path=str(cifar_dir), classes=[0, 1], train_size=5000))
 
 
-CIFAR_GRID = """\
-name: cifar
-data: {{name: cifar10, path: "{path}", classes: [0, 1], train_size: 40, val_size: 8}}
-model: {{name: myrtle5, channels: 4}}
-optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 20}}
-training: {{epochs: 2, eval_every: 1}}
-loss: {{amplitude: 1, period: 10}}
-grid: {{amplitude: [1, 3]}}
-"""
-
-
 def test_a_grids_file_uri_is_a_plain_path_and_a_scheme_it_cannot_read_is_refused(tmp_path, cifar_dir, capsys):
-    grid = tmp_path / "cifar.yaml"
-    grid.write_text(CIFAR_GRID.format(path=cifar_dir.resolve().as_uri()))
+    grid = write_cifar_grid(tmp_path, cifar_dir.resolve().as_uri())
     config = with_local_data(load_grid(grid).points[0].config)  # what a worker trains on
     assert config.data.path == str(cifar_dir.resolve())
     assert len(load_dataset(config.data).x_train) == 40
     for path in ("hdfs://namenode/cifar-10-batches-py", "file:/cifar-10-batches-py"):
-        grid.write_text(CIFAR_GRID.format(path=path))
+        write_cifar_grid(tmp_path, path)
         assert main(["run", str(grid), "--out", str(tmp_path / "results")]) == 2
         message = capsys.readouterr().err
         assert message.count("\n") == 1 and f"{grid}: data.path: {path}: " in message, message

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from object_store import S3Server
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, write_grid
+from sweep_helpers import assert_each_point_once, held_run, write_grid
 from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.store import ResultsDir
 from tiltsweep.sweep.store.files import Unreachable
@@ -99,11 +99,8 @@ def test_a_run_paused_past_its_lease_loses_it_to_another_and_stops(server, tmp_p
     run has taken its lease over; woken, it stops with exit 3 saying so, and a resume after the
     other run finishes repeats nothing finished."""
     directory = f"s3://{server.bucket()}/results/ray-sweep"
-    grid = write_grid(tmp_path, epochs=2000)
-    release = tmp_path / "release"
-    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    first, _, release = held_run(tmp_path, directory, "--no-plot")
     try:
-        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint of the first run")
         os.kill(first.process.pid, signal.SIGSTOP)
         other = ResultsDir(directory).lock()
         wait_for(lambda: other.holder() is None, timeout=LEASE, what="the paused run's lease to count as unrenewed")
@@ -132,11 +129,8 @@ def test_a_bucket_gone_mid_sweep_stops_the_sweep_saying_how_to_resume(server, tm
 
     bucket = server.bucket()
     directory = f"s3://{bucket}/results/ray-sweep"
-    grid = write_grid(tmp_path, epochs=2000)
-    release = tmp_path / "release"
-    driver = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    driver, _, release = held_run(tmp_path, directory, "--no-plot")
     try:
-        driver.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint")
         client = boto3.client("s3")
         for attempt in range(10):  # the run's lease may be renewed between the last delete and the bucket's
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):

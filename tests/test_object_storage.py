@@ -14,7 +14,7 @@ import pytest
 from conftest import write_cifar10_dir
 from object_store import GcsServer, S3Server
 from ray_cluster import LocalCluster
-from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, holding, lose_the_node_mid_sweep, records, status_json, write_grid
+from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, held_run, holding, lose_the_node_mid_sweep, records, status_json, write_cifar_grid, write_grid
 from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.store import ResultsDir
 
@@ -236,11 +236,8 @@ def test_a_driver_killed_mid_sweep_on_s3_loses_and_repeats_nothing(s3, tmp_path,
 @pytest.mark.slow
 def test_a_second_run_into_the_same_s3_directory_is_refused_naming_the_first(s3, tmp_path, capsys, tally):
     directory = f"s3://{s3.bucket()}/results/ray-sweep"
-    grid = write_grid(tmp_path, epochs=2000)
-    release = tmp_path / "release"
-    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"], env=holding(release))
+    first, grid, release = held_run(tmp_path, directory, "--no-plot")
     try:
-        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint of the first run")
         capsys.readouterr()
         assert main(["resume", directory, "--no-plot"]) == 2
         message = capsys.readouterr().err
@@ -287,18 +284,7 @@ def test_a_cluster_whose_nodes_share_no_directory_survives_losing_a_node(s3, s3_
 def test_cifar_format_data_is_read_from_the_bucket(s3, tmp_path, capsys, tally):
     bucket = s3.bucket()
     data = uploaded(write_cifar10_dir(tmp_path / "cifar-10-batches-py"), f"s3://{bucket}/cifar-10-batches-py")
-    grid = tmp_path / "cifar.yaml"
-    grid.write_text(f"""\
-name: cifar
-data: {{name: cifar10, path: "{data}", classes: [0, 1], train_size: 40, val_size: 8}}
-model: {{name: myrtle5, channels: 4}}
-optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 20}}
-training: {{epochs: 2, eval_every: 1}}
-loss: {{amplitude: 1, period: 10}}
-grid:
-  amplitude: [1, 3]
-resources: {{cpu: 1}}
-""")
+    grid = write_cifar_grid(tmp_path, data)
     directory = f"s3://{bucket}/results/cifar"
     assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 0
     assert status_json(directory)["completed"] == 2
@@ -333,11 +319,8 @@ def test_a_sweep_into_gcs_goes_through_the_same_store(gcs_server, monkeypatch, t
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.env["STORAGE_EMULATOR_HOST"])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     directory = f"gs://{gcs_server.bucket()}/results/ray-sweep"
-    grid = write_grid(tmp_path, epochs=2000)  # holding: each point holds after its checkpoint at 1000
-    release = tmp_path / "release"
-    first = Driver(["run", str(grid), "--out", directory.rsplit("/", 1)[0]], env=holding(release))
+    first, grid, release = held_run(tmp_path, directory)
     try:
-        first.wait_until(lambda: checkpoint_epochs(directory), what="a checkpoint in the bucket")
         assert main(["run", str(grid), "--out", directory.rsplit("/", 1)[0], "--no-plot"]) == 2
         assert f"in use by another tiltsweep run: pid {first.process.pid}" in capsys.readouterr().err
         release.touch()
