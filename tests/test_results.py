@@ -336,15 +336,30 @@ def test_filer_files_off_the_calling_thread_with_one_rewrite_of_a_pack_per_batch
     assert progress.done == 3
 
 
-def test_filer_close_raises_what_filing_met_and_the_records_stay(results):
-    put(results, "p1", record("a"))
+def test_a_filing_that_fails_is_reported_once_and_the_filer_goes_on_with_the_records_kept(results):
+    """Not the store's trouble (a file where the curves folder belongs): the run goes on filing,
+    and its last sync files what the failed filings left out."""
+    put(results, "p1", record("a"), record("b"), record("c"))
     results.root.mkdir(parents=True, exist_ok=True)
-    (results.root / "curves.parquet").write_text("a file where the curves directory belongs")
-    filer = Filer(Ledger(results, AXES), Progress("demo", total=1, already_done=0, stream=io.StringIO()).trial_finished)
-    filer.file("p1", ["a"])
-    with pytest.raises(OSError):
-        filer.close()
-    assert results.records.read("p1").records["a"].status == "completed"
+    blocking = results.root / "curves.parquet"
+    blocking.write_text("a file where the curves directory belongs")
+    problems: list[str] = []
+    ledger = Ledger(results, AXES, on_problem=problems.append)
+    progress = Progress("demo", total=3, already_done=0, stream=io.StringIO())
+    filer = Filer(ledger, progress.trial_finished)
+    filer.file("p1", ["a", "b"])
+    deadline = time.monotonic() + 10
+    while not problems and time.monotonic() < deadline:
+        time.sleep(0.01)
+    blocking.unlink()
+    filer.file("p1", ["c"])
+    filer.close()  # raises nothing: what failed was not the store
+    assert len(problems) == 1 and "filing finished points into the tables failed" in problems[0], problems
+    assert progress.done == 1  # c; a and b were not filed
+    assert all(results.records.read("p1").records[t].status == "completed" for t in "abc")
+    ledger.sync()
+    assert sorted(results.tables.summary()["trial_id"]) == ["a", "b", "c"]
+    assert sorted(results.tables.curves()["trial_id"].unique()) == ["a", "b", "c"]
 
 
 def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):

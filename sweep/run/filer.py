@@ -4,9 +4,14 @@ would otherwise wait for every filing before its next pack. The workers write ea
 before reporting it, so filing it a moment later loses nothing. Points that finish while the filer
 is busy are filed together: one rewrite of their pack's files.
 
+A filing that meets the store's trouble (errors.storage_trouble) stops the filer: the run stops
+too (the executor's trouble_seen), and close() re-raises it. Any other error is reported through
+the ledger's on_problem (each different one once) and the filer goes on with the next points:
+the records stay the truth, and the run's last sync files what a failed filing left out.
+
     filer = Filer(ledger, progress.trial_finished)
     filer.file(pack_id, [trial ids])   # returns at once
-    filer.close()                      # files what is left; re-raises the first filing error
+    filer.close()                      # files what is left; re-raises the store's trouble
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import queue
 import threading
 from typing import Callable, Iterable, Optional
 
+from tiltsweep.sweep.errors import storage_trouble
+from tiltsweep.sweep.run.retries import one_line
 from tiltsweep.sweep.store.ledger import Ledger
 
 
@@ -26,6 +33,7 @@ class Filer:
         self.ledger, self.on_filed = ledger, on_filed
         self.pending: queue.SimpleQueue = queue.SimpleQueue()
         self.error: Optional[BaseException] = None
+        self.reported: set[str] = set()
         self.thread = threading.Thread(target=self._run, name="tiltsweep-filer", daemon=True)
         self.thread.start()
 
@@ -53,7 +61,14 @@ class Filer:
             try:
                 for pack_id, trial_ids in by_pack.items():
                     statuses = self.ledger.file(pack_id, trial_ids)
-                    for trial_id in trial_ids:
-                        self.on_filed(trial_id, statuses.get(trial_id, "failed"))
-            except BaseException as error:  # kept for close(); the records stay the truth
+                    for trial_id, status in statuses.items():  # a point without a readable record: when it has one
+                        self.on_filed(trial_id, status)
+            except Exception as error:
+                if storage_trouble(error):  # kept for close(); the records stay the truth
+                    self.error = error
+                elif one_line(error) not in self.reported:
+                    self.reported.add(one_line(error))
+                    self.ledger.on_problem(f"filing finished points into the tables failed ({one_line(error)}); "
+                                           "their records are kept, and the run's last sync files them")
+            except BaseException as error:  # kept for close()
                 self.error = error
