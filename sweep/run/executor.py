@@ -121,7 +121,6 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, dashboard:
         seconds.shutdown = time.perf_counter() - stopping
 
 
-TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray keeps the token of the clusters it starts
 OPEN_RAY = "TILTSWEEP_OPEN_RAY"
 
 
@@ -142,10 +141,13 @@ def refuse_open_local_ray(environ=os.environ) -> None:
 
 def keep_token_private() -> None:
     """Ray writes its authentication token readable by every user of the machine (mode 644): the
-    key to every local Ray this user starts. Make it the owner's alone."""
+    key to every local Ray this user starts. Make it the owner's alone (where RAY_AUTH_TOKEN_PATH
+    says it is, else ~/.ray/auth_token, as Ray reads it)."""
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     try:
-        if TOKEN_FILE.stat().st_uid == os.getuid() and TOKEN_FILE.stat().st_mode & 0o077:
-            TOKEN_FILE.chmod(0o600)
+        found = token.stat()
+        if found.st_uid == os.getuid() and found.st_mode & 0o077:
+            token.chmod(0o600)
     except OSError:
         pass  # no token (authentication off), or not ours to change
 
@@ -195,8 +197,7 @@ def error_reason(trial) -> str:
             error = ray.cloudpickle.load(handle)
     except Exception:  # noqa: BLE001 - no pickled error, or one that does not load here
         return "the trial failed (its traceback is in the record's `traceback`)"
-    cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the worker's own exception
-    return f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:500]
+    return retries.one_line(getattr(error, "cause", None) or error)  # a RayTaskError wraps the worker's own exception
 
 
 class DriverCallback(tune.Callback):
@@ -433,7 +434,7 @@ def submit_job(address: str, grid_path: Path, out: str, extra_args: list[str]) -
         raise ClusterUnreachable(f"cannot reach the Ray job server at {address}: {' '.join(str(error).split())[:300]}") from None
     staging = Path(tempfile.mkdtemp(prefix="tiltsweep-submit-"))
     (staging / grid_path.name).write_bytes(grid_path.read_bytes())
-    entrypoint = " ".join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *map(shlex.quote, extra_args)])
+    entrypoint = shlex.join(["python", "-m", "tiltsweep", "run", grid_path.name, "--address", "auto", "--out", out, *extra_args])  # run by a shell
     return client.submit_job(
         entrypoint=entrypoint,
         runtime_env={"working_dir": str(staging), "py_modules": [shipped_package()], "env_vars": {CODE_SHIPPED: "1"}},

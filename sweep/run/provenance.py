@@ -16,6 +16,8 @@ def code_version() -> str:
     except metadata.PackageNotFoundError:
         version = "unknown"
     source = Path(__file__).resolve().parents[2]  # the checkout: <repo>/sweep/run/provenance.py
+    if not (source / ".git").exists():  # an install, perhaps inside another project's repository: not our commit
+        return f"tiltsweep {version}"
     try:
         commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
