@@ -141,8 +141,11 @@ def test_kept_states_and_the_quarantine_log_survive_a_copy_between_a_bucket_and_
     disk.states.save("p", "a", b"first of a")
     disk.files.write("summary.parquet/bad.parquet", b"garbage")
     disk.quarantine("summary.parquet/bad.parquet", "unreadable")
+    with open(tmp_path / "from-disk" / "states" / "p.states", "ab") as handle:  # a worker killed while appending
+        handle.write(b"\x00\x00\x00\x40{\"trial_id\": \"c\"")
     in_bucket = ResultsDir(uploaded(tmp_path / "from-disk", f"{bucket}/from-disk"))
     assert kept(in_bucket) == ({"a": b"first of a", "b": None}, ["summary.parquet/bad.parquet"])
+    in_bucket.states.repair("p")  # a retried pack's worker: nothing to cut, as a bucket's file is never appended to
     in_bucket.states.save("p", "a", b"a again")  # a part, after the whole file
     in_bucket.states.save("p", "b", b"b")
     assert kept(in_bucket) == ({"a": b"a again", "b": b"b"}, ["summary.parquet/bad.parquet"])

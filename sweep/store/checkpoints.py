@@ -108,7 +108,7 @@ class KeptStates:
         """Cut a torn last entry off, so that entries appended next are read (a retried pack's
         worker does this before it trains). Only a file on a disk is appended to in place."""
         name = layout.pack_states(pack_id)
-        if self.files.exists(name):
+        if self.files.on_disk and self.files.exists(name):
             _, end = self._scan(name)
             if self.files.size(name) > end:
                 self.files.truncate(name, end)

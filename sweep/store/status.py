@@ -44,7 +44,9 @@ def sweep_status(results: ResultsDir) -> SweepStatus:
     status.errors = {trial_id: record.error for trial_id, record in recorded.items() if record.status == "failed"}
     status.unreadable.extend(unreadable_tables(results))
     checkpointed = set(results.checkpoints.trials())
-    for trial_id in checkpointed - set(recorded):
+    # On object storage a checkpoint is not downloaded to be checked (a WRN's is hundreds of MB):
+    # the worker that resumes from it verifies it, and quarantines it if it is damaged.
+    for trial_id in (checkpointed - set(recorded)) if results.files.on_disk else ():
         try:
             newest = results.checkpoints.newest(trial_id)
             if newest:
