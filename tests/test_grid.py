@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bad_grids import CASES, GOOD, REFUSED_WHILE_COMPOSING, laughs
+from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.commands.cli import main
 from tiltsweep.sweep.grid import GridError, load_grid
 from tiltsweep.sweep.grid.reading import MAX_DEPTH, MAX_INTEGER_CHARS, MAX_NODES, StrictLoader, read_yaml_mapping
@@ -131,6 +132,9 @@ def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path,
         load_grid(grid)
     monkeypatch.setenv("TILTSWEEP_MAX_POINTS", "4")
     assert len(load_grid(grid).points) == 4
+    monkeypatch.setenv("TILTSWEEP_MAX_POINTS", "lots")
+    with pytest.raises(Refused, match="TILTSWEEP_MAX_POINTS='lots': not a whole number of points"):
+        load_grid(grid)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +153,10 @@ def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path,
         (["run", "{good}", "--out", "{deep}"], "the paths of ok's results there would reach"),
         (["run", "{good}", "--out", "{long_part}"], "has a part of 300 bytes, more than the 255 a name may have there"),
         (["run", "{long_part}.yaml"], ".yaml: cannot be read (File name too long)"),
+        (["run", "{good}", "--epoch", "-3"], "argument --epoch: -3 is below 0"),
+        (["plot", "{file}", "--epoch", "three"], "argument --epoch: 'three' is not a whole number"),
+        (["lr-range", "{good}", "--epochs", "0"], "argument --epochs: 0 is below 1"),
+        (["run", "{good}", "--out", "/sys/kernel/tiltsweep-test"], "cannot write there"),  # a place no one may write (sysfs)
     ],
     ids=lambda value: value if isinstance(value, str) else " ".join(value).replace("{", "").replace("}", ""),
 )

@@ -43,6 +43,9 @@ def test_refine_adds_at_most_its_budget_and_only_those_train(tmp_path, capsys):
     proposed = propose_boundary(load_results(directory), 5, "val_accuracy", "period", "amplitude")
     assert proposed == propose_boundary(load_results(directory), 5, "val_accuracy", "period", "amplitude")  # deterministic
     assert proposed and len(proposed) % 2 == 0 and {point["seed"] for point in proposed} == {0, 1}  # whole cells, every seed
+    for bad in (["--format", "gif"], ["--no-plot", "--log-to", "bogus"]):  # refused before the points are added
+        assert main(["refine", str(directory), "--budget", "5", *bad]) == 2
+        assert not (directory / "refinements.json").exists()
     capsys.readouterr()
     assert main(["refine", str(directory), "--budget", "5", "--no-plot"]) == 0
     out_text = capsys.readouterr().out

@@ -50,6 +50,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_REFUSED, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def whole_number(least: int):
+    """An argparse type: an integer of at least `least` (an epoch 0 or more, a count 1 or more)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tiltsweep", description=DESCRIPTION, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     lr_range.add_argument("--out", default="results", metavar="DIR", help="results go to DIR/<name>/lr-range: a folder or an s3:// or gs:// URI (default: ./results)")
     lr_range.add_argument("--min-lr", type=float, default=1e-4, help="rate at the start (default 1e-4)")
     lr_range.add_argument("--max-lr", type=float, default=10.0, help="rate at the end (default 10)")
-    lr_range.add_argument("--epochs", type=int, help="length of the test (default: the grid's epochs)")
+    lr_range.add_argument("--epochs", type=whole_number(1), help="length of the test (default: the grid's epochs)")
     lr_range.add_argument("--evaluations", type=int, default=200, metavar="N",
                           help="evaluations across the range, within epochs where need be (default 200)")
     lr_range.set_defaults(handler=command_lr_range)
@@ -146,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_plot_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--metric", default="val_accuracy", help="summary column to draw (default: final val_accuracy; e.g. best_val_accuracy, train_loss)")
-    command.add_argument("--epoch", type=int, help="draw the metric's value at this epoch instead of the final one")
+    command.add_argument("--epoch", type=whole_number(0), help="draw the metric's value at this epoch instead of the final one")
     command.add_argument("--x", help="phase-diagram x axis (default: period)")
     command.add_argument("--y", help="phase-diagram y axis (default: amplitude)")
     command.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (default: png)")
@@ -211,6 +224,8 @@ def execute(spec, results, args) -> int:
     except (StorageTrouble, OSError) as error:
         if isinstance(error, OSError) and not storage_trouble(error):
             raise
+        if isinstance(error, OSError) and not results.exists():  # nothing of the sweep written: nothing to resume
+            raise Refused(f"{results}: cannot write there ({describe_trouble(error, results)})") from None
         where = error if isinstance(error, StorageTrouble) else f"{results}: cannot write ({describe_trouble(error, results)}); " \
             f"free space or make it writable, then `tiltsweep resume {results}`"
         print(f"\ntiltsweep: {where}", file=sys.stderr, flush=True)
@@ -417,6 +432,11 @@ def command_refine(args) -> int:
         print("  " + ", ".join(f"{column}={value_text(value)}" for column, value in point.items()))
     if args.dry_run or not points:
         return EXIT_OK
+    check_plot_options(extended, args)  # before the points are added: a refusal leaves the directory as it was
+    if args.log_to:
+        from tiltsweep.sweep.commands.trackers import parse_log_to
+
+        parse_log_to(args.log_to)
     results.add_points(points, how)
     return execute(extended, results, args)  # the sweep as open_results now reads it
 

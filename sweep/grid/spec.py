@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError
 from tiltsweep.sweep.grid.identity import trial_id
 from tiltsweep.sweep.grid.messages import describe_validation_error, suggest
 from tiltsweep.sweep.grid.reading import GridError, read_grid_text, parse_yaml_mapping
+from tiltsweep.sweep.errors import Refused
 from tiltsweep.sweep.store import SweepDescription
 from tiltsweep.sweep.store.files import Unreachable, files_at, is_object_uri, parse_location
 from tiltsweep.trainers.config import PositiveFloat, Section, TrialConfig, batch_signature
@@ -125,9 +126,6 @@ class GridSpec:
     def columns(self) -> dict[str, str]:
         """Result column name -> axis path: the short names for amplitude, period and seed."""
         return {axis_column(path): path for path in self.axes}
-
-    def point(self, trial_id: str) -> GridPoint:
-        return next(p for p in self.points if p.trial_id == trial_id)
 
     def description(self) -> SweepDescription:
         """What the results directory records of this sweep (sweep.json), by column name."""
@@ -236,7 +234,10 @@ MAX_POINTS_VARIABLE = "TILTSWEEP_MAX_POINTS"
 def refuse_too_many(source: Path, sizes: list[int]) -> None:
     """Refuse, before expanding anything, a sweep of more than MAX_POINTS points (the product of
     each sub-grid's axis lengths, summed; TILTSWEEP_MAX_POINTS changes the limit)."""
-    limit = int(os.environ.get(MAX_POINTS_VARIABLE) or MAX_POINTS)
+    try:
+        limit = int(os.environ.get(MAX_POINTS_VARIABLE) or MAX_POINTS)
+    except ValueError:
+        raise Refused(f"{MAX_POINTS_VARIABLE}={os.environ[MAX_POINTS_VARIABLE]!r}: not a whole number of points") from None
     if sum(sizes) > limit:
         raise GridError(source, "grid", f"has {sum(sizes):,} points, more than the limit of {limit:,} "
                         f"(set {MAX_POINTS_VARIABLE} to allow more)")
