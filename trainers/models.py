@@ -166,8 +166,9 @@ def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> n
         # On a CPU, feature-major is faster for every float32 MLP measured; in float64 only
         # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). On accelerators
         # the same rule holds for want of a better measurement: feature-major is the layout
-        # measured on an H200 (2.1 M point-steps/s); benchmarks/accelerator.py compares both
-        # layouts on whatever device JAX sees, and decides.
+        # issue 30 measured on an H200 (2.1 M point-steps/s at 4c1a266, where every backend was
+        # feature-major; batch-major is not measured there yet). benchmarks/accelerator.py times
+        # both layouts on whatever device JAX sees; its result is for this rule to follow.
         feature_major = jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2
         return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major, cfg.init, param_dtype)
     if isinstance(cfg, Myrtle5Model):

@@ -79,7 +79,7 @@ def device_data_for(cfg: TrialConfig, dataset: Dataset) -> dict[str, Any]:
     """The trial's data as device arrays; consecutive trials on the same data share one copy
     (only the latest is kept: on an accelerator it holds device memory)."""
     hessian_batch = cfg.training.hessian_batch_size if cfg.training.hessian_every else None
-    key = (cfg.data.model_dump_json(), cfg.training.dtype, cfg.training.eval_batch_size, hessian_batch)
+    key = (cfg.data.model_dump_json(), kept_dtype(cfg.training.dtype), cfg.training.eval_batch_size, hessian_batch)
     if key not in _DEVICE_DATA:
         _DEVICE_DATA.clear()
         _DEVICE_DATA[key] = device_data(dataset, kept_dtype(cfg.training.dtype), cfg.training.eval_batch_size, hessian_batch)
