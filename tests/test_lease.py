@@ -54,7 +54,7 @@ def test_a_holder_whose_store_stops_answering_counts_itself_lost_before_anyone_c
         waited = wait_for(lambda: first.lost is not None, timeout=LEASE, what="the holder to count itself lost")
         assert "could not be renewed" in first.lost
         # 2/3 of the lease after its last renewal, which came at most 1/3 before the pause
-        assert LEASE / 3 - 0.5 < waited < LEASE * 2 / 3 + 0.5, waited
+        assert LEASE / 3 - 1 < waited < LEASE * 2 / 3 + 1.5, waited  # margins for a loaded machine's thread wake-ups
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
         first.release()  # the lease is still its own (no one took it over): deleted
