@@ -397,7 +397,8 @@ def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(result
 
 def test_directories_of_development_shapes_are_refused_not_read(results, tmp_path):
     """Without a layout version, only tiltsweep 0.1's shape reads as layout 1: a summary written
-    whole, or record headers that do not count evaluations, were development versions' (layout 0)."""
+    whole, record headers that do not count evaluations, or records kept per point were development
+    versions' (layout 0)."""
     import msgpack
 
     results.save_grid("name: sweep\n", tmp_path / "g.yaml", SweepDescription("sweep", {"seed": [0]}, [], {"a": {"seed": 0}}))
@@ -415,6 +416,12 @@ def test_directories_of_development_shapes_are_refused_not_read(results, tmp_pat
         ResultsDir(results.root).description()
     (results.root / "records" / "p1.msgpack").unlink()
     (results.root / "summary.parquet").write_bytes(b"a summary written whole")
+    with pytest.raises(OtherLayout, match="written with results layout 0"):
+        ResultsDir(results.root).description()
+    (results.root / "summary.parquet").unlink()
+    assert ResultsDir(results.root).description().name == "sweep"  # no records yet: 0.1's shape
+    (results.root / "trials" / "a").mkdir(parents=True)  # records kept per point, before packs
+    (results.root / "trials" / "a" / "record.json").write_text("{}")
     with pytest.raises(OtherLayout, match="written with results layout 0"):
         ResultsDir(results.root).description()
 

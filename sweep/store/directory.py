@@ -42,6 +42,8 @@ class SweepDescription:
     shared: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+PER_POINT_RECORDS = "trials"  # development versions before 0.1 kept a folder of records per point (layout 0)
+
 class OtherLayout(Refused):
     """A results directory written with another layout version than this tiltsweep's."""
 
@@ -139,9 +141,10 @@ class ResultsDir:
     def _unversioned_layout(self) -> int:
         """The layout of a directory whose sweep.json names none: 1 where it has the shape
         tiltsweep 0.1 gave it (summary.parquet a folder, record headers that count each record's
-        evaluations), 0 (a development version's) otherwise."""
+        evaluations, no folder of per-point records), 0 (a development version's) otherwise."""
         if self._layout is None:
-            shaped = not self.files.exists(layout.SUMMARY)  # a summary.parquet file: written whole, before 0.1
+            # a summary.parquet file (written whole) or per-point records: before 0.1
+            shaped = not self.files.exists(layout.SUMMARY) and not self.files.is_folder(PER_POINT_RECORDS)
             self._layout = 1 if shaped and all(self.records.counts_evaluations(p) for p in self.records.ids()[:1]) else 0
         return self._layout
     def added_points(self) -> list[dict]:
