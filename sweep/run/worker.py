@@ -58,6 +58,7 @@ class PackRun:
         self.results = ResultsDir(payload["results_dir"])
         self.members = {member["trial_id"]: member for member in payload["members"]}
         self.configs: dict[str, dict] = {}  # trial id -> its config as its record keeps it (plain data)
+        self.local_data: dict[str, object] = {}  # a data config as the grid gives it -> the same on this machine
         try:
             self.book = self.results.records.read(payload["pack_id"])
         except CorruptFile as error:  # moved aside; the points without a record train again
@@ -76,7 +77,10 @@ class PackRun:
         raw = self.configs[trial_id] = with_settings(self.payload["base"], self.members[trial_id]["settings"])
         config = TrialConfig.model_validate(raw)
         self.configs[trial_id] = config.model_dump(mode="json")  # what its record keeps: data.path as the grid gave it
-        return with_local_data(config)
+        key = config.data.model_dump_json()
+        if key not in self.local_data:  # the store listed and the copy checked once a pack, not once a point
+            self.local_data[key] = with_local_data(config).data
+        return config.model_copy(update={"data": self.local_data[key]})
 
     def start(self, trial_ids: list[str]) -> None:
         retries.count_starts(self.book, trial_ids, WORKER)
