@@ -11,10 +11,10 @@ beside float32:
   CNN_SEEDS seeds.
 
 For each: the final validation accuracy of every training, their mean, standard deviation and
-standard error (std / sqrt(seeds)), and the difference bfloat16 - float32 with its standard error
-(sqrt(SE_32^2 + SE_16^2)) and whether it exceeds 2 SE. Each precision's run is another trajectory
-(the same seed starts from the same parameters, then rounds otherwise), so the comparison is of
-the spreads over seeds, not seed by seed.
+standard error (std / sqrt(seeds)), and the difference bfloat16 - float32 seed by seed, by the
+paired t-test the figures use (analysis.reduce.paired_gain_test: its mean, 95% interval and
+p-value). The same seed starts both precisions from the same parameters, so the pairs share
+their start; each then rounds otherwise and is another trajectory.
 
     python benchmarks/mixed_precision.py    # ~15 minutes on 2 CPU cores; writes benchmarks/results/mixed_precision.json
 """
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
 from benchmarks.common import save  # noqa: E402
+from tiltsweep.analysis.reduce import paired_gain_test  # noqa: E402
 from tiltsweep.trainers import train  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
@@ -88,10 +89,9 @@ def over_seeds(make, seeds: range) -> dict:
 
 
 def compared(rows: dict) -> dict:
-    """bfloat16 - float32 in mean validation accuracy, its standard error, and whether it exceeds 2 SE."""
-    difference = rows["bfloat16"]["mean"] - rows["float32"]["mean"]
-    se = math.hypot(rows["bfloat16"]["se"], rows["float32"]["se"])
-    return {"difference": difference, "se": se, "exceeds_2_se": abs(difference) > 2 * se}
+    """bfloat16 - float32 in final validation accuracy, seed by seed (the same seed starts both
+    from the same parameters), by analysis.reduce's paired t-test: mean, 95% interval, p-value."""
+    return paired_gain_test([b - f for f, b in zip(rows["float32"]["val_accuracy"], rows["bfloat16"]["val_accuracy"])])
 
 
 def main() -> None:
@@ -108,9 +108,9 @@ def main() -> None:
         if name == "settings":
             continue
         line = ", ".join(f"{dtype} {rows[dtype]['mean']:.3f} ± {rows[dtype]['se']:.3f} (SE; std {rows[dtype]['std']:.3f})" for dtype in DTYPES)
-        difference = rows["bfloat16_minus_float32"]
-        print(f"{name}: final val_accuracy {line}; bfloat16 - float32 {difference['difference']:+.3f} ± {difference['se']:.3f}"
-              f"{' (> 2 SE)' if difference['exceeds_2_se'] else ''}")
+        paired = rows["bfloat16_minus_float32"]
+        print(f"{name}: final val_accuracy {line}; bfloat16 - float32 {paired['mean']:+.3f} "
+              f"(95% interval {paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}, p = {paired['p_value']:.2f}, paired over {paired['n']} seeds)")
     print(save("mixed_precision", report))
 
 
