@@ -157,6 +157,8 @@ def test_the_point_limit_is_counted_before_expanding_and_can_be_raised(tmp_path,
         (["plot", "{file}", "--epoch", "three"], "argument --epoch: 'three' is not a whole number"),
         (["lr-range", "{good}", "--epochs", "0"], "argument --epochs: 0 is below 1"),
         (["run", "{good}", "--out", "/sys/kernel/tiltsweep-test"], "cannot write there"),  # a place no one may write (sysfs)
+        (["submit", "{relative}", "--address", "http://127.0.0.1:9"],
+         "relative.yaml: data.path: must be absolute or a URI for submit (it is read on the cluster), got 'cifar-10-batches-py'"),
     ],
     ids=lambda value: value if isinstance(value, str) else " ".join(value).replace("{", "").replace("}", ""),
 )
@@ -171,7 +173,9 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, capsys, monkeypatch, t
     while len(str(deep)) < path_max - LONGEST_INSIDE // 2 - 200:
         deep = deep / ("d" * 200)
     deep = deep / ("e" * (path_max - LONGEST_INSIDE // 2 - len(str(deep))))
-    paths = dict(good=good, file=tmp_path / "a-file", longest=longest, deep=deep, long_part=tmp_path / ("x" * 300))
+    relative = write(tmp_path, GOOD.replace("data: {name: spiral, points_per_class: 20, classes: 3}",
+                                            "data: {name: cifar10, path: cifar-10-batches-py, classes: [0, 1]}"), "relative.yaml")
+    paths = dict(good=good, file=tmp_path / "a-file", longest=longest, deep=deep, long_part=tmp_path / ("x" * 300), relative=relative)
     argv = [arg.format(**paths) for arg in argv]
     before = sorted(tmp_path.iterdir())
     try:

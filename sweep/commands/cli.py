@@ -367,8 +367,6 @@ def format_status(status, root, listed: int = 8) -> str:
 
 
 def command_submit(args) -> int:
-    import yaml
-
     from tiltsweep.sweep.grid import load_grid
     from tiltsweep.sweep.store.files import Unreachable, is_object_uri, parse_location
 
@@ -377,7 +375,7 @@ def command_submit(args) -> int:
         parse_location(args.out)  # what no node could reach is refused here; the cluster's run checks the rest
     except Unreachable as error:
         raise Refused(f"--out {error}") from None
-    written = (yaml.safe_load(spec.text).get("data") or {}).get("path")
+    written = spec.data_path_written
     if written and not is_object_uri(written) and not Path(parse_location(written)[1]).expanduser().is_absolute():
         raise Refused(f"{args.grid}: data.path: must be absolute or a URI for submit (it is read on the cluster), got {written!r}")
     from tiltsweep.sweep.run import executor

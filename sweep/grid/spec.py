@@ -121,6 +121,7 @@ class GridSpec:
     points: tuple[GridPoint, ...]
     subgrids: tuple[SubGrid, ...] = ()
     base_dir: Optional[Path] = None  # the folder relative data paths were resolved against
+    data_path_written: Optional[str] = None  # data.path as the file gives it, before it was resolved
 
     @property
     def columns(self) -> dict[str, str]:
@@ -183,6 +184,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     for section in CONFIG_SECTIONS:
         if section in base and not isinstance(base[section], dict):
             raise GridError(source, section, f"must be a mapping of settings, got {type(base[section]).__name__} {base[section]!r}")
+    data_path = base.get("data", {}).get("path")  # as written (a mapping, checked above)
     resolve_data_path(source, base, base_dir)
     resources = parse_resources(source, document.get("resources"))
     parsed = [(prefix, *parse_axes(source, mapping, prefix)) for prefix, mapping in grid_mappings(source, document.get("grid"))]
@@ -207,7 +209,7 @@ def load_grid(path, base_dir: Optional[Path] = None, check_data: bool = True, sm
     points = list(points.values())
     if check_data:
         check_datasets(source, datasets.values())
-    return GridSpec(name, source, text, axes, resources, base, tuple(points), tuple(subgrids), base_dir)
+    return GridSpec(name, source, text, axes, resources, base, tuple(points), tuple(subgrids), base_dir, data_path)
 
 
 def with_added_points(source: Path, base: dict, axes: dict[str, list], added: Sequence[dict],
