@@ -65,7 +65,7 @@ def test_a_block_holds_points_of_one_signature_resuming_from_one_epoch(tmp_path)
     run = PackRun(payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test"))
     configs = {point.trial_id: point.config for point in points}
     ids = [point.trial_id for point in points]
-    assert blocks(run, configs) == [ids[:2], ids[2:3], ids[3:6]]
+    assert blocks(run, configs) == [(ids[:2], 3), (ids[2:3], 3), (ids[3:6], 3)]
 
 
 @pytest.mark.slow

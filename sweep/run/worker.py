@@ -137,13 +137,13 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
             run.fail(trial_id, error)
             finished.append(trial_id)
     last_report = -math.inf
-    for block in blocks(run, configs):
+    for block, width in blocks(run, configs):
         if time.monotonic() - last_report >= report_every:
             report({"pack": payload["pack_id"], "running": block, "finished": finished})
             finished, last_report = [], time.monotonic()
         try:
             run.start(block)
-            finished += train_block(run, block, [configs[t] for t in block], report)
+            finished += train_block(run, block, [configs[t] for t in block], width, report)
         except Exception as error:  # noqa: BLE001 - re-raised below, after the other blocks
             if storage_trouble(error):  # nothing more can be written here: the driver stops the sweep
                 report({"pack": payload["pack_id"], "running": [], "finished": finished,
@@ -158,9 +158,9 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
         raise errors[0]
 
 
-def blocks(run: PackRun, configs: dict) -> list[list[str]]:
-    """Consecutive points of one batch signature and one newest checkpoint epoch, at most
-    `width_of` their first point at a time."""
+def blocks(run: PackRun, configs: dict) -> list[tuple[list[str], int]]:
+    """(block, width): consecutive points of one batch signature and one newest checkpoint
+    epoch, at most `width_of` their first point at a time, and that width."""
     from tiltsweep.trainers.config import batch_signature
 
     def key(trial_id: str) -> tuple:
@@ -174,7 +174,7 @@ def blocks(run: PackRun, configs: dict) -> list[list[str]]:
             keys.append(this)
             widths.append(width_of(configs[trial_id], run.payload))
         out[-1].append(trial_id)
-    return out
+    return list(zip(out, widths))
 
 
 def width_of(config, payload: dict) -> int:
@@ -190,13 +190,12 @@ def width_of(config, payload: dict) -> int:
     return block_width(asked, point_bytes(config), device_bytes, share)
 
 
-def train_block(run: PackRun, block: list[str], configs: list, report: Callable[[dict], None]) -> list[str]:
+def train_block(run: PackRun, block: list[str], configs: list, width: int, report: Callable[[dict], None]) -> list[str]:
     """Train the block's points together (those resuming from one epoch at a time), a partial
-    block padded, on an accelerator only, to the next power of two at most the block width
-    (trainers.train_group's `width`; trainers.training.padded_size); returns them."""
+    block padded, on an accelerator only, to the next power of two at most the block `width`
+    (trainers.train_group's; trainers.training.padded_size); returns them."""
     from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
 
-    width = width_of(configs[0], run.payload)
     faults = [faults_for(run.results.faults_folder(), t, run.members[t]["axes"]) for t in block]
     by_epoch: dict[int, list[tuple[int, object]]] = {}
     for index, trial_id in enumerate(block):
