@@ -161,7 +161,6 @@ class WideResNet(Precision, nn.Module):
 def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> nn.Module:
     """The model of a config, computing in `dtype` with its parameters in `param_dtype` (default:
     `dtype`; float32 under bfloat16's mixed precision)."""
-    param_dtype = param_dtype or dtype
     if isinstance(cfg, MLPModel):
         # On a CPU, feature-major is faster for every float32 MLP measured; in float64 only
         # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). On accelerators

@@ -44,6 +44,7 @@ class SweepDescription:
 
 PER_POINT_RECORDS = "trials"  # development versions before 0.1 kept a folder of records per point (layout 0)
 
+
 class OtherLayout(Refused):
     """A results directory written with another layout version than this tiltsweep's."""
 
@@ -147,6 +148,7 @@ class ResultsDir:
             shaped = not self.files.exists(layout.SUMMARY) and not self.files.is_folder(PER_POINT_RECORDS)
             self._layout = 1 if shaped and all(self.records.counts_evaluations(p) for p in self.records.ids()[:1]) else 0
         return self._layout
+
     def added_points(self) -> list[dict]:
         """The points `tiltsweep refine` added to the sweep ({column: value} of every axis), in
         the order they were added."""

@@ -200,8 +200,7 @@ class PackFiles:
         """Whether the pack's header counts each record's evaluations, as tiltsweep 0.1 wrote it
         (an unreadable or missing file says nothing against it)."""
         try:
-            header = msgpack.Unpacker(io.BytesIO(self.files.read(layout.pack_records(pack_id))), raw=False, strict_map_key=False).unpack()
-            return all(len(entry) == 4 for entry in header["index"].values())
+            return all(len(entry) == 4 for entry in self.header(layout.pack_records(pack_id))["index"].values())
         except (OSError, ValueError, TypeError, KeyError, msgpack.UnpackException):
             return True
 
