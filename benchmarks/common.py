@@ -12,6 +12,7 @@ import platform
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,8 +59,8 @@ def run_command(command: list[str], timeout: float, env: Optional[dict] = None) 
     install of tiltsweep from `python -m tiltsweep` and from pytest (a relative path in `command`
     is therefore wrong: give paths absolute). The command runs in its own process group with its
     output in files (a process it leaves behind cannot hold a pipe open); past `timeout` seconds
-    it gets SIGTERM (`tiltsweep run` stops its Ray and exits on it), and its group SIGKILL 30 s
-    later. Returns exit (the return code; negative: killed by that signal), timed_out, seconds, stdout, stderr."""
+    it gets SIGTERM (`tiltsweep run` stops its Ray and exits on it), and its group SIGKILL once
+    it has exited, or 30 s later at most. Returns exit (the return code; negative: killed by that signal), timed_out, seconds, stdout, stderr."""
     with tempfile.TemporaryDirectory(prefix="tiltsweep-benchmark-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         started = time.perf_counter()
@@ -91,9 +92,6 @@ def in_each_dtype(script: str, measure: Callable[[str, int], object], repeats: i
     """float32 and float64 measured each in its own process (JAX's 64-bit mode is process-wide).
     Run as `script --dtype D`, prints measure(D, repeats) as JSON and returns None; run plainly,
     runs `script` once per dtype and returns {dtype: what measure returned}."""
-    import subprocess
-    import sys
-
     if len(sys.argv) == 3 and sys.argv[1] == "--dtype":
         print(json.dumps(measure(sys.argv[2], repeats)))
         return None

@@ -1,5 +1,5 @@
 """Wheels for an accelerator machine without a package registry: what tiltsweep's runs need there
-beyond what its image has (Ray, pydantic, jsonschema and their own needs), for Python 3.12 on
+beyond what its image has (Ray alone, its own needs being there; pydantic and jsonschema with theirs), for Python 3.12 on
 x86-64 Linux, downloaded here into a folder to carry (.whl/, which git ignores through
 .git/info/exclude). Ray's wheel is rewritten without what tiltsweep never loads (its Java jars,
 RLlib, Serve, LLM), which brings it under a carried tree's 64 MiB.
