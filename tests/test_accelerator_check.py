@@ -5,6 +5,7 @@ when a part fails, hangs or finds the budget spent (a lent device machine's time
 import json
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +46,11 @@ def test_a_command_past_its_time_limit_is_stopped_with_its_children(accelerator,
     assert done["timed_out"] and done["exit"] != 0 and time.perf_counter() - started < 30
     child = int(marker.read_text())
     time.sleep(0.5)
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]  # gone (or a zombie awaiting its reaper)
+    try:
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]  # gone (or a zombie awaiting its reaper)
+    except AssertionError:
+        os.kill(child, signal.SIGKILL)  # still running: not left behind
+        raise
 
 
 @pytest.mark.slow

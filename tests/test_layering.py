@@ -109,6 +109,8 @@ def test_the_folders_are_those_of_the_roles():
 
 def test_no_two_folders_import_each_other():
     assert not loops(folder_imports()), loops(folder_imports())
+    allowed = [(here, there) for here, theirs in ALLOWED.items() for there in theirs]
+    assert not loops(allowed), loops(allowed)  # nor may the roles' table allow a loop
 
 
 def test_each_folder_imports_only_what_its_role_may():

@@ -61,8 +61,10 @@ def test_a_holder_whose_store_stops_answering_counts_itself_lost_before_anyone_c
     assert ResultsDir(directory).lock().holder() is None
     second = ResultsDir(directory).lock()
     second.acquire()
-    assert second.owner()["token"] == second.claim["token"] != first.claim["token"]
-    second.release()
+    try:
+        assert second.owner()["token"] == second.claim["token"] != first.claim["token"]
+    finally:
+        second.release()  # its renewing thread stops
 
 
 def test_a_renewal_whose_answer_was_lost_is_told_apart_from_a_take_over(server):
@@ -100,9 +102,9 @@ def test_a_run_paused_past_its_lease_loses_it_to_another_and_stops(server, tmp_p
     other run finishes repeats nothing finished."""
     directory = f"s3://{server.bucket()}/results/ray-sweep"
     first, _, release = held_run(tmp_path, directory, "--no-plot")
+    other = ResultsDir(directory).lock()
     try:
         os.kill(first.process.pid, signal.SIGSTOP)
-        other = ResultsDir(directory).lock()
         wait_for(lambda: other.holder() is None, timeout=LEASE, what="the paused run's lease to count as unrenewed")
         other.acquire()  # waits for it to run out, then takes it over
         os.kill(first.process.pid, signal.SIGCONT)
@@ -110,8 +112,8 @@ def test_a_run_paused_past_its_lease_loses_it_to_another_and_stops(server, tmp_p
         assert first.wait(timeout=120) == 3
         output = first.process.stdout.read()
         assert "this run lost its lock" in output and "tiltsweep resume" in output, output
-        other.release()
     finally:
+        other.release()  # stops its renewing thread, and lets the resume below take the lock
         os.kill(first.process.pid, signal.SIGCONT) if first.process.poll() is None else None
         first.kill() if first.process.poll() is None else first.cleanup()
     assert main(["resume", directory, "--no-plot"]) == 0

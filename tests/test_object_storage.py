@@ -273,7 +273,7 @@ def test_a_cluster_whose_nodes_share_no_directory_survives_losing_a_node(s3, s3_
         try:
             lost = lose_the_node_mid_sweep(driver, second, directory, release)
         finally:
-            driver.kill() if driver.process.poll() is None else None
+            driver.kill() if driver.process.poll() is None else driver.cleanup()
         assert not list(cluster.temp.glob("**/*.parquet")) and not list(cluster.temp.glob("**/*.msgpack"))  # no result on a node's disk
     finally:
         cluster.shutdown()
@@ -305,10 +305,7 @@ def test_cifar_format_data_is_read_from_the_bucket(s3, tmp_path, capsys, tally):
 
 @pytest.fixture(scope="module")
 def gcs_server():
-    try:
-        server = GcsServer()
-    except (OSError, TimeoutError) as error:
-        pytest.skip(f"no GCS emulator here ({error})")
+    server = GcsServer()  # gcp-storage-emulator is a test dependency: one that does not start fails the tests
     yield server
     server.stop()
 

@@ -146,7 +146,7 @@ def test_float64_training():
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32():
     """Mixed precision: the model's arithmetic in bfloat16; its parameters, optimizer state, loss
     and metrics in float32."""
-    config = spiral_config(training={"epochs": 200, "eval_every": 100, "dtype": "bfloat16"}, optimizer={"learning_rate": 0.5, "momentum": 0.9})
+    config = spiral_config(training={"epochs": 200, "eval_every": 100, "dtype": "bfloat16"}, optimizer={"learning_rate": 0.05, "momentum": 0.9})
     result = train(config)
     assert result.status == "completed" and all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_accuracy"]) for row in result.history)
     kept = {np.asarray(leaf).dtype for leaf in jax.tree.leaves((result.state.params, result.state.opt_state, result.state.last_loss))}
