@@ -102,3 +102,32 @@ def test_a_pack_skips_finished_points_trains_fresh_ones_first_and_raises_after_t
     records = results.records.read(pack).records
     assert {t: records[t].attempts for t in (done, tried, faulty, fresh)} == {done: 1, tried: 2, faulty: 2, fresh: 1}
     assert records[faulty].status == "completed"
+
+
+def test_a_block_ends_with_one_rewrite_of_its_records_and_one_append_of_its_states(tmp_path, monkeypatch):
+    """A block's points end together: their records are written in one rewrite of the pack's
+    file and their final states in one append (a write a point made a block's end quadratic in
+    its width), and their checkpoints are gone."""
+    from tiltsweep.sweep.store.files import LocalFiles
+
+    grid = write_grid(tmp_path, amplitudes="[2, 3]", epochs=1000)
+    grid.write_text(grid.read_text().replace("checkpoint_every: 1000}", "checkpoint_every: 500, batch_points: 6}"))
+    spec = load_grid(grid)
+    results = results_dir_for(spec, tmp_path / "results")
+    points = list(spec.points)
+    payload = payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test")
+    writes, appends = [], []
+    real_write, real_append = LocalFiles.write, LocalFiles.append
+    monkeypatch.setattr(LocalFiles, "write", lambda self, name, data: (writes.append(name), real_write(self, name, data))[1])
+    monkeypatch.setattr(LocalFiles, "append", lambda self, name, data: (appends.append(name), real_append(self, name, data))[1])
+
+    run_pack(payload, report=lambda result: None)
+
+    book = results.records.read(payload["pack_id"])
+    assert len(points) == 6 and {record.status for record in book.records.values()} == {"completed"}
+    assert {record.trained_with for record in book.records.values()} == {6}
+    records_file = [name for name in writes if name.startswith("records/")]
+    assert len(records_file) == 2 and len(set(records_file)) == 1  # the starts, then the ends
+    assert sum(name.endswith(".ckpt") for name in writes) == 6  # each point's checkpoint at epoch 500
+    assert len(appends) == 1 and set(results.states.kept(payload["pack_id"])) == {(p.trial_id, None) for p in points}
+    assert results.checkpoints.trials() == []

@@ -6,11 +6,11 @@ passes `report`.
 payload: {pack_id, base (the grid's config sections), members: [{trial_id, settings, axes}],
 results_dir (absolute), code_version, resources, on_accelerator}: a point's config is its
 settings set in the base, validated here, where it trains. The pack's records (store.records):
-before a block trains, its points' starts are counted there; as each point finishes, its record
-is added. Each point resumes from its newest checkpoint that verifies (unreadable ones are
-quarantined), checkpoints every `training.checkpoint_every` epochs, and loses its checkpoints once
-its record is final (completed or diverged). How a block that raises is recorded and retried is
-run.retries' story.
+before a block trains, its points' starts are counted there; when it ends, its points' records
+are added, in one rewrite. Each point resumes from its newest checkpoint that verifies
+(unreadable ones are quarantined), checkpoints every `training.checkpoint_every` epochs, and
+loses its checkpoints once its record is final (completed or diverged). How a block that raises
+is recorded and retried is run.retries' story.
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ class PackRun:
             self.results.quarantine(error.name, error.reason)
             self.book = PackRecords(payload["pack_id"])
         self.results.states.repair(payload["pack_id"])
+        self.checkpointed = set(self.results.checkpoints.trials())  # one listing a pack, not two a point
+
+    def newest_epoch(self, trial_id: str):
+        """The epoch of the point's newest checkpoint, None without one (not verified)."""
+        return self.results.checkpoints.newest_epoch(trial_id) if trial_id in self.checkpointed else None
+
+    def latest_checkpoint(self, trial_id: str):
+        """(epoch, Checkpoint) of the point's newest checkpoint that verifies, or None."""
+        from tiltsweep.trainers import Checkpoint
+
+        return self.results.checkpoints.latest(trial_id, decode=Checkpoint.from_bytes) if trial_id in self.checkpointed else None
 
     def todo(self) -> list[str]:
         return retries.training_order(self.members, self.book)
@@ -86,17 +97,24 @@ class PackRun:
         retries.count_starts(self.book, trial_ids, WORKER)
         self.results.records.write(self.book)
 
-    def finish(self, trial_id: str, status: str, **fields) -> None:
-        self.book.records[trial_id] = TrialRecord.written_now(
-            trial_id, status, self.configs[trial_id], self.book.attempts.get(trial_id, 0), self.payload["code_version"],
-            host=WORKER, **fields)
+    def finish(self, outcomes: dict[str, dict]) -> None:
+        """Record how points ended, {trial id: the record's fields, status included}, in one
+        rewrite of the pack's file (a rewrite per point would make a block's end quadratic in its
+        width: 10 s for a block of 512), then drop the checkpoints of those whose record is final."""
+        for trial_id, fields in outcomes.items():
+            self.book.records[trial_id] = TrialRecord.written_now(
+                trial_id, fields.pop("status"), self.configs[trial_id], self.book.attempts.get(trial_id, 0),
+                self.payload["code_version"], host=WORKER, **fields)
         self.results.records.write(self.book)
-        if self.book.records[trial_id].final:
-            self.results.checkpoints.clear(trial_id)
+        for trial_id in outcomes:
+            if self.book.records[trial_id].final and trial_id in self.checkpointed:
+                self.results.checkpoints.clear(trial_id)
 
-    def fail(self, trial_id: str, error: BaseException) -> None:
-        self.book.records[trial_id] = retries.failed_record(trial_id, self.configs[trial_id], self.book, retries.one_line(error),
-                                                            self.payload["code_version"], host=WORKER)
+    def fail(self, trial_ids: list[str], error: BaseException) -> None:
+        """Record the points failed with `error`, in one rewrite of the pack's file."""
+        for trial_id in trial_ids:
+            self.book.records[trial_id] = retries.failed_record(trial_id, self.configs[trial_id], self.book, retries.one_line(error),
+                                                                self.payload["code_version"], host=WORKER)
         self.results.records.write(self.book)
 
 
@@ -134,7 +152,7 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
             configs[trial_id] = run.config_of(trial_id)
         except retries.PERMANENT_ERRORS as error:
             run.start([trial_id])
-            run.fail(trial_id, error)
+            run.fail([trial_id], error)
             finished.append(trial_id)
     last_report = -math.inf
     for block, width in blocks(run, configs):
@@ -149,9 +167,8 @@ def run_pack(payload: dict, report: Callable[[dict], None], report_every: float 
                 report({"pack": payload["pack_id"], "running": [], "finished": finished,
                         "storage_trouble": describe_trouble(error, run.results)})
                 raise
-            for trial_id in block:  # until a retry of the pack trains them
-                if trial_id not in run.book.records or not run.book.records[trial_id].final:
-                    run.fail(trial_id, error)
+            # until a retry of the pack trains them
+            run.fail([t for t in block if t not in run.book.records or not run.book.records[t].final], error)
             errors.append(error)
     report({"pack": payload["pack_id"], "running": [], "finished": finished})
     if errors:
@@ -164,7 +181,7 @@ def blocks(run: PackRun, configs: dict) -> list[tuple[list[str], int]]:
     from tiltsweep.trainers.config import batch_signature
 
     def key(trial_id: str) -> tuple:
-        return batch_signature(configs[trial_id]), run.results.checkpoints.newest_epoch(trial_id)
+        return batch_signature(configs[trial_id]), run.newest_epoch(trial_id)
 
     out, keys, widths = [], [], []
     for trial_id in configs:
@@ -194,30 +211,30 @@ def train_block(run: PackRun, block: list[str], configs: list, width: int, repor
     """Train the block's points together (those resuming from one epoch at a time), a partial
     block padded, on an accelerator only, to the next power of two at most the block `width`
     (trainers.train_group's; trainers.training.padded_size); returns them."""
-    from tiltsweep.trainers import Checkpoint, train_group, training_loop_compilations
+    from tiltsweep.trainers import train_group, training_loop_compilations
 
     faults = [faults_for(run.results.faults_folder(), t, run.members[t]["axes"]) for t in block]
     by_epoch: dict[int, list[tuple[int, object]]] = {}
     for index, trial_id in enumerate(block):
-        resumed = run.results.checkpoints.latest(trial_id, decode=Checkpoint.from_bytes)
+        resumed = run.latest_checkpoint(trial_id)
         by_epoch.setdefault(resumed[0] if resumed else 0, []).append((index, resumed[1] if resumed else None))
     for epoch, part in sorted(by_epoch.items()):
         indices = [index for index, _ in part]
         ids, cfgs = [block[i] for i in indices], [configs[i] for i in indices]
         try:
             trained = train_group(cfgs, on_eval=progress_and_faults([faults[i] for i in indices], run.payload["pack_id"], report),
-                                  checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run.results, run.payload["pack_id"], ids, cfgs),
+                                  checkpoints=[ckpt for _, ckpt in part], on_checkpoint=checkpoint_keeper(run, ids, cfgs),
                                   width=width if width > 1 else None)
         except retries.PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
-            for trial_id in ids:
-                run.fail(trial_id, error)
+            run.fail(ids, error)
             continue
-        for trial_id, config, result in zip(ids, cfgs, trained):
-            if config.training.keep_final_state and result.state is not None:
-                run.results.states.save(run.payload["pack_id"], trial_id, final_state_bytes(result))
-            run.finish(trial_id, status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
-                       wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
-                       error=result.message, worker_compilations=training_loop_compilations())
+        run.results.states.save(run.payload["pack_id"], {trial_id: final_state_bytes(result) for trial_id, config, result in zip(ids, cfgs, trained)
+                                                         if config.training.keep_final_state and result.state is not None})
+        compilations = training_loop_compilations()
+        run.finish({trial_id: dict(status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
+                                   wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
+                                   error=result.message, worker_compilations=compilations)
+                    for trial_id, result in zip(ids, trained)})
     return block
 
 
@@ -236,14 +253,15 @@ def progress_and_faults(faults: list, pack_id: str, report: Callable[[dict], Non
     return on_eval
 
 
-def checkpoint_keeper(results: ResultsDir, pack_id: str, trial_ids: list[str], configs: list):
+def checkpoint_keeper(run: PackRun, trial_ids: list[str], configs: list):
     """on_checkpoint for a block: into checkpoints/, and into states/ with keep_checkpoints."""
 
     def on_checkpoint(i: int, ckpt) -> None:
         data = ckpt.to_bytes()
-        results.checkpoints.save(trial_ids[i], ckpt.epoch, data)
+        run.results.checkpoints.save(trial_ids[i], ckpt.epoch, data)
+        run.checkpointed.add(trial_ids[i])
         if configs[i].training.keep_checkpoints:
-            results.states.save(pack_id, trial_ids[i], data, epoch=ckpt.epoch)
+            run.results.states.save(run.payload["pack_id"], {trial_ids[i]: data}, epoch=ckpt.epoch)
 
     return on_checkpoint
 

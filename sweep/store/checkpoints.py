@@ -90,11 +90,16 @@ class KeptStates:
     def __init__(self, files: Files):
         self.files = files
 
-    def save(self, pack_id: str, trial_id: str, payload: bytes, epoch: Optional[int] = None) -> None:
-        """Keep a point's state: its final one, or with `epoch` the one at that epoch."""
-        header = json.dumps({"trial_id": trial_id, "name": state_name(epoch), "size": len(payload),
-                             "sha256": hashlib.sha256(payload).hexdigest()}).encode()
-        self.files.append(layout.pack_states(pack_id), struct.pack(">I", len(header)) + header + payload)
+    def save(self, pack_id: str, states: dict[str, bytes], epoch: Optional[int] = None) -> None:
+        """Keep points' states, {trial id: payload}: their final ones, or with `epoch` those at
+        that epoch. One append for them all (on object storage one object, not one a point)."""
+        entries = []
+        for trial_id, payload in states.items():
+            header = json.dumps({"trial_id": trial_id, "name": state_name(epoch), "size": len(payload),
+                                 "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+            entries += [struct.pack(">I", len(header)), header, payload]
+        if entries:
+            self.files.append(layout.pack_states(pack_id), b"".join(entries))
 
     def kept(self, pack_id: str) -> dict[tuple[str, Optional[int]], tuple[str, int, int]]:
         """(trial id, epoch or None for the final state) -> (part, offset, size) of each whole entry
