@@ -38,6 +38,17 @@ def test_more_slots_smaller_packs_and_single_blocks_without_retries(spec):
     assert len(on_gpu) == 1 and len(on_gpu[0].points) == 96
 
 
+def test_on_an_accelerator_the_slots_share_the_points_in_blocks_of_a_power_of_two(spec):
+    """A block of a few hundred points takes an accelerator about the time of one: each slot
+    gets one wide block (its share, rounded up to a power of two) rather than a queue of narrow ones."""
+    points = list(spec.points)
+    sizes = lambda slots: [len(pack.points) for pack in plan_packs(points, slots=slots, retries=2, on_accelerator=True)]
+    assert sizes(4) == [32, 32, 32]  # 96 / 4 = 24 -> 32: one round, three slots
+    assert sizes(16) == [8] * 12
+    assert sizes(3) == [32, 32, 32]
+    assert [len(pack.points) for pack in plan_packs(points * 12, slots=1, retries=2, on_accelerator=True)] == [MOST_VMAPPED, 1152 - MOST_VMAPPED]
+
+
 def test_a_pack_is_named_by_its_points_in_order(spec):
     a, b = spec.points[:2]
     assert pack_id([a, b]) != pack_id([b, a]) and pack_id([a]).startswith("p") and len(pack_id([a])) == 16
@@ -131,3 +142,23 @@ def test_a_block_ends_with_one_rewrite_of_its_records_and_one_append_of_its_stat
     assert sum(name.endswith(".ckpt") for name in writes) == 6  # each point's checkpoint at epoch 500
     assert len(appends) == 1 and set(results.states.kept(payload["pack_id"])) == {(p.trial_id, None) for p in points}
     assert results.checkpoints.trials() == []
+
+
+def test_a_points_bytes_count_its_activations_not_only_its_state():
+    """What block_width divides the device's memory by: a point's state and gradients, and what
+    its step and evaluation make (a full-batch MLP's activations dwarf its parameters)."""
+    from tiltsweep.trainers import TrialConfig
+    from tiltsweep.trainers.training import point_bytes
+
+    def config(width: int, depth: int, **training) -> TrialConfig:
+        return TrialConfig.model_validate({"data": {"name": "digits"}, "model": {"name": "mlp", "width": width, "depth": depth},
+                                           "optimizer": {"name": "sgd", "learning_rate": 0.1, "batch_size": "full"},
+                                           "training": {"epochs": 1, **training}})
+
+    wide = config(1000, 3)
+    parameters = 64 * 1000 + 2 * 1000 * 1000 + 1000 * 10
+    hidden_activations = 3 * 1347 * 1000 * 4  # the training split (75% of 1,797 digits), float32
+    assert point_bytes(wide) >= 2 * 4 * parameters + hidden_activations
+    assert point_bytes(config(20, 1)) < point_bytes(wide) / 50
+    assert point_bytes(config(20, 1, hessian_every=10)) > point_bytes(config(20, 1))  # the Lanczos steps' vectors
+    assert block_width("auto", point_bytes(wide), device_bytes=16 * 10**9, share=1.0) < 64  # a 16 GB GPU

@@ -257,8 +257,8 @@ class TrainingConfig(Section):
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     eval_batch_size: PositiveInt = 1000
     # Grid points of the same shapes trained together in one compiled program (vmap), at most.
-    # `auto`: 1 on a CPU, where it does not pay, and as many as fit on a GPU or TPU (sweep.run.packs,
-    # benchmarks/README.md).
+    # `auto`: 1 on a CPU, where it does not pay; on a GPU or TPU the slots' share of the points, as a
+    # power of two, as many as fit (sweep.run.packs).
     batch_points: Union[PositiveInt, Literal["auto"]] = "auto"
     # The top Hessian eigenvalues of F(t) (trainers.hessian), at the first evaluation at or after
     # every `hessian_every` steps; on the full training set, or a fixed subset of

@@ -173,6 +173,16 @@ class Engine:
             states, first_bad = self.host_step(states, hypers, data, first_bad)
         return states, with_first_bad(self.evaluate(states, hypers, data), first_bad)
 
+    def traced_member(self, states: TrainState, hypers, data) -> tuple:
+        """The jaxprs of one member's training step and evaluation, traced (not compiled) from
+        the shapes of a group's states and hyperparameters (arrays or jax.ShapeDtypeStructs):
+        what training.point_bytes counts."""
+        one = lambda tree: jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), tree)
+        state, hyper = one(states), one(hypers)
+        evaluate = self._evaluate_with_hessian if self.spec.hessian else self._evaluate
+        return (jax.make_jaxpr(self._host_step)(state, hyper, data, jax.ShapeDtypeStruct((), jnp.int32)),
+                jax.make_jaxpr(evaluate)(state, hyper, data))
+
     def evaluation(self, with_hessian: bool):
         return self.evaluate_with_hessian if with_hessian else self.evaluate
 
