@@ -174,7 +174,7 @@ resources: {{cpu: 1, retries: 3}}
 
 
 def test_trials_at_once_is_bounded_by_the_scarcest_resource(tmp_path):
-    from tiltsweep.sweep.run.executor import trials_at_once
+    from tiltsweep.sweep.run.packs import trials_at_once
     from tiltsweep.sweep.grid import load_grid
 
     cpu_only = load_grid(write_grid(tmp_path))  # cpu: 1

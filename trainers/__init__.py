@@ -21,6 +21,7 @@ _HOMES = {
     "train": "training",
     "train_group": "training",
     "train_evaluated": "training",
+    "build_group_programs": "training",
 }
 __all__ = sorted(_HOMES)
 

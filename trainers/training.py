@@ -246,6 +246,20 @@ def padded_size(n: int, width: Optional[int], backend: str) -> int:
     return min(width, 1 << (n - 1).bit_length())
 
 
+def padded(members: list, width: Optional[int], backend: str) -> list:
+    """members, and copies of the last of them up to `padded_size`."""
+    return members + members[-1:] * (padded_size(len(members), width, backend) - len(members))
+
+
+def build_group_programs(configs: Sequence[TrialConfig], width: Optional[int] = None) -> dict[str, str]:
+    """Compile (or load from the persistent cache) the programs that `train_group(configs,
+    width=width)` builds before it trains a fresh group, and train nothing: another process's
+    head start on them (sweep.run.warmup). Returns Prepared.build_programs' account."""
+    cfgs = padded(list(configs), width, jax.default_backend())
+    run = prepare(cfgs)
+    return run.build_programs(with_hessian=0 in hessian_epochs(cfgs[0].training, run.steps_per_epoch))
+
+
 def is_finite_row(row: dict) -> bool:
     return all(math.isfinite(row[name]) for name in ("train_loss", "weighted_loss"))
 
@@ -270,9 +284,9 @@ def train_group(
     cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.model_validate(c) for c in configs]
     checkpoints = list(checkpoints or [None] * len(cfgs))
     members = range(len(cfgs))  # the real ones; the padding trains along, unreported
-    padding = padded_size(len(cfgs), width, backend or jax.default_backend()) - len(cfgs)
-    real = lambda tree: jax.tree.map(lambda leaf: leaf[: len(members)], tree) if padding else tree
-    cfgs, checkpoints = cfgs + cfgs[-1:] * padding, checkpoints + checkpoints[-1:] * padding
+    backend = backend or jax.default_backend()
+    cfgs, checkpoints = padded(cfgs, width, backend), padded(checkpoints, width, backend)
+    real = lambda tree: jax.tree.map(lambda leaf: leaf[: len(members)], tree) if len(cfgs) > len(members) else tree
     run = prepare(cfgs)
     training = cfgs[0].training
     report = on_eval or (lambda index, row: None)

@@ -38,7 +38,7 @@ from tiltsweep.sweep.errors import Refused, StorageTrouble, describe_trouble, st
 from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.filer import Filer
-from tiltsweep.sweep.run.packs import Pack, accelerated, plan_packs
+from tiltsweep.sweep.run.packs import Pack, accelerated, plan_packs, trial_resources, trials_at_once
 from tiltsweep.sweep.run.progress import Progress
 from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir
 from tiltsweep.sweep.store.ledger import Ledger
@@ -300,13 +300,6 @@ class StopOnStorageTrouble(tune.Stopper):
         return self.callback.trouble_seen() is not None
 
 
-def trial_resources(spec: GridSpec) -> dict:
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    if spec.resources.tpu:
-        resources["TPU"] = spec.resources.tpu
-    return resources
-
-
 class ResourcesUnmet(Refused):
     pass
 
@@ -323,14 +316,6 @@ def refuse_unmeetable_resources(spec: GridSpec, address: Optional[str]) -> None:
             field = "tpu" if name == "TPU" else name
             raise ResourcesUnmet(f"{spec.source}: resources.{field}: each trial asks for {amount:g} {names[name]}, but no node of "
                                  f"{where} has that many (the most on one node: {most:g}); lower it, or run on a cluster that has them (--address)")
-
-
-def trials_at_once(spec: GridSpec, available: dict) -> int:
-    """How many trials the cluster's resources (`ray.cluster_resources()`) run side by side."""
-    needs = trial_resources(spec)
-    names = {"cpu": "CPU", "gpu": "GPU", "TPU": "TPU"}
-    fits = [int(available.get(names[name], 0) // amount) for name, amount in needs.items() if amount > 0]
-    return max(1, min(fits, default=1))
 
 
 @contextmanager

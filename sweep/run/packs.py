@@ -95,3 +95,19 @@ def block_width(asked, point_bytes: int, device_bytes: int, share: float) -> int
     if device_bytes <= 0 or point_bytes <= 0:
         return 1
     return max(1, min(MOST_VMAPPED, int(0.5 * share * device_bytes // point_bytes)))
+
+
+def trial_resources(spec: GridSpec) -> dict:
+    """What one trial asks of a node, in Ray's names for its resources (the grid's `resources`)."""
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    if spec.resources.tpu:
+        resources["TPU"] = spec.resources.tpu
+    return resources
+
+
+def trials_at_once(spec: GridSpec, available: dict) -> int:
+    """How many trials the cluster's resources (`ray.cluster_resources()`) run side by side."""
+    needs = trial_resources(spec)
+    names = {"cpu": "CPU", "gpu": "GPU", "TPU": "TPU"}
+    fits = [int(available.get(names[name], 0) // amount) for name, amount in needs.items() if amount > 0]
+    return max(1, min(fits, default=1))

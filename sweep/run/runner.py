@@ -4,7 +4,7 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
 1. the grid file is already validated (sweep.grid), the output path and cluster address are
    checked, and no other run may hold the directory's lock;
 2. Ray starts (or joins the cluster), and a trial's resources must fit on one of its nodes; then
-   the lock is taken and grid.yaml saved;
+   the lock is taken and grid.yaml saved; meanwhile the first programs may compile (run.warmup);
 3. the records already there are filed (a run killed earlier may have left some unfiled), and
    the followers start (the live report, the trackers: they act as points finish);
 4. the points without a completed or diverged record run (run.retries); partial ones resume from
@@ -25,6 +25,7 @@ from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.progress import Progress, clock
 from tiltsweep.sweep.run.provenance import code_version
 from tiltsweep.sweep.run.signals import Stop, stop_on_signals
+from tiltsweep.sweep.run.warmup import warming_up
 from tiltsweep.sweep.store import ResultsDir
 from tiltsweep.sweep.store.ledger import Ledger
 from tiltsweep.sweep.store.location import Unplaceable, results_directory
@@ -89,7 +90,7 @@ def run_sweep(
     started = time.perf_counter()
     stop = Stop()
     try:
-        with executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
+        with warming_up(spec, address), executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
             ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, followers)
     except KeyboardInterrupt:
         if stop.signum is None:
