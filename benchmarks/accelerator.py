@@ -7,8 +7,9 @@
 2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
    steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
    there is a GPU), with Ray's start;
-3. Myrtle5 (64 channels, batch 512) and WRN-28-10 (batch 128) training throughput in float32 and
-   bfloat16 (mixed precision), in images per second;
+3. Myrtle5 (64 channels, batch 512; alone and as a vmapped block of 8 points) and WRN-28-10
+   (batch 128) training throughput in float32 and bfloat16 (mixed precision), in images per
+   second (all the block's points' images);
 4. the tests that touch the device (test_loss, test_models, test_train, test_packs; fast tier).
 
 Made for a lent machine with a time budget: the JSON is written after every part (a part that
@@ -71,10 +72,12 @@ resources: {{cpu: 1, gpu: {gpu}}}
 """
 FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
         periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
-        "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20), "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10)},
+        "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20, 1), "myrtle5, 64 channels, block of 8": ({"name": "myrtle5", "channels": 64}, 512, 10, 8),
+                 "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10, 1)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
 QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
-         "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2), "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2)},
+         "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2, 1), "myrtle5, 8 channels, block of 4": ({"name": "myrtle5", "channels": 8}, 16, 2, 4),
+                  "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2, 1)},
          "tests": ["tests/test_loss.py", "tests/test_models.py"]}
 
 
@@ -92,7 +95,9 @@ def block(size: int, steps: int, **training) -> dict:
 
 def layouts(size: int, steps: int) -> dict:
     """The training step of a vmapped block of `size` width-20 MLPs in both layouts, side by
-    side (the step of trainers.engine, written out as benchmarks/mlp_layout.py does)."""
+    side (the step of trainers.engine, written out as benchmarks/mlp_layout.py does), and a
+    third way no model has yet: every product written elementwise (a candidate for GPUs, where
+    a vmapped product of 2- and 20-wide matrices may run as tiny batched matrix kernels)."""
     import jax.numpy as jnp
 
     from tiltsweep.trainers.loss import class_weights, dynamical_loss
@@ -100,14 +105,25 @@ def layouts(size: int, steps: int) -> dict:
 
     x = jax.random.normal(jax.random.PRNGKey(1), (300, 2))
     y = jax.random.randint(jax.random.PRNGKey(2), (300,), 0, 3)
+
+    def elementwise(params, h):
+        """The batch-major MLP with each product a broadcast multiply and a sum over its small
+        inner axis (2, 20): loop fusions rather than one tiny matrix product per point."""
+        for i in range(len(params)):
+            layer = params[f"Dense_{i}"]
+            h = (h[..., :, None] * layer["kernel"]).sum(-2) + layer["bias"]
+            h = jax.nn.relu(h) if i < len(params) - 1 else h
+        return h
+
     found = {}
-    for name, feature_major in (("feature-major", True), ("batch-major", False)):
+    for name, feature_major in (("feature-major", True), ("batch-major", False), ("elementwise", False)):
         model = MLP(20, 1, 3, jnp.float32, feature_major)
         params = jax.vmap(lambda key: model.init(key, x[:1])["params"])(jax.random.split(jax.random.PRNGKey(0), size))
+        forward = (lambda p: elementwise(p, x)) if name == "elementwise" else (lambda p, model=model: model.apply({"params": p}, x))
 
-        def step(t, params):
+        def step(t, params, forward=forward):
             gamma = class_weights(t, 3, 30.0, 1000.0, jnp.inf)
-            loss = lambda p: dynamical_loss("dynamical_cross_entropy", model.apply({"params": p}, x), y, gamma)
+            loss = lambda p: dynamical_loss("dynamical_cross_entropy", forward(p), y, gamma)
             return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
 
         loop = jax.jit(lambda params: jax.lax.fori_loop(0, steps, lambda t, p: jax.vmap(lambda q: step(t, q))(p), params))
@@ -134,10 +150,10 @@ def diagram(scale: dict, on_gpu: bool, timeout: float) -> dict:
 def cnns(models: dict) -> dict:
     found = {}
     with tempfile.TemporaryDirectory() as scratch:
-        cifar = write_cifar10_dir(Path(scratch) / "cifar-10-batches-py", per_batch=max(batch for _, batch, _ in models.values()) // 5 + 20)
-        for name, (model, batch, steps) in models.items():
+        cifar = write_cifar10_dir(Path(scratch) / "cifar-10-batches-py", per_batch=max(batch for _, batch, _, _ in models.values()) // 5 + 20)
+        for name, (model, batch, steps, points) in models.items():
             for dtype in ("float32", "bfloat16"):
-                found[f"{name}, {dtype}"] = throughput(cifar, model, batch, steps, dtype)
+                found[f"{name}, {dtype}"] = throughput(cifar, model, batch, steps, dtype, points)
     return found
 
 

@@ -31,7 +31,9 @@ MODELS = {
 }
 
 
-def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "float32") -> dict:
+def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "float32", points: int = 1) -> dict:
+    """Images a second of `points` points (seeds 0, 1, ...) trained together as one vmapped
+    block (all their images counted)."""
     config = TrialConfig.model_validate({
         "data": {"name": "cifar10", "path": str(cifar), "train_size": batch, "augment": True},
         "model": model,
@@ -39,7 +41,7 @@ def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "f
         "training": {"epochs": steps, "eval_every": steps, "dtype": dtype},
         "loss": {"amplitude": 30, "period": 100},
     })
-    run = prepare([config])
+    run = prepare([config.model_copy(update={"seed": seed}) for seed in range(points)])
     states = run.fresh_states()
     started = time.perf_counter()
     states, _ = run.engine.train_epochs(states, run.hypers, run.data, 1)
@@ -49,7 +51,7 @@ def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "f
     states, _ = run.engine.train_epochs(states, run.hypers, run.data, steps)
     jax.block_until_ready(states)
     seconds = time.perf_counter() - started
-    return {"batch": batch, "steps": steps, "seconds": seconds, "images_per_second": batch * steps / seconds,
+    return {"batch": batch, "steps": steps, "points": points, "seconds": seconds, "images_per_second": points * batch * steps / seconds,
             "seconds_per_step": seconds / steps, "compile_and_first_step_seconds": compile_and_first}
 
 
