@@ -108,3 +108,21 @@ print(json.dumps({{"command": command, "tests": tests}}))
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["command"]["exit"] == 0 and found["command"]["stdout"].startswith("usage: tiltsweep"), found["command"]["stderr"][-1500:]
     assert found["tests"]["exit"] == 0 and "1 passed" in found["tests"]["summary"], found["tests"]
+
+
+def test_the_warm_up_starts_from_a_plain_install_in_the_repositorys_root(plain_install, tmp_path):
+    """The warm-up process (sweep.run.warmup) of a `tiltsweep run` started from the repository's
+    root imports the installed package, not the root's tiltsweep/ folder."""
+    import os
+    import pickle
+
+    from tiltsweep.sweep.grid import load_grid
+    from tiltsweep.sweep.run.warmup import CODE
+    from sweep_helpers import write_grid
+
+    python, env = plain_install
+    spec = load_grid(write_grid(tmp_path, epochs=1000))
+    done = subprocess.run([python, "-c", CODE], cwd=ROOT, input=pickle.dumps(spec), capture_output=True, timeout=300,
+                          env={**env, "TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert list((tmp_path / "cache").glob("*/jit__train_then_evaluate-*-cache"))

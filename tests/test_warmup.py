@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.run.warmup import SETTING, wanted, warming_up
+from tiltsweep.sweep.run.warmup import CODE, SETTING, wanted, warming_up
 from sweep_helpers import write_cifar_grid, write_grid
 
 
@@ -31,7 +31,7 @@ def test_a_warm_up_where_it_can_help_and_asked(tmp_path):
 
 def warm_up_alone(spec, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TILTSWEEP_COMPILE_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "tiltsweep.sweep.run.warmup"], input=pickle.dumps(spec), env=env,
+    return subprocess.run([sys.executable, "-c", CODE], input=pickle.dumps(spec), env=env,
                           capture_output=True, timeout=300)
 
 

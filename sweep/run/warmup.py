@@ -38,6 +38,9 @@ from tiltsweep.sweep.grid import GridSpec
 from tiltsweep.sweep.run.packs import accelerated
 
 SETTING = "TILTSWEEP_WARMUP"
+# Not `python -m`, which puts the working folder first on sys.path: from the repository's root,
+# its tiltsweep/ folder (the package's root alone) would hide a plain install of tiltsweep.
+CODE = "import sys; del sys.path[0]; from tiltsweep.sweep.run.warmup import main; main()"
 STOP_WAIT = 5.0  # seconds for a stopped warm-up to exit before it is killed
 
 
@@ -62,7 +65,7 @@ def warming_up(spec: GridSpec, address: Optional[str]):
     if not wanted(spec, address):
         yield None
         return
-    process = subprocess.Popen([sys.executable, "-m", "tiltsweep.sweep.run.warmup"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", CODE], stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         process.stdin.write(pickle.dumps(spec))
