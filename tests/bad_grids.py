@@ -1,8 +1,8 @@
 """Malformed grid files and what tiltsweep must say about each (a fragment of its message).
 
 Each case is (title, grid text, expected fragment). `{cifar}` in a text is replaced by a real
-tiny cifar-10-batches-py directory. Used by test_grid.py and by scripts/bad_grid_table.py, which
-prints the table in README.md.
+tiny cifar-10-batches-py directory. Used by test_grid.py; `python tests/bad_grids.py` prints the table in
+README.md.
 """
 
 GOOD = """\
@@ -53,7 +53,10 @@ CASES = [
     ("CNN on vectors", replace("model: {name: mlp, width: 8}", "model: {name: myrtle5}"), "model myrtle5 needs images"),
     ("section that is not a mapping", replace("training: {epochs: 100, eval_every: 50}", "training: 100"), "training: must be a mapping of settings"),
     ("section given twice (YAML keeps the last)", GOOD + "grid:\n  period: [5]\n", "grid: given twice (lines 7 and 10): give it once"),
-    ("setting given twice in one mapping", replace("width: 8}", "width: 8, width: 16}"), "width: given twice (lines 3 and 3)"),
+    ("setting given twice in one mapping", replace("width: 8}", "width: 8, width: 16}"), "model.width: given twice (lines 3 and 3)"),
+    ("axis given twice in a sub-grid", replace("grid:\n  amplitude: [1, 10]\n  seed: [0, 1]\n", "grid:\n  - {seed: [0]}\n  - {seed: [1], seed: [2]}\n"),
+     "grid[1].seed: given twice (lines 9 and 9)"),
+    ("grid path through a setting", GOOD + "  model.width.foo: [1, 2]\n", "grid.model.width.foo: is not a config path (model.width is not a section)"),
     ("infinite period", replace("period: 50}", "period: .inf}"), "loss.period: must be a finite number, got inf"),
     ("not-a-number in the grid", GOOD + "  loss.period: [.nan]\n", "grid.loss.period: value nan: must be a finite number, got nan"),
     ("boolean amplitude in the grid", replace("amplitude: [1, 10]", "amplitude: [1, true]"), "grid.amplitude: value True: must be a number or a name, not the boolean true"),

@@ -66,6 +66,7 @@ class StrictLoader(yaml.SafeLoader):
         self.expanded = 0  # nodes composed so far, an alias counted as all its anchor holds
         self.reached = 0  # the deepest level reached in the node being composed, through aliases too
         self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) of what it names, once composed
+        self.mapping_fields: dict[int, str] = {}  # id of a mapping node -> its field (`grid`), for DuplicateKey
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -75,6 +76,8 @@ class StrictLoader(yaml.SafeLoader):
             raise self.oversized(f"is nested past the limit of {MAX_DEPTH} levels", event.start_mark)
         outer, self.reached, before = self.reached, depth, self.expanded
         node = super().compose_node(parent, index)
+        if isinstance(node, yaml.MappingNode) and not isinstance(event, yaml.AliasEvent):
+            self.mapping_fields[id(node)] = self.field(to_innermost_key=False)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in self.anchored:
                 raise self.oversized(f"alias *{event.anchor} names a node that contains it, so it never ends", event.start_mark)
@@ -97,18 +100,21 @@ class StrictLoader(yaml.SafeLoader):
         return node
 
     def oversized(self, problem: str, mark) -> Oversized:
-        """Oversized at the node being composed, named by its mapping keys and item indices up to
-        its innermost key (`grid.seed`, not `grid.seed[0][0]`)."""
+        """Oversized at the node being composed, named by `field`."""
+        return Oversized(self.field() or None, f"{problem} (line {mark.line + 1}, column {mark.column + 1})", mark)
+
+    def field(self, to_innermost_key: bool = True) -> str:
+        """The node being composed, named by its mapping keys and item indices up to its innermost
+        key (`grid.seed`, not `grid.seed[0][0]`), or to itself (`subgrids[0]`); "" for the document."""
         parts: list[str] = []
         for index in self.path:
             if isinstance(index, int):
                 parts.append(f"[{index}]")
             elif index is not None:  # the key node of the value being composed
                 parts.append(("." if parts else "") + (str(index.value) if isinstance(index, yaml.ScalarNode) else "?"))
-        while parts and parts[-1].startswith("["):
+        while to_innermost_key and parts and parts[-1].startswith("["):
             parts.pop()
-        field = "".join(parts[:FIELD_PARTS]) + ("..." if len(parts) > FIELD_PARTS else "")
-        return Oversized(field or None, f"{problem} (line {mark.line + 1}, column {mark.column + 1})", mark)
+        return "".join(parts[:FIELD_PARTS]) + ("..." if len(parts) > FIELD_PARTS else "")
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -118,7 +124,8 @@ class StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
-                    raise DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+                    within = self.mapping_fields.get(id(node), "")
+                    raise DuplicateKey(f"{within}.{key}" if within else key, seen[key], key_node.start_mark.line + 1)
             except TypeError:
                 continue  # an unhashable key: SafeLoader says so itself
             seen[key] = key_node.start_mark.line + 1

@@ -93,14 +93,14 @@ def point_config(base: dict, settings: dict[str, Any]) -> TrialConfig:
 
 
 def with_settings(base: dict, settings: dict[str, Any]) -> dict:
-    """A copy of `base` with each dotted path of `settings` set; KeyError(path) where a part of
-    the path is not a mapping."""
+    """A copy of `base` with each dotted path of `settings` set; KeyError(path, the part of it
+    that is not a mapping) where one is not."""
     raw = copy.deepcopy(base)
     for path, value in settings.items():
         try:
             set_path(raw, path, value)
-        except KeyError:
-            raise KeyError(path) from None
+        except KeyError as error:
+            raise KeyError(path, error.args[0]) from None
     return raw
 
 
@@ -337,14 +337,16 @@ def parse_resources(source: Path, raw) -> Resources:
 
 
 def set_path(config: dict, path: str, value) -> None:
+    """Set `config` at a dotted path, making the mappings it lacks; KeyError(the path's part that
+    is not a mapping, dotted: `model.width`) where one is not."""
     *parents, leaf = path.split(".")
     node = config
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
         if not isinstance(child, dict):
             child = node[part] = {} if child is None else child
         if not isinstance(child, dict):
-            raise KeyError(part)
+            raise KeyError(".".join(parents[: depth + 1]))
         node = child
     node[leaf] = value
 
@@ -362,8 +364,8 @@ def expand(source: Path, base: dict, axes: dict[str, list], written: dict[str, s
         try:
             raw = with_settings(base, at)
         except KeyError as error:
-            path = error.args[0]
-            raise GridError(source, written[path], f"is not a config path ({path.split('.')[0]} is not a section)") from None
+            path, not_a_section = error.args
+            raise GridError(source, written[path], f"is not a config path ({not_a_section} is not a section)") from None
         try:
             config = TrialConfig.model_validate(raw)
         except ValidationError as error:
