@@ -154,22 +154,16 @@ def test_kept_states_and_the_quarantine_log_survive_a_copy_between_a_bucket_and_
 def test_a_range_test_reads_its_data_from_the_bucket_and_refuses_an_out_it_cannot_write_before_training(s3, tmp_path, capsys):
     bucket = s3.bucket()
     data = uploaded(write_cifar10_dir(tmp_path / "cifar-10-batches-py"), f"s3://{bucket}/cifar-10-batches-py")
-    grid = tmp_path / "range.yaml"
-    grid.write_text(f"""\
-name: range
-data: {{name: cifar10, path: "{data}", classes: [0, 1], train_size: 40, val_size: 8}}
-model: {{name: mlp, width: 8}}
-optimizer: {{name: sgd, learning_rate: 0.01, batch_size: 20}}
-training: {{epochs: 2, eval_every: 1}}
-""")
+    grid = write_cifar_grid(tmp_path, data)
+    grid.write_text(grid.read_text().replace("model: {name: myrtle5, channels: 4}", "model: {name: mlp, width: 8}"))
     rates = ["--min-lr", "0.001", "--max-lr", "0.1", "--epochs", "10", "--evaluations", "5"]
     assert main(["lr-range", str(grid), "--out", "s3://no-such-bucket/results", *rates]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and "no bucket 'no-such-bucket' there" in message, message
     assert not (tmp_path / "cache" / "tiltsweep").exists()  # refused before its data was fetched, let alone trained on
     assert main(["lr-range", str(grid), "--out", f"s3://{bucket}/results", *rates]) == 0
-    assert f"s3://{bucket}/results/range/lr-range/range.parquet" in capsys.readouterr().out
-    assert len(pd.read_parquet(f"s3://{bucket}/results/range/lr-range/range.parquet")) >= 3
+    assert f"s3://{bucket}/results/cifar/lr-range/range.parquet" in capsys.readouterr().out
+    assert len(pd.read_parquet(f"s3://{bucket}/results/cifar/lr-range/range.parquet")) >= 3
 
 
 @pytest.mark.slow
