@@ -57,13 +57,16 @@ def write_digits_as_cifar10(root: Path) -> Path:
     """scikit-learn's digits as a `cifar-10-batches-py` directory: each 8x8 image (0-16) upscaled
     4x to 32x32, grey in 3 channels, 0-255; a stratified 80/20 split (split seed 0), the 80% in
     the five training batches and the 20% in the test batch (the validation split)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from tiltsweep.trainers.config import DigitsData
+    from tiltsweep.trainers.data import load_digits
 
-    digits = load_digits()
-    images = np.clip(np.round(np.kron(digits.images, np.ones((4, 4))) * 255 / 16), 0, 255).astype(np.uint8)
-    data = np.repeat(images[:, None], 3, axis=1).reshape(len(images), 3072)  # channel-major, as CIFAR-10's
-    x_train, x_val, y_train, y_val = train_test_split(data, digits.target, test_size=0.2, stratify=digits.target, random_state=0)
+    digits = load_digits(DigitsData(name="digits", val_fraction=0.2, split_seed=0))  # pixels / 16
+
+    def as_cifar(pixels: np.ndarray) -> np.ndarray:
+        images = np.clip(np.round(np.kron(pixels.reshape(-1, 8, 8), np.ones((4, 4))) * 255), 0, 255).astype(np.uint8)
+        return np.repeat(images[:, None], 3, axis=1).reshape(len(images), 3072)  # channel-major, as CIFAR-10's
+
+    x_train, x_val, y_train, y_val = as_cifar(digits.x_train), as_cifar(digits.x_val), digits.y_train, digits.y_val
     root.mkdir(parents=True, exist_ok=True)
     for index, part in enumerate(np.array_split(np.arange(len(x_train)), 5), start=1):
         with open(root / f"data_batch_{index}", "wb") as handle:
