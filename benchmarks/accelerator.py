@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.cnn_throughput import throughput  # noqa: E402
 from benchmarks.common import run_command, save  # noqa: E402
+from benchmarks.mlp_layout import gradient_step  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers import train_group  # noqa: E402
@@ -95,12 +96,11 @@ def block(size: int, steps: int, **training) -> dict:
 
 def layouts(size: int, steps: int) -> dict:
     """The training step of a vmapped block of `size` width-20 MLPs in both layouts, side by
-    side (the step of trainers.engine, written out as benchmarks/mlp_layout.py does), and a
+    side (benchmarks/mlp_layout.py's gradient step, vmapped), and a
     third way no model has yet: every product written elementwise (a candidate for GPUs, where
     a vmapped product of 2- and 20-wide matrices may run as tiny batched matrix kernels)."""
     import jax.numpy as jnp
 
-    from tiltsweep.trainers.loss import class_weights, dynamical_loss
     from tiltsweep.trainers.models import MLP
 
     x = jax.random.normal(jax.random.PRNGKey(1), (300, 2))
@@ -119,14 +119,9 @@ def layouts(size: int, steps: int) -> dict:
     for name, feature_major in (("feature-major", True), ("batch-major", False), ("elementwise", False)):
         model = MLP(20, 1, 3, jnp.float32, feature_major)
         params = jax.vmap(lambda key: model.init(key, x[:1])["params"])(jax.random.split(jax.random.PRNGKey(0), size))
-        forward = (lambda p: elementwise(p, x)) if name == "elementwise" else (lambda p, model=model: model.apply({"params": p}, x))
-
-        def step(t, params, forward=forward):
-            gamma = class_weights(t, 3, 30.0, 1000.0, jnp.inf)
-            loss = lambda p: dynamical_loss("dynamical_cross_entropy", forward(p), y, gamma)
-            return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
-
-        loop = jax.jit(lambda params: jax.lax.fori_loop(0, steps, lambda t, p: jax.vmap(lambda q: step(t, q))(p), params))
+        forward = elementwise if name == "elementwise" else (lambda p, inputs, model=model: model.apply({"params": p}, inputs))
+        step = gradient_step(forward, x, y, 3)
+        loop = jax.jit(lambda params, step=step: jax.lax.fori_loop(0, steps, lambda t, p: jax.vmap(lambda q: step(t, q))(p), params))
         jax.block_until_ready(loop(params))
         started = time.perf_counter()
         jax.block_until_ready(loop(params))

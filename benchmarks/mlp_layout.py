@@ -26,12 +26,27 @@ SHAPES = [(300, 2, 20, 1, 3), (300, 2, 50, 1, 3), (300, 2, 100, 1, 3), (300, 2, 
 STEPS = 2_000
 
 
+def gradient_step(forward, x, y, classes: int):
+    """step(t, params): one gradient-descent step (learning rate 0.1) on the dynamical
+    cross-entropy (A = 30, T = 1,000) of forward(params, x) -> logits against y."""
+    import jax
+    import jax.numpy as jnp
+
+    from tiltsweep.trainers.loss import class_weights, dynamical_loss
+
+    def step(t, params):
+        gamma = class_weights(t, classes, 30.0, 1000.0, jnp.inf)
+        loss = lambda p: dynamical_loss("dynamical_cross_entropy", forward(p, x), y, gamma)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
+
+    return step
+
+
 def step_loop(feature_major: bool, shape, dtype: str):
     """A jitted function running STEPS gradient-descent steps from fixed parameters."""
     import jax
     import jax.numpy as jnp
 
-    from tiltsweep.trainers.loss import class_weights, dynamical_loss
     from tiltsweep.trainers.models import MLP
 
     points, inputs, width, depth, classes = shape
@@ -39,12 +54,7 @@ def step_loop(feature_major: bool, shape, dtype: str):
     y = jax.random.randint(jax.random.PRNGKey(2), (points,), 0, classes)
     model = MLP(width, depth, classes, jnp.dtype(dtype), feature_major)
     params = model.init(jax.random.PRNGKey(0), x[:1])["params"]
-
-    def step(t, params):
-        gamma = class_weights(t, classes, 30.0, 1000.0, jnp.inf)
-        loss = lambda p: dynamical_loss("dynamical_cross_entropy", model.apply({"params": p}, x), y, gamma)
-        return jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.grad(loss)(params))
-
+    step = gradient_step(lambda p, inputs: model.apply({"params": p}, inputs), x, y, classes)
     loop = jax.jit(lambda params, x, y: jax.lax.fori_loop(0, STEPS, step, params))
     jax.block_until_ready(loop(params, x, y))  # compile
     return lambda: jax.block_until_ready(loop(params, x, y))
