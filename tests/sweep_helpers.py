@@ -53,6 +53,15 @@ def write_cifar_grid(directory: Path, path: str) -> Path:
     return grid
 
 
+def warm_up_alone(spec, cache: Path, python: str = sys.executable, cwd: Optional[Path] = None, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """sweep.run.warmup's process for `spec`, run to its end by `python`, compiling into `cache`."""
+    from tiltsweep.sweep.run.warmup import CODE
+    import pickle
+
+    return subprocess.run([python, "-c", CODE], cwd=cwd, input=pickle.dumps(spec), capture_output=True, timeout=300,
+                          env={**(env or os.environ), "TILTSWEEP_COMPILE_CACHE": str(cache)})
+
+
 def holding(release: Path, where: Optional[dict] = None, env: Optional[dict] = None) -> dict:
     """An environment in which the matching points (default: all) of a driver's sweep hold at
     epoch 1500 (after their checkpoint at 1000, with write_grid's settings) until `release`

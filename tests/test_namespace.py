@@ -113,16 +113,10 @@ print(json.dumps({{"command": command, "tests": tests}}))
 def test_the_warm_up_starts_from_a_plain_install_in_the_repositorys_root(plain_install, tmp_path):
     """The warm-up process (sweep.run.warmup) of a `tiltsweep run` started from the repository's
     root imports the installed package, not the root's tiltsweep/ folder."""
-    import os
-    import pickle
-
     from tiltsweep.sweep.grid import load_grid
-    from tiltsweep.sweep.run.warmup import CODE
-    from sweep_helpers import write_grid
+    from sweep_helpers import warm_up_alone, write_grid
 
     python, env = plain_install
-    spec = load_grid(write_grid(tmp_path, epochs=1000))
-    done = subprocess.run([python, "-c", CODE], cwd=ROOT, input=pickle.dumps(spec), capture_output=True, timeout=300,
-                          env={**env, "TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache")})
+    done = warm_up_alone(load_grid(write_grid(tmp_path, epochs=1000)), tmp_path / "cache", python, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert list((tmp_path / "cache").glob("*/jit__train_then_evaluate-*-cache"))

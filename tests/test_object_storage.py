@@ -128,17 +128,17 @@ def test_kept_states_and_the_quarantine_log_survive_a_copy_between_a_bucket_and_
 
     bucket = f"s3://{s3.bucket()}"
     stored = ResultsDir(f"{bucket}/from-bucket")
-    stored.states.save("p", {"a": b"first of a"})
+    stored.states.save("p", [("a", b"first of a")])
     stored.files.write("records/bad.msgpack", b"garbage")
     stored.quarantine("records/bad.msgpack", "unreadable")
     on_disk = ResultsDir(downloaded(stored.location, tmp_path / "from-bucket"))
     assert kept(on_disk) == ({"a": b"first of a", "b": None}, ["records/bad.msgpack"])
-    on_disk.states.save("p", {"a": b"a again"})  # appended to the one file, after the parts
-    on_disk.states.save("p", {"b": b"b"})
+    on_disk.states.save("p", [("a", b"a again")])  # appended to the one file, after the parts
+    on_disk.states.save("p", [("b", b"b")])
     assert kept(on_disk) == ({"a": b"a again", "b": b"b"}, ["records/bad.msgpack"])
 
     disk = ResultsDir(tmp_path / "from-disk")
-    disk.states.save("p", {"a": b"first of a"})
+    disk.states.save("p", [("a", b"first of a")])
     disk.files.write("summary.parquet/bad.parquet", b"garbage")
     disk.quarantine("summary.parquet/bad.parquet", "unreadable")
     with open(tmp_path / "from-disk" / "states" / "p.states", "ab") as handle:  # a worker killed while appending
@@ -146,8 +146,8 @@ def test_kept_states_and_the_quarantine_log_survive_a_copy_between_a_bucket_and_
     in_bucket = ResultsDir(uploaded(tmp_path / "from-disk", f"{bucket}/from-disk"))
     assert kept(in_bucket) == ({"a": b"first of a", "b": None}, ["summary.parquet/bad.parquet"])
     in_bucket.states.repair("p")  # a retried pack's worker: nothing to cut, as a bucket's file is never appended to
-    in_bucket.states.save("p", {"a": b"a again"})  # a part, after the whole file
-    in_bucket.states.save("p", {"b": b"b"})
+    in_bucket.states.save("p", [("a", b"a again")])  # a part, after the whole file
+    in_bucket.states.save("p", [("b", b"b")])
     assert kept(in_bucket) == ({"a": b"a again", "b": b"b"}, ["summary.parquet/bad.parquet"])
 
 

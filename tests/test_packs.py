@@ -55,11 +55,11 @@ def test_a_pack_is_named_by_its_points_in_order(spec):
 
 
 def test_auto_block_width_is_one_on_a_cpu_and_what_fits_on_an_accelerator():
-    assert block_width("auto", point_bytes=10_000, device_bytes=0, share=1.0) == 1  # CPU
-    assert block_width(3, point_bytes=10_000, device_bytes=0, share=1.0) == 3  # as asked
-    assert block_width("auto", point_bytes=10**9, device_bytes=80 * 10**9, share=0.5) == 20
-    assert block_width("auto", point_bytes=10**3, device_bytes=80 * 10**9, share=1.0) == MOST_VMAPPED
-    assert block_width("auto", point_bytes=10**12, device_bytes=80 * 10**9, share=1.0) == 1
+    assert block_width("auto", point_bytes=10_000, device_bytes=0) == 1  # CPU
+    assert block_width(3, point_bytes=10_000, device_bytes=0) == 3  # as asked
+    assert block_width("auto", point_bytes=10**9, device_bytes=40 * 10**9) == 20  # e.g. half of an 80 GB GPU (gpu: 0.5)
+    assert block_width("auto", point_bytes=10**3, device_bytes=80 * 10**9) == MOST_VMAPPED
+    assert block_width("auto", point_bytes=10**12, device_bytes=80 * 10**9) == 1
 
 
 def test_a_block_holds_points_of_one_signature_resuming_from_one_epoch(tmp_path):
@@ -161,4 +161,4 @@ def test_a_points_bytes_count_its_activations_not_only_its_state():
     assert point_bytes(wide) >= 2 * 4 * parameters + hidden_activations
     assert point_bytes(config(20, 1)) < point_bytes(wide) / 50
     assert point_bytes(config(20, 1, hessian_every=10)) > point_bytes(config(20, 1))  # the Lanczos steps' vectors
-    assert block_width("auto", point_bytes(wide), device_bytes=16 * 10**9, share=1.0) < 64  # a 16 GB GPU
+    assert block_width("auto", point_bytes(wide), device_bytes=16 * 10**9) < 64  # a 16 GB GPU

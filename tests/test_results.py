@@ -363,14 +363,14 @@ def test_a_filing_that_fails_is_reported_once_and_the_filer_goes_on_with_the_rec
 
 
 def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
-    results.states.save("p1", {"a": b"state of a"})
-    results.states.save("p1", {"b": b"early b"}, epoch=10)
+    results.states.save("p1", [("a", b"state of a")])
+    results.states.save("p1", [("b", b"early b")], epoch=10)
     with open(results.root / "states" / "p1.states", "ab") as handle:  # a worker killed while appending
         handle.write(b"\x00\x00\x00\x40{\"trial_id\": \"c\"")
     assert set(results.states.kept("p1")) == {("a", None), ("b", 10)}
     results.states.repair("p1")  # the retried pack's worker, before it trains
-    results.states.save("p1", {"c": b"state of c"})
-    results.states.save("p1", {"a": b"a again"})  # the last whole entry counts
+    results.states.save("p1", [("c", b"state of c")])
+    results.states.save("p1", [("a", b"a again")])  # the last whole entry counts
     assert results.states.read("p1", "c") == b"state of c" and results.states.read("p1", "a") == b"a again"
     assert results.states.read("p1", "b") is None and results.states.read("p1", "b", epoch=10) == b"early b"
 

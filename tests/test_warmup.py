@@ -2,7 +2,6 @@
 process, against the real workers of a real sweep."""
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -11,28 +10,32 @@ from pathlib import Path
 import pytest
 
 from tiltsweep.sweep.grid import load_grid
-from tiltsweep.sweep.run.warmup import CODE, SETTING, wanted, warming_up
-from sweep_helpers import write_cifar_grid, write_grid
+from tiltsweep.sweep.run.runner import results_dir_for
+from tiltsweep.sweep.run.warmup import SETTING, wanted, warming_up
+from sweep_helpers import warm_up_alone, write_cifar_grid, write_grid
+
+
+def with_resources(grid: Path, resources: str) -> Path:
+    grid.write_text(grid.read_text().replace("resources: {cpu: 1,", f"resources: {{cpu: 1, {resources},"))
+    return grid
 
 
 def test_a_warm_up_where_it_can_help_and_asked(tmp_path):
     cpu = load_grid(write_grid(tmp_path))
-    gpu_grid = write_grid(tmp_path, name="on-gpu")
-    gpu_grid.write_text(gpu_grid.read_text().replace("resources: {cpu: 1,", "resources: {cpu: 1, gpu: 1,"))
-    gpu = load_grid(gpu_grid)
+    gpu = load_grid(with_resources(write_grid(tmp_path, name="on-gpu"), "gpu: 1"))
+    tpu = load_grid(with_resources(write_grid(tmp_path, name="on-tpu"), "tpu: 4"))
     in_a_bucket = load_grid(write_cifar_grid(tmp_path, "s3://bucket/cifar-10-batches-py"), check_data=False)
     cache = {"TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache")}
-    assert wanted(gpu, None, cache) and not wanted(cpu, None, cache)  # auto: where compilations are long
-    assert wanted(cpu, None, {**cache, SETTING: "on"}) and not wanted(gpu, None, {**cache, SETTING: "off"})
-    assert not wanted(gpu, "10.0.0.1:6379", cache)  # a cluster's workers do not share this machine's cache
-    assert not wanted(gpu, None, {"TILTSWEEP_COMPILE_CACHE": "off"})
-    assert not wanted(in_a_bucket, None, {**cache, SETTING: "on"})  # its copy on this machine is the workers' to make
-
-
-def warm_up_alone(spec, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TILTSWEEP_COMPILE_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-c", CODE], input=pickle.dumps(spec), env=env,
-                          capture_output=True, timeout=300)
+    assert wanted(gpu, None, environ=cache) and not wanted(cpu, None, environ=cache)  # auto: where compilations are long
+    assert wanted(cpu, None, environ={**cache, SETTING: "on"}) and not wanted(gpu, None, environ={**cache, SETTING: "off"})
+    assert not wanted(tpu, None, environ={**cache, SETTING: "on"})  # a TPU host's chips take one process at a time
+    assert not wanted(gpu, "10.0.0.1:6379", environ=cache)  # a cluster's workers do not share this machine's cache
+    assert not wanted(gpu, None, environ={"TILTSWEEP_COMPILE_CACHE": "off"})
+    assert not wanted(in_a_bucket, None, environ={**cache, SETTING: "on"})  # its copy on this machine is the workers' to make
+    results = results_dir_for(gpu, tmp_path / "results")
+    assert wanted(gpu, None, results, environ=cache)
+    results.save_grid(gpu.text, gpu.source, gpu.description())
+    assert not wanted(gpu, None, results, environ=cache)  # resumed: its first block is another
 
 
 def cached_programs(cache: Path) -> set[str]:
@@ -40,10 +43,12 @@ def cached_programs(cache: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_the_workers_load_the_programs_the_warm_up_compiled(tmp_path):
+@pytest.mark.parametrize("batch_points", ["auto", 3])
+def test_the_workers_load_the_programs_the_warm_up_compiled(tmp_path, batch_points):
     """Run alone to its end, the warm-up fills the cache with the first block's programs; the
     sweep's workers then compile nothing of their own: they load those programs."""
     grid = write_grid(tmp_path, epochs=1000)
+    grid.write_text(grid.read_text().replace("checkpoint_every: 1000}", f"checkpoint_every: 1000, batch_points: {batch_points}}}"))
     cache = tmp_path / "cache"
     done = warm_up_alone(load_grid(grid), cache)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
@@ -59,9 +64,21 @@ def test_the_workers_load_the_programs_the_warm_up_compiled(tmp_path):
     assert cached_programs(cache) == warmed
 
 
-def test_the_warm_up_is_stopped_when_the_sweep_ends(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_model_stepped_from_the_host_has_its_step_warmed_too(tmp_path, cifar_dir):
+    done = warm_up_alone(load_grid(write_cifar_grid(tmp_path, str(cifar_dir))), tmp_path / "cache")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert any(name.startswith("jit__host_step-") for name in cached_programs(tmp_path / "cache"))
+
+
+def test_the_runner_lets_the_warm_up_end_before_the_trials_and_stops_one_the_sweep_outlives(tmp_path, monkeypatch):
     monkeypatch.setenv(SETTING, "on")
     monkeypatch.setenv("TILTSWEEP_COMPILE_CACHE", str(tmp_path / "cache"))
-    with warming_up(load_grid(write_grid(tmp_path)), None) as process:
-        assert process.poll() is None  # compiling while Ray would start (its JAX alone takes over a second to load)
-    assert process.returncode == -signal.SIGTERM  # stopped, not left behind
+    spec = load_grid(write_grid(tmp_path))
+    with warming_up(spec, None) as warm_up:
+        assert warm_up.process.poll() is None  # compiling while Ray would start (its JAX alone takes over a second to load)
+        warm_up.finish()  # before the first trial: the device is the workers' alone
+        assert warm_up.process.returncode == 0 and cached_programs(tmp_path / "cache")
+    with warming_up(spec, None) as warm_up:
+        pass  # a sweep that ends before its trials (nothing to run, a refusal, a signal)
+    assert warm_up.process.returncode == -signal.SIGTERM  # stopped, not left behind

@@ -38,7 +38,7 @@ from tiltsweep.sweep.errors import Refused, StorageTrouble, describe_trouble, st
 from tiltsweep.sweep.grid import GridPoint, GridSpec
 from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.filer import Filer
-from tiltsweep.sweep.run.packs import Pack, accelerated, plan_packs, trial_resources, trials_at_once
+from tiltsweep.sweep.run.packs import Pack, accelerated, plan_packs, trial_resources, trial_share, trials_at_once
 from tiltsweep.sweep.run.progress import Progress
 from tiltsweep.sweep.store import CorruptFile, PackRecords, ResultsDir
 from tiltsweep.sweep.store.ledger import Ledger
@@ -172,7 +172,7 @@ def payload_for(pack: Pack, spec: GridSpec, results: ResultsDir, code_version: s
         "members": [{"trial_id": p.trial_id, "settings": p.settings, "axes": p.axes} for p in pack.points],
         "results_dir": results.location,
         "code_version": code_version,
-        "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu},
+        "resources": trial_share(spec),
         "on_accelerator": accelerated(spec),
     }
 

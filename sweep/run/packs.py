@@ -19,12 +19,13 @@ running side by side,
 
     pack size = min(LONGEST, ceil(remaining / (SHARE x slots)))
 
-rounded up to whole blocks (on an accelerator, where blocks are wide, a pack is one block). Packs
-start long and end short, so the slots run out of work together. With `retries` = 0 a pack is one block: a pack whose worker
-dies is not retried, and its unstarted points would wait for the next run. A retried pack trains
-its never-started points first (run.worker.run_pack), so a point that kills its worker cannot
-use up the others' retries (run.retries). Packing is how points run, never what they are: a point keeps its id,
-its checkpoints and its record in any pack, and a later run may pack the remaining points anew.
+rounded up to whole blocks (on an accelerator, where blocks are wide, a pack is usually one
+block). Packs start long and end short, so the slots run out of work together. With `retries` = 0
+a pack is one block: a pack whose worker dies is not retried, and its unstarted points would wait
+for the next run. A retried pack trains its never-started points first (run.worker.run_pack), so
+a point that kills its worker cannot use up the others' retries (run.retries). Packing is how
+points run, never what they are: a point keeps its id, its checkpoints and its record in any
+pack, and a later run may pack the remaining points anew.
 """
 
 from __future__ import annotations
@@ -85,16 +86,21 @@ def pack_id(points) -> str:
     return "p" + hashlib.sha256(",".join(p.trial_id for p in points).encode()).hexdigest()[:15]
 
 
-def block_width(asked, point_bytes: int, device_bytes: int, share: float) -> int:
+def block_width(asked, point_bytes: int, device_bytes: int) -> int:
     """How many points one block trains together. `auto`: 1 on a CPU (device_bytes 0); on an
-    accelerator, as many as fit in half the trial's share of the device's memory (the rest for the
-    data and what the count leaves out), at `point_bytes` each (trainers.training.point_bytes),
-    at most MOST_VMAPPED."""
+    accelerator, as many as fit in half of `device_bytes`, what this trial's process may allocate
+    (JAX's bytes_limit: a fractional GPU share is in it), the rest for the data and what the
+    count leaves out, at `point_bytes` each (trainers.training.point_bytes), at most MOST_VMAPPED."""
     if asked != "auto":
         return int(asked)
     if device_bytes <= 0 or point_bytes <= 0:
         return 1
-    return max(1, min(MOST_VMAPPED, int(0.5 * share * device_bytes // point_bytes)))
+    return max(1, min(MOST_VMAPPED, int(0.5 * device_bytes // point_bytes)))
+
+
+def trial_share(spec: GridSpec) -> dict:
+    """What one trial has of a node, as run.worker.configure_accelerator takes it: {cpu, gpu, tpu}."""
+    return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "tpu": spec.resources.tpu}
 
 
 def trial_resources(spec: GridSpec) -> dict:

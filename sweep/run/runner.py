@@ -25,7 +25,7 @@ from tiltsweep.sweep.run import retries
 from tiltsweep.sweep.run.progress import Progress, clock
 from tiltsweep.sweep.run.provenance import code_version
 from tiltsweep.sweep.run.signals import Stop, stop_on_signals
-from tiltsweep.sweep.run.warmup import warming_up
+from tiltsweep.sweep.run.warmup import WarmUp, warming_up
 from tiltsweep.sweep.store import ResultsDir
 from tiltsweep.sweep.store.ledger import Ledger
 from tiltsweep.sweep.store.location import Unplaceable, results_directory
@@ -90,8 +90,9 @@ def run_sweep(
     started = time.perf_counter()
     stop = Stop()
     try:
-        with warming_up(spec, address), executor.ray_session(address, verbose, dashboard) as ray_seconds, stop_on_signals(stop):
-            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, followers)
+        with warming_up(spec, address, results) as warm_up, executor.ray_session(address, verbose, dashboard) as ray_seconds, \
+                stop_on_signals(stop):
+            ledger, todo = run_locked(spec, results, address, verbose, executor, ray_seconds, stream or sys.stdout, followers, warm_up)
     except KeyboardInterrupt:
         if stop.signum is None:
             raise
@@ -127,8 +128,9 @@ class SweepStopped(Exception):
 
 
 def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verbose: bool, executor, ray_seconds, stream: TextIO,
-               followers: Sequence[Following] = ()):
-    """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run."""
+               followers: Sequence[Following] = (), warm_up: Optional[WarmUp] = None):
+    """Steps 2-5 above, Ray being up: returns the ledger and the points that were to run. The
+    `warm_up` (run.warmup) ends before the first trial starts."""
     say = lambda message: print(message, file=stream, flush=True)
     executor.refuse_unmeetable_resources(spec, address)
     lock = results.lock()
@@ -150,6 +152,8 @@ def run_locked(spec: GridSpec, results: ResultsDir, address: Optional[str], verb
         say(f"{spec.name}: {len(spec.points)} points, {done} already done, {len(todo)} to run on {where} "
             f"(Ray ready in {ray_seconds.startup:.1f} s) -> {results}")
         if todo:
+            if warm_up is not None:
+                warm_up.finish()
             progress = Progress(spec.name, len(spec.points), done, stream)
             executor.run_points(spec, results, todo, ledger, progress, code_version(), verbose, lock)
             progress.close()

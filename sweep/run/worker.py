@@ -51,7 +51,7 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class PackRun:
-    """One attempt at a pack: its record file, kept in memory and rewritten as points start and end."""
+    """One attempt at a pack: its record file, kept in memory and rewritten as blocks start and end."""
 
     def __init__(self, payload: dict):
         self.payload = payload
@@ -189,22 +189,21 @@ def blocks(run: PackRun, configs: dict) -> list[tuple[list[str], int]]:
         if not out or keys[-1] != this or len(out[-1]) >= widths[-1]:
             out.append([])
             keys.append(this)
-            widths.append(width_of(configs[trial_id], run.payload))
+            widths.append(width_of(configs[trial_id], run.payload["on_accelerator"]))
         out[-1].append(trial_id)
     return list(zip(out, widths))
 
 
-def width_of(config, payload: dict) -> int:
+def width_of(config, on_accelerator: bool) -> int:
     """training.batch_points, with `auto` resolved on this worker's device (run.packs.block_width)."""
     asked = config.training.batch_points
-    if asked != "auto" or not payload["on_accelerator"]:
-        return block_width(asked, 0, 0, 1.0)
+    if asked != "auto" or not on_accelerator:
+        return block_width(asked, 0, 0)
     from tiltsweep.trainers.training import point_bytes
 
-    resources = payload["resources"]
-    share = min(1.0, resources["gpu"]) if resources["gpu"] > 0 else 1.0  # a TPU trial has its chips whole
+    # what this process may take of the device: a fractional GPU share is in it already (configure_accelerator)
     device_bytes = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit", 0)
-    return block_width(asked, point_bytes(config), device_bytes, share)
+    return block_width(asked, point_bytes(config), device_bytes)
 
 
 def train_block(run: PackRun, block: list[str], configs: list, width: int, report: Callable[[dict], None]) -> list[str]:
@@ -228,8 +227,8 @@ def train_block(run: PackRun, block: list[str], configs: list, width: int, repor
         except retries.PERMANENT_ERRORS as error:  # the same inputs fail the same way every time: recorded, not retried
             run.fail(ids, error)
             continue
-        run.results.states.save(run.payload["pack_id"], {trial_id: final_state_bytes(result) for trial_id, config, result in zip(ids, cfgs, trained)
-                                                         if config.training.keep_final_state and result.state is not None})
+        run.results.states.save(run.payload["pack_id"], ((trial_id, final_state_bytes(result)) for trial_id, config, result in zip(ids, cfgs, trained)
+                                                         if config.training.keep_final_state and result.state is not None))
         compilations = training_loop_compilations()
         run.finish({trial_id: dict(status=result.status, history=result.history, steps=result.steps, epochs=result.epochs,
                                    wall_seconds=result.wall_seconds, resumed_from_epoch=epoch, trained_with=len(ids),
@@ -261,7 +260,7 @@ def checkpoint_keeper(run: PackRun, trial_ids: list[str], configs: list):
         run.results.checkpoints.save(trial_ids[i], ckpt.epoch, data)
         run.checkpointed.add(trial_ids[i])
         if configs[i].training.keep_checkpoints:
-            run.results.states.save(run.payload["pack_id"], {trial_ids[i]: data}, epoch=ckpt.epoch)
+            run.results.states.save(run.payload["pack_id"], [(trial_ids[i], data)], epoch=ckpt.epoch)
 
     return on_checkpoint
 

@@ -5,9 +5,9 @@ finished points keep.
   bytes), so that a truncated or overwritten checkpoint is found before it is used; the newest
   KEPT of a point are kept, and all go once its record is final.
 - states/<pack>.states: the states a pack's points keep (training.keep_final_state,
-  keep_checkpoints), appended as they are made (on object storage, each a whole object of its
-  own: store.files): entries of a 4-byte header length, a JSON
-  header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
+  keep_checkpoints), appended as they are made, a block's final states in one append (on object
+  storage, each append a whole object of its own: store.files): entries of a 4-byte header
+  length, a JSON header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
   killed mid-entry leaves a torn last entry, which fails its size or checksum and is skipped; of
   one (point, name) the last whole entry counts. name: "final" (a point's state at its end,
   epoch None here) or layout.checkpoint_name(epoch) (its state at that epoch).
@@ -16,9 +16,10 @@ finished points keep.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from tiltsweep.sweep.store import layout
 from tiltsweep.sweep.store.files import Files
@@ -90,16 +91,14 @@ class KeptStates:
     def __init__(self, files: Files):
         self.files = files
 
-    def save(self, pack_id: str, states: dict[str, bytes], epoch: Optional[int] = None) -> None:
-        """Keep points' states, {trial id: payload}: their final ones, or with `epoch` those at
-        that epoch. One append for them all (on object storage one object, not one a point)."""
-        entries = []
-        for trial_id, payload in states.items():
-            header = json.dumps({"trial_id": trial_id, "name": state_name(epoch), "size": len(payload),
-                                 "sha256": hashlib.sha256(payload).hexdigest()}).encode()
-            entries += [struct.pack(">I", len(header)), header, payload]
-        if entries:
-            self.files.append(layout.pack_states(pack_id), b"".join(entries))
+    def save(self, pack_id: str, states: Iterable[tuple[str, bytes]], epoch: Optional[int] = None) -> None:
+        """Keep points' states, (trial id, payload) pairs: their final ones, or with `epoch` those
+        at that epoch. One append for them all (on object storage one object, not one a point),
+        written as the pairs come: a block's states need not be in memory together."""
+        entries = (entry for trial_id, payload in states for entry in state_entry(trial_id, payload, epoch))
+        first = next(entries, None)
+        if first is not None:
+            self.files.append(layout.pack_states(pack_id), itertools.chain([first], entries))
 
     def kept(self, pack_id: str) -> dict[tuple[str, Optional[int]], tuple[str, int, int]]:
         """(trial id, epoch or None for the final state) -> (part, offset, size) of each whole entry
@@ -152,6 +151,13 @@ class KeptStates:
                 entries[(header["trial_id"], header["name"])] = (offset, header["size"])
                 end = handle.tell()
         return entries, end
+
+
+def state_entry(trial_id: str, payload: bytes, epoch: Optional[int]) -> tuple[bytes, bytes, bytes]:
+    """A states file's entry of a point's state: its header's length, its header, its payload."""
+    header = json.dumps({"trial_id": trial_id, "name": state_name(epoch), "size": len(payload),
+                         "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    return struct.pack(">I", len(header)), header, payload
 
 
 def state_name(epoch: Optional[int]) -> str:

@@ -217,7 +217,7 @@ class ResultsDir:
         target = f"{layout.QUARANTINE}/{stamp}/{name}"
         if self.files.move(name, target):
             entry = {"time": stamp, "file": name, "moved_to": target, "reason": reason}
-            self.files.append(layout.QUARANTINE_LOG, (json.dumps(entry) + "\n").encode())
+            self.files.append(layout.QUARANTINE_LOG, [(json.dumps(entry) + "\n").encode()])
         return self.files.show(target)
 
     def quarantined(self) -> list[dict]:

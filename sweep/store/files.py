@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional, TypeVar, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from tiltsweep.sweep.errors import Refused
 
@@ -132,13 +132,14 @@ class LocalFiles:
     def write(self, name: str, data: bytes) -> None:
         atomic_write(self.path(name), data)
 
-    def append(self, name: str, data: bytes) -> None:
-        """Add `data` at the end of the file, flushed to disk (not atomic: a killed writer may
-        leave a torn end, which the file's format must detect)."""
+    def append(self, name: str, chunks: Iterable[bytes]) -> None:
+        """Add the chunks at the end of the file, one after another, flushed to disk (not atomic:
+        a killed writer may leave a torn end, which the file's format must detect)."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -253,8 +254,11 @@ class ObjectFiles:
         with self.filesystem.open_output_stream(self.full(name)) as stream:
             stream.write(data)
 
-    def append(self, name: str, data: bytes) -> None:
-        self.write(f"{name}.part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}", data)
+    def append(self, name: str, chunks: Iterable[bytes]) -> None:
+        """The chunks, one after another, as a part of the file: an object of its own."""
+        with self.filesystem.open_output_stream(self.full(f"{name}.part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")) as stream:
+            for chunk in chunks:
+                stream.write(chunk)
 
     def parts(self, name: str) -> list[str]:
         """What an appended file is made of (written_in_order): its parts, and the whole file, if
