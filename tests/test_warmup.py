@@ -82,3 +82,13 @@ def test_the_runner_lets_the_warm_up_end_before_the_trials_and_stops_one_the_swe
     with warming_up(spec, None) as warm_up:
         pass  # a sweep that ends before its trials (nothing to run, a refusal, a signal)
     assert warm_up.process.returncode == -signal.SIGTERM  # stopped, not left behind
+
+
+def test_deciding_on_a_warm_up_loads_no_jax_in_the_driver(tmp_path):
+    """The driver trains nothing and keeps JAX out of its memory (the workers and the warm-up load it)."""
+    grid = with_resources(write_grid(tmp_path, name="on-gpu"), "gpu: 1")
+    code = ("import sys; from pathlib import Path; from tiltsweep.sweep.grid import load_grid; from tiltsweep.sweep.run.warmup import wanted; "
+            f"print(wanted(load_grid(Path({str(grid)!r})), None), 'jax' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache"), SETTING: "auto"})
+    assert done.stdout.split() == ["True", "False"], done.stderr[-2000:]

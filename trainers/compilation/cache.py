@@ -28,8 +28,6 @@ import platform
 from pathlib import Path
 from typing import Mapping, Optional
 
-import jax
-
 MAX_BYTES = 1 << 30
 OFF = ("off", "0", "false", "no")
 
@@ -77,6 +75,8 @@ def cache_directory(environ: Mapping[str, str] = os.environ) -> Optional[Path]:
 def enable_compile_cache(directory: Optional[Path]) -> None:
     """Cache every compiled program in `directory` (None: leave JAX's settings alone). Call
     before the first compilation; calling again with the same folder does nothing."""
+    import jax  # here: the driver asks where the cache is (run.warmup) and loads no JAX
+
     if directory is None or jax.config.jax_compilation_cache_dir == str(directory):
         return
     directory.mkdir(parents=True, exist_ok=True)
