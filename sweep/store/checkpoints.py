@@ -7,9 +7,9 @@ finished points keep.
 - states/<pack>.states: the states a pack's points keep (training.keep_final_state,
   keep_checkpoints), appended as they are made, a block's final states in one append (on object
   storage, each append a whole object of its own: store.files): entries of a 4-byte header
-  length, a JSON header {trial_id, name, size, sha256}, and the payload. Appending is not atomic, so a worker
-  killed mid-entry leaves a torn last entry, which fails its size or checksum and is skipped; of
-  one (point, name) the last whole entry counts. name: "final" (a point's state at its end,
+  length, a JSON header {trial_id, name, size, sha256}, and the payload. Appending is not atomic,
+  so a worker killed mid-entry leaves a torn last entry, which fails its size or checksum and is
+  skipped; of one (point, name) the last whole entry counts. name: "final" (a point's state at its end,
   epoch None here) or layout.checkpoint_name(epoch) (its state at that epoch).
 """
 
