@@ -30,7 +30,8 @@ EPILOG = """\
 exit codes: 0 done, 2 refused before writing anything (bad input), 3 some points failed
 or did not finish, 130 / 143 stopped by Ctrl-C / SIGTERM (resume goes on), 1 internal error.
 compiled programs are cached in ~/.cache/tiltsweep/xla (TILTSWEEP_COMPILE_CACHE=DIR moves
-the cache, =off turns it off).
+the cache, =off turns it off); for GPU trials the first ones compile while Ray starts
+(TILTSWEEP_WARMUP=on|off|auto).
 examples:
   tiltsweep run grids/quickstart.yaml
   tiltsweep status results/quickstart
