@@ -55,10 +55,14 @@ def write_cifar_grid(directory: Path, path: str) -> Path:
 
 def warm_up_alone(spec, cache: Path, python: str = sys.executable, cwd: Optional[Path] = None, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     """sweep.run.warmup's process for `spec`, run to its end by `python`, compiling into `cache`."""
-    from tiltsweep.sweep.run.warmup import CODE
     import pickle
+    import tempfile
 
-    return subprocess.run([python, "-c", CODE], cwd=cwd, input=pickle.dumps(spec), capture_output=True, timeout=300,
+    from tiltsweep.sweep.run.warmup import CODE
+
+    sent = Path(tempfile.mkdtemp()) / "spec.pickle"
+    sent.write_bytes(pickle.dumps(spec))
+    return subprocess.run([python, "-c", CODE, str(sent)], cwd=cwd, capture_output=True, timeout=300,
                           env={**(env or os.environ), "TILTSWEEP_COMPILE_CACHE": str(cache)})
 
 

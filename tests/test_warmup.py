@@ -71,17 +71,18 @@ def test_a_model_stepped_from_the_host_has_its_step_warmed_too(tmp_path, cifar_d
     assert any(name.startswith("jit__host_step-") for name in cached_programs(tmp_path / "cache"))
 
 
-def test_the_runner_lets_the_warm_up_end_before_the_trials_and_stops_one_the_sweep_outlives(tmp_path, monkeypatch):
+def test_a_finished_warm_up_leaves_its_programs_and_one_the_sweep_outlives_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setenv(SETTING, "on")
     monkeypatch.setenv("TILTSWEEP_COMPILE_CACHE", str(tmp_path / "cache"))
     spec = load_grid(write_grid(tmp_path))
     with warming_up(spec, None) as warm_up:
         assert warm_up.process.poll() is None  # compiling while Ray would start (its JAX alone takes over a second to load)
-        warm_up.finish()  # before the first trial: the device is the workers' alone
+        warm_up.finish()  # as the runner does before the first trial: the device is the workers' alone
         assert warm_up.process.returncode == 0 and cached_programs(tmp_path / "cache")
     with warming_up(spec, None) as warm_up:
         pass  # a sweep that ends before its trials (nothing to run, a refusal, a signal)
     assert warm_up.process.returncode == -signal.SIGTERM  # stopped, not left behind
+    assert not warm_up.sent.exists()  # nor the spec's file it had no time to read
 
 
 def test_deciding_on_a_warm_up_loads_no_jax_in_the_driver(tmp_path):

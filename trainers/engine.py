@@ -168,10 +168,24 @@ class Engine:
         """Train `steps` optimizer steps, one jitted step at a time from the host (an epoch need
         not end), then evaluate every point: (states, Report). For evaluations finer than an
         epoch, where a run is not to be repeated bit for bit by the epoch loop (the range test)."""
-        first_bad = jnp.full((states.step.shape[0],), -1, jnp.int32)
+        first_bad = no_bad_step(states.step.shape[0])
         for _ in range(int(steps)):
             states, first_bad = self.host_step(states, hypers, data, first_bad)
         return states, with_first_bad(self.evaluate(states, hypers, data), first_bad)
+
+    def compile_init(self, keys, hypers) -> None:
+        """The initialization's program, compiled (into the persistent cache, where it is on), not run."""
+        self._init_states.lower(keys, hypers).compile()
+
+    def compile_loop(self, states: TrainState, hypers, data, with_hessian: bool) -> None:
+        """The programs train_then_evaluate runs, compiled (into the persistent cache, where it is
+        on), not run: the loop with its evaluation, or for a model stepped from the host, its
+        evaluation and its step."""
+        if self.device_loop:
+            self._compiled_train_then_evaluate.lower(states, hypers, data, 0, with_hessian=with_hessian).compile()
+            return
+        self.evaluation(with_hessian).lower(states, hypers, data).compile()
+        self.host_step.lower(states, hypers, data, no_bad_step(states.step.shape[0])).compile()
 
     def traced_member(self, states: TrainState, hypers, data) -> tuple:
         """The jaxprs of one member's training step and evaluation, traced (not compiled) from
@@ -323,7 +337,7 @@ class Engine:
 
     def _train_epochs_from_host(self, states: TrainState, hypers, data, epochs):
         """_train_epochs as a host loop over jitted steps, checking for divergence every epoch."""
-        first_bad = jnp.full((states.step.shape[0],), -1, jnp.int32)
+        first_bad = no_bad_step(states.step.shape[0])
         for _ in range(int(epochs)):
             for _ in range(self.spec.steps_per_epoch):
                 states, first_bad = self.host_step(states, hypers, data, first_bad)
@@ -402,6 +416,11 @@ class Engine:
             ints=jnp.stack([state.step, jnp.int32(-1), c]).astype(jnp.int32),
             floats=jnp.stack([jnp.asarray(metrics[name], weighted.dtype) for name in self.float_metrics]),
         )
+
+
+def no_bad_step(group: int):
+    """The first non-finite step of each of a group's points before any step: -1."""
+    return jnp.full((group,), -1, jnp.int32)
 
 
 def with_first_bad(report: Report, first_bad) -> Report:

@@ -36,7 +36,7 @@ from tiltsweep.trainers.checkpoint import Checkpoint
 from tiltsweep.trainers.compilation.share import build_in_turn
 from tiltsweep.trainers.config import TrialConfig, batch_signature, kept_dtype
 from tiltsweep.trainers.data import Dataset, load_dataset
-from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for
+from tiltsweep.trainers.engine import Engine, Spec, TrainState, device_data, engine_for, no_bad_step
 from tiltsweep.trainers.optim import OptimizerKind, hyperparameters
 
 
@@ -137,12 +137,13 @@ class Prepared:
     def fresh_states(self) -> TrainState:
         return self.engine.init_states(self.keys, self.hypers)
 
-    def build_programs(self, with_hessian: bool) -> dict[str, str]:
+    def build_programs(self, with_hessian: bool, compile_only: bool = False) -> dict[str, str]:
         """Compile (or load) the initialization and the training loop with its evaluation (and,
-        for a model stepped from the host, its step) before training starts, splitting the compiling with the other workers of this machine that
-        start the same programs (trainers.compilation.share). The loop is built on zero-valued
-        states of the initialization's shapes, for 0 epochs, so it need not wait for the
-        initialization."""
+        for a model stepped from the host, its step) before training starts, splitting the
+        compiling with the other workers of this machine that start the same programs
+        (trainers.compilation.share). The loop is built on zero-valued states of the
+        initialization's shapes, for 0 epochs, so it need not wait for the initialization.
+        `compile_only`: compiled into the persistent cache and never run (sweep.run.warmup)."""
         keys = self.keys
         signature = "|".join([
             jax.__version__, os.environ.get("XLA_FLAGS", ""), f"x64={jax.config.jax_enable_x64}",
@@ -151,19 +152,24 @@ class Prepared:
 
         def build_loop() -> None:
             shapes = jax.eval_shape(self.engine.init_states, keys, self.hypers)
-            zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
+            zeros = jax.device_put(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes))
+            if compile_only:
+                self.engine.compile_loop(zeros, self.hypers, self.data, with_hessian)
+                return
             jax.block_until_ready(self.engine.train_then_evaluate(zeros, self.hypers, self.data, 0, with_hessian))
             if not self.engine.device_loop:  # a model stepped from the host: its step, which 0 epochs never call
-                first_bad = np.full(len(keys), -1, np.int32)
-                jax.block_until_ready(self.engine.host_step(zeros, self.hypers, self.data, first_bad))
+                jax.block_until_ready(self.engine.host_step(zeros, self.hypers, self.data, no_bad_step(len(keys))))
+
+        def build_init() -> None:
+            if compile_only:
+                self.engine.compile_init(keys, self.hypers)
+            else:
+                jax.block_until_ready(self.engine.init_states(keys, self.hypers))
 
         # The larger program first: a worker that starts later finds it claimed and takes the
         # smaller one, so that both are ready at about the same time.
-        return build_in_turn(
-            [(f"loop|hessian={with_hessian}|{signature}", build_loop),
-             (f"init|{signature}", lambda: jax.block_until_ready(self.engine.init_states(keys, self.hypers)))],
-            jax.config.jax_compilation_cache_dir,
-        )
+        return build_in_turn([(f"loop|hessian={with_hessian}|{signature}", build_loop), (f"init|{signature}", build_init)],
+                             jax.config.jax_compilation_cache_dir)
 
     def restore(self, states: list[dict]) -> TrainState:
         """The group's train states from one flax state dict per member (e.g. Checkpoint.state)."""
@@ -208,16 +214,14 @@ def point_bytes(cfg: TrialConfig) -> int:
 
 def values_bytes(jaxpr) -> int:
     """The bytes of every value a jaxpr's equations make: an equation's outputs, or, for one that
-    runs jaxprs of its own (a called function, a loop's body, a branch), the most that one of
-    them makes."""
+    runs jaxprs of its own (a called function, a loop's body, a branch), the larger of those and
+    the most that one of its jaxprs makes (a scan's stacked outputs can be the larger)."""
     total = 0
     for eqn in jaxpr.eqns:
         inner = [getattr(found, "jaxpr", found) for param in eqn.params.values() for found in (param if isinstance(param, (tuple, list)) else [param])
                  if isinstance(found, (jax.extend.core.ClosedJaxpr, jax.extend.core.Jaxpr))]
-        if inner:
-            total += max(values_bytes(each) for each in inner)
-        else:
-            total += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars if hasattr(v.aval, "dtype"))
+        outputs = sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars if hasattr(v.aval, "dtype"))
+        total += max([outputs, *(values_bytes(each) for each in inner)])
     return total
 
 
@@ -257,12 +261,12 @@ def padded(members: list, width: Optional[int], backend: str) -> list:
 
 
 def build_group_programs(configs: Sequence[TrialConfig], width: Optional[int] = None) -> dict[str, str]:
-    """Compile (or load from the persistent cache) the programs that `train_group(configs,
-    width=width)` builds before it trains a fresh group, and train nothing: another process's
-    head start on them (sweep.run.warmup). Returns Prepared.build_programs' account."""
+    """Compile into the persistent cache the programs that `train_group(configs, width=width)`
+    builds before it trains a fresh group, and run none of them: another process's head start
+    on them (sweep.run.warmup). Returns Prepared.build_programs' account."""
     cfgs = padded(list(configs), width, jax.default_backend())
     run = prepare(cfgs)
-    return run.build_programs(with_hessian=0 in hessian_epochs(cfgs[0].training, run.steps_per_epoch))
+    return run.build_programs(with_hessian=0 in hessian_epochs(cfgs[0].training, run.steps_per_epoch), compile_only=True)
 
 
 def is_finite_row(row: dict) -> bool:

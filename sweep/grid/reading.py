@@ -67,6 +67,9 @@ class StrictLoader(yaml.SafeLoader):
         self.reached = 0  # the deepest level reached in the node being composed, through aliases too
         self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) of what it names, once composed
         self.mapping_fields: dict[int, str] = {}  # id of a mapping node -> its field (`grid`), for DuplicateKey
+        # id of a mapping node -> its pairs as written: merging (`<<: *m`) rewrites the pairs of
+        # the mapping merged in, which then hold its overridden keys twice
+        self.written_pairs: dict[int, list] = {}
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -78,6 +81,7 @@ class StrictLoader(yaml.SafeLoader):
         node = super().compose_node(parent, index)
         if isinstance(node, yaml.MappingNode) and not isinstance(event, yaml.AliasEvent):
             self.mapping_fields[id(node)] = self.field(to_innermost_key=False)
+            self.written_pairs[id(node)] = list(node.value)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in self.anchored:
                 raise self.oversized(f"alias *{event.anchor} names a node that contains it, so it never ends", event.start_mark)
@@ -118,7 +122,7 @@ class StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
-        for key_node, _ in node.value:
+        for key_node, _ in self.written_pairs.get(id(node), node.value):
             if key_node.tag == MERGE_TAG:
                 continue  # `<<: *anchor` merges a mapping in; its keys may be overridden here
             key = self.construct_object(key_node, deep=True)

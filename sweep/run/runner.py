@@ -7,8 +7,9 @@ Order of work, so that bad input writes nothing and a killed run loses nothing:
    the lock is taken and grid.yaml saved; meanwhile the first programs may compile (run.warmup);
 3. the records already there are filed (a run killed earlier may have left some unfiled), and
    the followers start (the live report, the trackers: they act as points finish);
-4. the points without a completed or diverged record run (run.retries); partial ones resume from
-   their checkpoints, failed ones are tried again; each is filed as it finishes (run.filer);
+4. once the warm-up has ended, the points without a completed or diverged record run
+   (run.retries); partial ones resume from their checkpoints, failed ones are tried again; each is
+   filed as it finishes (run.filer);
 5. the tables are rebuilt from the records once more.
 """
 

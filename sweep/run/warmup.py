@@ -11,8 +11,8 @@ MLP on a CPU core, 5-8 s on a GPU). So before Ray starts, the runner starts one 
    that needs one of them waits for it and loads it rather than compiling it again
    (trainers.compilation.share).
 
-It writes nothing in the results directory and runs at low priority (nice 10), so that Ray's
-start has the CPUs first. Before the first trial starts, the runner waits for it to end (at most
+It compiles without running what it compiles, writes nothing in the results directory, and runs
+at low priority (nice 10), so that Ray's start has the CPUs first. Before the first trial starts, the runner waits for it to end (at most
 trainers.compilation.share's WAIT_LIMIT, as a worker would, then stops it): no worker shares
 the device, or its memory, with it. If it fails, or plans another first block than the executor,
 the workers compile as they would have.
@@ -35,7 +35,9 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 from tiltsweep.sweep.grid import GridSpec
@@ -45,19 +47,19 @@ from tiltsweep.trainers.compilation.share import WAIT_LIMIT
 SETTING = "TILTSWEEP_WARMUP"
 # Not `python -m`, which puts the working folder first on sys.path: from the repository's root,
 # its tiltsweep/ folder (the package's root alone) would hide a plain install of tiltsweep.
-CODE = "import sys; sys.path[0] == '' and sys.path.pop(0); from tiltsweep.sweep.run.warmup import main; main()"
+CODE = "import os, sys; os.nice(10); sys.path[0] == '' and sys.path.pop(0); from tiltsweep.sweep.run.warmup import main; main()"
 STOP_WAIT = 5.0  # seconds for a stopped warm-up to exit before it is killed
 
 
 def wanted(spec: GridSpec, address: Optional[str], results=None, environ=os.environ) -> bool:
     """Whether a sweep of `spec` into `results` (a ResultsDir) gets a warm-up (module docstring)."""
     from tiltsweep.sweep.store.files import is_object_uri
-    from tiltsweep.trainers.compilation.cache import OFF
+    from tiltsweep.trainers.compilation.cache import OFF, cache_directory
 
     setting = environ.get(SETTING, "auto").strip().lower()
     if setting in OFF or address or not spec.points or spec.resources.tpu > 0:
         return False
-    if environ.get("TILTSWEEP_COMPILE_CACHE", "").strip().lower() in OFF:
+    if cache_directory(environ) is None:
         return False
     if is_object_uri(getattr(spec.points[0].config.data, "path", None) or ""):
         return False
@@ -68,34 +70,39 @@ def wanted(spec: GridSpec, address: Optional[str], results=None, environ=os.envi
 
 class WarmUp:
     """The warm-up process of `spec`, started at once (None: no warm-up; `process` is None where
-    there is none, or it could not start)."""
+    there is none, or it could not start). The spec goes to it in a file of its own, which it
+    deletes once read: a pipe would hold the driver until the process reads it."""
 
     def __init__(self, spec: Optional[GridSpec]):
         self.process: Optional[subprocess.Popen] = None
+        self.sent: Optional[Path] = None
         if spec is None:
             return
         try:
-            sent = pickle.dumps(spec)
-            self.process = subprocess.Popen([sys.executable, "-c", CODE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
-            self.process.stdin.write(sent)
-            self.process.stdin.close()
-        except (OSError, pickle.PicklingError):  # no head start, nothing lost
-            pass
+            handle, sent = tempfile.mkstemp(prefix="tiltsweep-warmup-", suffix=".pickle")
+            self.sent = Path(sent)
+            with os.fdopen(handle, "wb") as out:
+                pickle.dump(spec, out)
+            self.process = subprocess.Popen([sys.executable, "-c", CODE, sent], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+        except Exception:  # noqa: BLE001 - whatever keeps it from starting costs the head start, nothing else
+            self.process = None
 
     def finish(self, limit: float = WAIT_LIMIT) -> None:
-        """Let it end, for at most `limit` seconds, then stop it."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
+        """Let it end, for at most `limit` seconds, then stop it (and delete the spec's file, if
+        it was stopped before it read it)."""
+        if self.process is not None:
             try:
-                self.process.wait(timeout=STOP_WAIT)
+                self.process.wait(timeout=limit)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=STOP_WAIT)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        if self.sent is not None:
+            self.sent.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -124,8 +131,10 @@ def first_block(spec: GridSpec, devices: int, cpus: int) -> tuple[list, int]:
 
 
 def main() -> None:
-    """The warm-up process: a pickled GridSpec on standard input."""
-    spec = pickle.loads(sys.stdin.buffer.read())
+    """The warm-up process: `python -c CODE FILE`, FILE a pickled GridSpec, deleted once read."""
+    sent = Path(sys.argv[1])
+    spec = pickle.loads(sent.read_bytes())
+    sent.unlink()
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # allocate what the programs use, no more
     from tiltsweep.sweep.run.worker import configure_accelerator
 
@@ -139,7 +148,9 @@ def main() -> None:
         return  # no GPU here: the run will say so, and there is nothing to compile for it
     enable_compile_cache(cache_directory())
     devices = len(jax.local_devices()) if accelerated(spec) else 0
-    configs, width = first_block(spec, devices, os.cpu_count() or 1)  # Ray counts CPUs as os.cpu_count() does
+    # Ray counts CPUs so too, unless a cgroup's quota says fewer: then the plan may differ (rarely
+    # on a GPU trial, whose GPUs bind first), and the workers compile their own
+    configs, width = first_block(spec, devices, os.cpu_count() or 1)
     build_group_programs(configs, width if width > 1 else None)
 
 

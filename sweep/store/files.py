@@ -135,6 +135,7 @@ class LocalFiles:
     def append(self, name: str, chunks: Iterable[bytes]) -> None:
         """Add the chunks at the end of the file, one after another, flushed to disk (not atomic:
         a killed writer may leave a torn end, which the file's format must detect)."""
+        refuse_bare_bytes(chunks)
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as handle:
@@ -256,6 +257,7 @@ class ObjectFiles:
 
     def append(self, name: str, chunks: Iterable[bytes]) -> None:
         """The chunks, one after another, as a part of the file: an object of its own."""
+        refuse_bare_bytes(chunks)
         with self.filesystem.open_output_stream(self.full(f"{name}.part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")) as stream:
             for chunk in chunks:
                 stream.write(chunk)
@@ -344,6 +346,13 @@ Files = Union[LocalFiles, ObjectFiles]
 
 
 T = TypeVar("T")
+
+
+def refuse_bare_bytes(chunks) -> None:
+    """TypeError for bytes given as the chunks of an append, before anything is opened (they
+    would be iterated as integers)."""
+    if isinstance(chunks, (bytes, bytearray)):
+        raise TypeError("append takes an iterable of bytes chunks, not bytes")
 
 
 def read_each(files: Files, read: Callable[[str], T], names: list[str]) -> Iterator[T]:
