@@ -6,7 +6,8 @@
    which XLA's CPU kernels favour, and batch-major), and the same block with `hessian_every`;
 2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
    steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
-   there is a GPU), with Ray's start;
+   there is a GPU), with Ray's start and an empty compilation cache; and last, where the budget
+   allows, the same without the warm-up (sweep.run.warmup, on by default for GPU trials);
 3. Myrtle5 (64 channels, batch 512; alone and as a vmapped block of 8 points) and WRN-28-10
    (batch 128) training throughput in float32 and bfloat16 (mixed precision), in images per
    second (all the block's points' images);
@@ -129,15 +130,17 @@ def layouts(size: int, steps: int) -> dict:
     return {"points": size, "us_per_step": found, "faster": min(found, key=found.get)}
 
 
-def diagram(scale: dict, on_gpu: bool, timeout: float) -> dict:
-    """The diagram through `tiltsweep run` (at most `timeout` seconds), wall time and Ray's start as the run says them."""
+def diagram(scale: dict, on_gpu: bool, timeout: float, warmup: str = "auto") -> dict:
+    """The diagram through `tiltsweep run` (at most `timeout` seconds) with an empty compilation
+    cache of its own and TILTSWEEP_WARMUP=`warmup`: wall time and Ray's start as the run says them."""
     with tempfile.TemporaryDirectory(prefix="tiltsweep-accelerator-") as scratch:
         grid = Path(scratch) / "diagram.yaml"
         grid.write_text(DIAGRAM.format(name="diagram", gpu=1 if on_gpu else 0, **scale))
-        done = run_command([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], timeout)
+        env = {**os.environ, "TILTSWEEP_COMPILE_CACHE": str(Path(scratch) / "xla"), "TILTSWEEP_WARMUP": warmup}
+        done = run_command([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], timeout, env=env)
     ready = re.search(r"Ray ready in ([0-9.]+) s", done["stdout"])
     return {"cells": len(scale["amplitudes"]) * len(scale["periods"]) * len(scale["seeds"]), "epochs": scale["epochs"], "exit": done["exit"],
-            "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
+            "warmup": warmup, "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
             "ray_ready_seconds": float(ready.group(1)) if ready else None,
             "last_line": (done["stdout"].strip().splitlines() or [done["stderr"][-500:]])[-1]}
 
@@ -206,6 +209,8 @@ def main() -> None:
     check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1))))
     check.part("cnns", lambda: cnns(scale["cnns"]))
     check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
+    # last, where the budget allows: the same diagram without the warm-up (on by default for GPU trials)
+    check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1)), "off"))
     for row in report.get("blocks", []) + [report[key] for key in ("block_with_hessian",) if key in report]:
         print(f"block of {row['points']}: {row['us_per_step']:.0f} us a step, {row['point_steps_per_second']:,.0f} point-steps/s")
     if "layouts" in report:
@@ -214,9 +219,10 @@ def main() -> None:
         print(f"{name}: {row['images_per_second']:,.0f} images/s")
     if "tests" in report:
         print(f"tests: {report['tests']['summary']} (exit {report['tests']['exit']})")
-    if "diagram" in report:
-        print(f"diagram of {report['diagram']['cells']} cells: {report['diagram']['wall_seconds']:.1f} s (exit {report['diagram']['exit']}, "
-              f"Ray ready in {report['diagram']['ray_ready_seconds']} s)")
+    for key in ("diagram", "diagram_warmup_off"):
+        if key in report:
+            print(f"{key} of {report[key]['cells']} cells, warm-up {report[key]['warmup']}: {report[key]['wall_seconds']:.1f} s "
+                  f"(exit {report[key]['exit']}, Ray ready in {report[key]['ray_ready_seconds']} s)")
     print(f"{report['seconds']:.0f} s in all; " + ", ".join(f"{key} {part['status']}" for key, part in report["parts"].items()))
     if any(part["status"] == "error" for part in report["parts"].values()):
         raise SystemExit(1)  # every part ran and is in the JSON; this says that one of them failed

@@ -61,10 +61,11 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     (written,) = tmp_path.glob("accelerator-*-quick.json")
     report = json.loads(written.read_text())
     assert {key: part["status"] for key, part in report["parts"].items()} == dict.fromkeys(
-        ["blocks", "layouts", "block_with_hessian", "cnns", "tests", "diagram"], "done")
+        ["blocks", "layouts", "block_with_hessian", "cnns", "tests", "diagram", "diagram_warmup_off"], "done")
     assert [row["points"] for row in report["blocks"]] == [1, 8, 32] and all(row["point_steps_per_second"] > 0 for row in report["blocks"])
     assert report["block_with_hessian"]["points"] == 32 and report["layouts"]["faster"] in ("feature-major", "batch-major", "elementwise")
     assert report["diagram"]["exit"] == 0 and report["diagram"]["cells"] == 8 and "6/6 completed" in report["diagram"]["last_line"]  # A = 1 is one training at both periods
+    assert report["diagram_warmup_off"]["exit"] == 0 and report["diagram_warmup_off"]["warmup"] == "off"
     assert sorted(report["cnns"]) == ["myrtle5, 8 channels, bfloat16", "myrtle5, 8 channels, block of 4, bfloat16", "myrtle5, 8 channels, block of 4, float32",
                                       "myrtle5, 8 channels, float32", "wide_resnet 10-1, bfloat16", "wide_resnet 10-1, float32"]
     assert report["cnns"]["myrtle5, 8 channels, block of 4, float32"]["points"] == 4
