@@ -12,10 +12,10 @@ MLP on a CPU core, 5-8 s on a GPU). So before Ray starts, the runner starts one 
    (trainers.compilation.share).
 
 It compiles without running what it compiles, writes nothing in the results directory, and runs
-at low priority (nice 10), so that Ray's start has the CPUs first. Before the first trial starts, the runner waits for it to end (at most
-trainers.compilation.share's WAIT_LIMIT, as a worker would, then stops it): no worker shares
-the device, or its memory, with it. If it fails, or plans another first block than the executor,
-the workers compile as they would have.
+at low priority (nice 10), so that Ray's start has the CPUs first. Before the first trial starts,
+the runner waits for it to end (at most trainers.compilation.share's WAIT_LIMIT, as a worker
+would, then stops it): no worker shares the device, or its memory, with it. If it fails, or plans
+another first block than the executor, the workers compile as they would have.
 
 When: `TILTSWEEP_WARMUP` = `on`, `off`, or `auto` (the default: on when the trials ask for a GPU,
 whose compilations are the long ones). Never for TPU trials (a TPU host lets one process at a
