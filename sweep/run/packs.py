@@ -104,11 +104,11 @@ def trial_share(spec: GridSpec) -> dict:
 
 
 def trial_resources(spec: GridSpec) -> dict:
-    """What one trial asks of a node, in Ray's names for its resources (the grid's `resources`)."""
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    if spec.resources.tpu:
-        resources["TPU"] = spec.resources.tpu
-    return resources
+    """What one trial asks of a node, as Tune's resources take it: trial_share, with a TPU share
+    under Ray's name for it ("TPU", a custom resource) and only where there is one."""
+    share = trial_share(spec)
+    tpu = share.pop("tpu")
+    return {**share, "TPU": tpu} if tpu else share
 
 
 def trials_at_once(spec: GridSpec, available: dict) -> int:
