@@ -31,9 +31,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 90) -> None:
+def wait_for_port(port: int, timeout: float = 180, process: Optional[subprocess.Popen] = None) -> None:
+    """Until something listens on `port`: at most `timeout` seconds (a head's dashboard on 2 loaded
+    cores has taken over 90), or until `process`, the one that should listen, has ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process that should listen on port {port} ended with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -73,7 +77,7 @@ class LocalCluster:
         ]
         self.nodes.append(Node(command, *self.home(), self.temp / "head.log"))
         try:
-            wait_for_port(self.dashboard_port if dashboard else self.port)
+            wait_for_port(self.dashboard_port if dashboard else self.port, process=self.nodes[0].process)
             if dashboard:
                 self.wait_for_job_server()
         except BaseException:
@@ -117,7 +121,7 @@ class LocalCluster:
             time.sleep(1)
         raise TimeoutError(f"the cluster never had {cpus} CPUs")
 
-    def wait_for_job_server(self, timeout: float = 90) -> None:
+    def wait_for_job_server(self, timeout: float = 180) -> None:
         import urllib.error
         import urllib.request
 
