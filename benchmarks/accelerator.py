@@ -3,7 +3,9 @@
 1. blocks of N vmapped width-20 spiral points (N = 64 to 4096; trainers.train_group, the path a
    sweep's worker takes, 3,000 steps after a 10-step call that compiles): time per step and
    point-steps per second; for the largest N, the two MLP layouts side by side (feature-major,
-   which XLA's CPU kernels favour, and batch-major), and the same block with `hessian_every`;
+   which XLA's CPU kernels favour, and batch-major), the same block with `hessian_every`, and
+   where its time goes: its operations' time per step, from a trace of JAX's profiler
+   (benchmarks/device_profile.py; the trace is kept beside the JSON, for ui.perfetto.dev);
 2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
    steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
    there is a GPU), with Ray's start and an empty compilation cache; and last, where the budget
@@ -25,6 +27,7 @@ tests' and the diagram's share the device.
 
     python benchmarks/accelerator.py [--budget SECONDS]   # on an accelerator: at most ~6 minutes (not yet measured)
     python benchmarks/accelerator.py --quick              # every part, shrunk: about a minute on 2 CPU cores
+    python benchmarks/accelerator.py --table FILE.json    # a written report as benchmarks/README.md's table
 
 Writes benchmarks/results/accelerator-<platform>[-quick].json, or into $BENCHMARK_RESULTS where it
 is set (on a lent device machine: $OUT, the folder that comes back). On a machine without Ray,
@@ -52,7 +55,8 @@ sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's ti
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.cnn_throughput import throughput  # noqa: E402
-from benchmarks.common import run_command, save  # noqa: E402
+from benchmarks.common import results_folder, run_command, save  # noqa: E402
+from benchmarks.device_profile import profile_block, summary  # noqa: E402
 from benchmarks.mlp_layout import gradient_step  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
@@ -72,15 +76,15 @@ grid:
   seed: {seeds}
 resources: {{cpu: 1, gpu: {gpu}}}
 """
-FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (64, 256, 1024, 4096), "steps": 3000, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
+FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (64, 256, 1024, 4096), "steps": 3000, "profile_steps": 300, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
         periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
         "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20, 1), "myrtle5, 64 channels, block of 8": ({"name": "myrtle5", "channels": 64}, 512, 10, 8),
                  "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10, 1)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
-QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
+QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "profile_steps": 50, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
          "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2, 1), "myrtle5, 8 channels, block of 4": ({"name": "myrtle5", "channels": 8}, 16, 2, 4),
                   "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2, 1)},
-         "tests": ["tests/test_loss.py", "tests/test_models.py"]}
+         "tests": ["tests/test_loss.py"]}
 
 
 def block(size: int, steps: int, **training) -> dict:
@@ -195,7 +199,46 @@ class Check:
         print(f"{key}: {self.report['parts'][key]['status']} in {self.report['parts'][key]['seconds']:.1f} s -> {path}", flush=True)
 
 
+def table(report: dict) -> str:
+    """The report as benchmarks/README.md's Markdown table: one row a part, its numbers as measured."""
+    rows = []
+    if "blocks" in report:
+        def each(key: str, form: str = ",.0f") -> str:
+            return " / ".join(format(row[key], form) for row in report["blocks"])
+
+        rows.append((f"block of {each('points', 'd')} points", f"{each('us_per_step')} us a step ({each('point_steps_per_second')} point-steps/s)"))
+    if "block_with_hessian" in report:
+        row = report["block_with_hessian"]
+        rows.append((f"block of {row['points']} with `hessian_every`", f"{row['us_per_step']:,.0f} us a step"))
+    if "layouts" in report:
+        rows.append((f"layouts at {report['layouts']['points']} points (vmapped)",
+                     ", ".join(f"{name} {us:,.0f} us" for name, us in report["layouts"]["us_per_step"].items())))
+    if "profile" in report:
+        profile = report["profile"]
+        rows.append((f"profile of {profile['points']} points ({profile['source']})",
+                     f"{profile['wall_us_per_step']:,.0f} us a step; costliest: "
+                     + ", ".join(f"`{row['name'][:40]}` {row['us_per_step']:,.1f} us x{row['calls_per_step']:.2f}" for row in profile["top"][:4])))
+    for key in ("diagram", "diagram_warmup_off"):
+        if key in report:
+            row = report[key]
+            rows.append((f"{row['cells']}-cell diagram, {row['epochs']:,} steps, warm-up {row['warmup']}",
+                         f"{row['wall_seconds']:.1f} s, exit {row['exit']}{' (timed out)' if row['timed_out'] else ''} (Ray ready in {row['ray_ready_seconds']} s)"))
+    by_model: dict[str, list[str]] = {}
+    for name, row in report.get("cnns", {}).items():
+        model, dtype = name.rsplit(", ", 1)
+        by_model.setdefault(model, []).append(f"{dtype} {row['images_per_second']:,.0f} images/s")
+    rows += [(model, ", ".join(found)) for model, found in by_model.items()]
+    if "tests" in report:
+        rows.append(("tests", f"{report['tests']['summary']} (exit {report['tests']['exit']})"))
+    rows += [(key, f"{part['status']}: {part.get('error') or part.get('why')}") for key, part in report["parts"].items() if part["status"] != "done"]
+    header = f"| part | {report['device_kind'] or report['platform']}{', quick' if report['quick'] else ''} ({report.get('when', '')}, {report['seconds']:.0f} s) |"
+    return "\n".join([header, "|---|---|", *(f"| {part} | {found} |" for part, found in rows)])
+
+
 def main() -> None:
+    if "--table" in sys.argv:
+        print(table(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())))
+        return
     quick = "--quick" in sys.argv
     scale = QUICK if quick else FULL
     budget = float(sys.argv[sys.argv.index("--budget") + 1]) if "--budget" in sys.argv else scale["budget"]
@@ -206,23 +249,15 @@ def main() -> None:
     check.part("layouts", lambda: layouts(scale["sizes"][-1], scale["steps"]))
     check.part("block_with_hessian", lambda: block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1,
                                                    hessian_order=10))
+    check.part("profile", lambda: profile_block(scale["sizes"][-1], scale["profile_steps"], results_folder() / f"{check.name}-trace.json.gz"))
     check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1))))
     check.part("cnns", lambda: cnns(scale["cnns"]))
     check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
     # last, where the budget allows: the same diagram without the warm-up (on by default for GPU trials)
     check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1)), "off"))
-    for row in report.get("blocks", []) + [report[key] for key in ("block_with_hessian",) if key in report]:
-        print(f"block of {row['points']}: {row['us_per_step']:.0f} us a step, {row['point_steps_per_second']:,.0f} point-steps/s")
-    if "layouts" in report:
-        print(f"layouts at {report['layouts']['points']} points: " + ", ".join(f"{k} {v:.0f} us" for k, v in report["layouts"]["us_per_step"].items()))
-    for name, row in report.get("cnns", {}).items():
-        print(f"{name}: {row['images_per_second']:,.0f} images/s")
-    if "tests" in report:
-        print(f"tests: {report['tests']['summary']} (exit {report['tests']['exit']})")
-    for key in ("diagram", "diagram_warmup_off"):
-        if key in report:
-            print(f"{key} of {report[key]['cells']} cells, warm-up {report[key]['warmup']}: {report[key]['wall_seconds']:.1f} s "
-                  f"(exit {report[key]['exit']}, Ray ready in {report[key]['ray_ready_seconds']} s)")
+    if "profile" in report:
+        print(summary(report["profile"], rows=10))
+    print(table({**report, "when": time.strftime("%Y-%m-%d %H:%M")}))
     print(f"{report['seconds']:.0f} s in all; " + ", ".join(f"{key} {part['status']}" for key, part in report["parts"].items()))
     if any(part["status"] == "error" for part in report["parts"].values()):
         raise SystemExit(1)  # every part ran and is in the JSON; this says that one of them failed

@@ -44,11 +44,16 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
-def save(name: str, payload: dict) -> Path:
-    """benchmarks/results/<name>.json, or in $BENCHMARK_RESULTS where that is set (a test's folder)."""
+def results_folder() -> Path:
+    """benchmarks/results/, or $BENCHMARK_RESULTS where that is set (a test's folder; $OUT on a lent device machine)."""
     out = Path(os.environ.get("BENCHMARK_RESULTS") or OUT)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
+    return out
+
+
+def save(name: str, payload: dict) -> Path:
+    """results_folder()/<name>.json."""
+    path = results_folder() / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}, indent=1))
     return path
 

@@ -53,6 +53,26 @@ def test_a_command_past_its_time_limit_is_stopped_with_its_children(accelerator,
         raise
 
 
+def test_the_profile_counts_each_operation_of_a_traced_loop_once_a_step(tmp_path):
+    """A real trace of a 40-step jitted loop (JAX's profiler on this CPU): its body's operations
+    run once a step, and the loop around them is not one of them."""
+    import gzip
+
+    import jax
+    import jax.numpy as jnp
+
+    profile = runpy.run_path(str(ROOT / "benchmarks" / "device_profile.py"), run_name="imported")
+    loop = jax.jit(lambda x: jax.lax.fori_loop(0, 40, lambda i, y: jnp.tanh(y @ y.T) * jnp.exp(-y), x))
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 64))
+    loop(x).block_until_ready()
+    seconds, trace = profile["traced"](lambda: loop(x).block_until_ready(), tmp_path)
+    found = profile["operations"](json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"], steps=40)
+    assert found["source"] == "host" and found["busy_us_per_step"] and all(row["hlo_op"] for row in found["top"])
+    once_a_step = [row["name"] for row in found["top"] if row["calls_per_step"] == 1]
+    assert len(once_a_step) >= 2, found["top"]  # the product and the elementwise fusion, 40 calls each
+    assert not any(row["name"].startswith("while") for row in found["top"]), found["top"]  # it holds the body's operations
+
+
 @pytest.mark.slow
 def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator.py"), "--quick"], capture_output=True, text=True,
@@ -61,9 +81,11 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     (written,) = tmp_path.glob("accelerator-*-quick.json")
     report = json.loads(written.read_text())
     assert {key: part["status"] for key, part in report["parts"].items()} == dict.fromkeys(
-        ["blocks", "layouts", "block_with_hessian", "cnns", "tests", "diagram", "diagram_warmup_off"], "done")
+        ["blocks", "layouts", "block_with_hessian", "profile", "cnns", "tests", "diagram", "diagram_warmup_off"], "done")
     assert [row["points"] for row in report["blocks"]] == [1, 8, 32] and all(row["point_steps_per_second"] > 0 for row in report["blocks"])
     assert report["block_with_hessian"]["points"] == 32 and report["layouts"]["faster"] in ("feature-major", "batch-major", "elementwise")
+    assert report["profile"]["points"] == 32 and any(row["calls_per_step"] == 1 for row in report["profile"]["top"])  # the step's kernels
+    assert (tmp_path / written.name.replace(".json", "-trace.json.gz")).stat().st_size > 0
     assert report["diagram"]["exit"] == 0 and report["diagram"]["cells"] == 8 and "6/6 completed" in report["diagram"]["last_line"]  # A = 1 is one training at both periods
     assert report["diagram_warmup_off"]["exit"] == 0 and report["diagram_warmup_off"]["warmup"] == "off"
     assert sorted(report["cnns"]) == ["myrtle5, 8 channels, bfloat16", "myrtle5, 8 channels, block of 4, bfloat16", "myrtle5, 8 channels, block of 4, float32",
@@ -71,3 +93,5 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     assert report["cnns"]["myrtle5, 8 channels, block of 4, float32"]["points"] == 4
     assert all(row["images_per_second"] > 0 for row in report["cnns"].values())
     assert report["tests"]["exit"] == 0 and " passed" in report["tests"]["summary"]
+    printed = done.stdout[done.stdout.index("| part | cpu, quick"):]  # the README's table, last
+    assert "| block of 1 / 8 / 32 points |" in printed and "| 8-cell diagram, 2,000 steps, warm-up off |" in printed and "| tests | " in printed
