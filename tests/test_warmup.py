@@ -5,14 +5,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tiltsweep.sweep.grid import load_grid
 from tiltsweep.sweep.run.runner import results_dir_for
-from tiltsweep.sweep.run.warmup import SETTING, wanted, warming_up
-from sweep_helpers import warm_up_alone, write_cifar_grid, write_grid
+from tiltsweep.sweep.run.warmup import CODE, SETTING, wanted, warming_up
+from tiltsweep.sweep.store import ResultsDir
+from sweep_helpers import Driver, warm_up_alone, write_cifar_grid, write_grid
 
 
 def with_resources(grid: Path, resources: str) -> Path:
@@ -69,6 +72,41 @@ def test_a_model_stepped_from_the_host_has_its_step_warmed_too(tmp_path, cifar_d
     done = warm_up_alone(load_grid(write_cifar_grid(tmp_path, str(cifar_dir))), tmp_path / "cache")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert any(name.startswith("jit__host_step-") for name in cached_programs(tmp_path / "cache"))
+
+
+@pytest.mark.slow
+def test_no_trial_starts_before_the_warm_up_ends(tmp_path):
+    """The warm-up, stopped (SIGSTOP) as soon as it is seen, holds the sweep's trials back after
+    Ray is up and the sweep described; let go (SIGCONT), it ends and the sweep runs."""
+    grid = write_grid(tmp_path, epochs=1000)
+    out = tmp_path / "out"
+    env = {**os.environ, SETTING: "on", "TILTSWEEP_COMPILE_CACHE": str(tmp_path / "cache")}
+    driver = Driver(["run", str(grid), "--out", str(out), "--no-plot"], env=env)
+    try:
+        found: list[psutil.Process] = []
+
+        def warm_up_seen() -> bool:
+            for process in driver.tree.remember():
+                try:
+                    if CODE in process.cmdline():
+                        process.suspend()
+                        found.append(process)
+                        return True
+                except psutil.NoSuchProcess:
+                    pass
+            return False
+
+        driver.wait_until(warm_up_seen, what="the warm-up process")
+        (warm_up,) = found
+        driver.wait_until(lambda: (out / "ray-sweep" / "sweep.json").exists(), what="the sweep described (Ray up, the lock taken)")
+        time.sleep(10)  # a trial would start and write its pack's records by now (a few seconds here)
+        assert warm_up.status() == psutil.STATUS_STOPPED
+        assert ResultsDir(out / "ray-sweep").records.ids() == []
+        warm_up.resume()
+        assert driver.wait() == 0
+        assert "6/6 completed" in driver.output()
+    finally:
+        driver.cleanup()
 
 
 def test_a_finished_warm_up_leaves_its_programs_and_one_the_sweep_outlives_is_stopped(tmp_path, monkeypatch):
