@@ -69,9 +69,19 @@ def test_the_workers_load_the_programs_the_warm_up_compiled(tmp_path, batch_poin
 
 @pytest.mark.slow
 def test_a_model_stepped_from_the_host_has_its_step_warmed_too(tmp_path, cifar_dir):
-    done = warm_up_alone(load_grid(write_cifar_grid(tmp_path, str(cifar_dir))), tmp_path / "cache")
+    """Its step too; and its host loop compiles nothing past that (no eager operation: each
+    would compile a program of its own in every worker)."""
+    grid = write_cifar_grid(tmp_path, str(cifar_dir))
+    cache = tmp_path / "cache"
+    done = warm_up_alone(load_grid(grid), cache)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert any(name.startswith("jit__host_step-") for name in cached_programs(tmp_path / "cache"))
+    warmed = cached_programs(cache)
+    assert any(name.startswith("jit__host_step-") for name in warmed)
+    env = {**os.environ, "TILTSWEEP_COMPILE_CACHE": str(cache), SETTING: "off"}
+    run = subprocess.run([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", str(tmp_path / "out"), "--no-plot"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "2/2 completed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert cached_programs(cache) == warmed
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ class Engine:
         if self.device_loop:
             return self._compiled_train_then_evaluate(states, hypers, data, epochs, with_hessian=with_hessian)
         states, first_bad = self._train_epochs_from_host(states, hypers, data, epochs)
-        return states, with_first_bad(self.evaluation(with_hessian)(states, hypers, data), first_bad)
+        return states, marked_on_host(self.evaluation(with_hessian)(states, hypers, data), first_bad)
 
     def train_steps_then_evaluate(self, states: TrainState, hypers, data, steps: int):
         """Train `steps` optimizer steps, one jitted step at a time from the host (an epoch need
@@ -171,7 +171,7 @@ class Engine:
         first_bad = no_bad_step(states.step.shape[0])
         for _ in range(int(steps)):
             states, first_bad = self.host_step(states, hypers, data, first_bad)
-        return states, with_first_bad(self.evaluate(states, hypers, data), first_bad)
+        return states, marked_on_host(self.evaluate(states, hypers, data), first_bad)
 
     def compile_init(self, keys, hypers) -> None:
         """The initialization's program, compiled (into the persistent cache, where it is on), not run."""
@@ -341,7 +341,7 @@ class Engine:
         for _ in range(int(epochs)):
             for _ in range(self.spec.steps_per_epoch):
                 states, first_bad = self.host_step(states, hypers, data, first_bad)
-            if bool(jnp.all(first_bad >= 0)):
+            if (np.asarray(first_bad) >= 0).all():  # on the host: no program of its own to compile
                 break
         return states, first_bad
 
@@ -418,13 +418,23 @@ class Engine:
         )
 
 
-def no_bad_step(group: int):
-    """The first non-finite step of each of a group's points before any step: -1."""
-    return jnp.full((group,), -1, jnp.int32)
+def no_bad_step(group: int) -> np.ndarray:
+    """The first non-finite step of each of a group's points before any step: -1 (a host array:
+    the first jitted step takes it in, and no program is compiled to make it)."""
+    return np.full((group,), -1, np.int32)
 
 
 def with_first_bad(report: Report, first_bad) -> Report:
+    """The report with each point's first non-finite step (or -1), inside a compiled program."""
     return report.replace(ints=report.ints.at[:, 1].set(first_bad))
+
+
+def marked_on_host(report: Report, first_bad) -> Report:
+    """with_first_bad for a host loop's report, in NumPy: an eager scatter would compile programs
+    of its own in every worker. Its integers come to the host here, as Engine.rows takes them next."""
+    ints = np.array(report.ints)
+    ints[:, 1] = np.asarray(first_bad)
+    return report.replace(ints=ints)
 
 
 _ENGINES: dict[Spec, Engine] = {}
