@@ -5,7 +5,8 @@
    point-steps per second; for the largest N, the two MLP layouts side by side (feature-major,
    which XLA's CPU kernels favour, and batch-major), the same block with `hessian_every`, and
    where its time goes: its operations' time per step, from a trace of JAX's profiler
-   (benchmarks/device_profile.py; the trace is kept beside the JSON, for ui.perfetto.dev);
+   (benchmarks/device_profile.py, in a process of its own; its JSON and trace are written beside
+   this one's, the trace for ui.perfetto.dev);
 2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
    steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
    there is a GPU), with Ray's start and an empty compilation cache; and last, where the budget
@@ -56,7 +57,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.cnn_throughput import throughput  # noqa: E402
 from benchmarks.common import results_folder, run_command, save  # noqa: E402
-from benchmarks.device_profile import profile_block, summary  # noqa: E402
+from benchmarks.device_profile import summary  # noqa: E402
 from benchmarks.mlp_layout import gradient_step  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
@@ -76,12 +77,12 @@ grid:
   seed: {seeds}
 resources: {{cpu: 1, gpu: {gpu}}}
 """
-FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (64, 256, 1024, 4096), "steps": 3000, "profile_steps": 300, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
+FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (64, 256, 1024, 4096), "steps": 3000, "profile_steps": 300, "profile_timeout": 90, "diagram": dict(epochs=60000, eval_every=1000, amplitudes=[1, 2, 3, 5, 10, 20, 30, 50, 70, 100],
         periods=[100, 200, 500, 1000, 2000, 3000, 5000, 7000, 10000, 20000], seeds=list(range(10))),
         "cnns": {"myrtle5, 64 channels": ({"name": "myrtle5", "channels": 64}, 512, 20, 1), "myrtle5, 64 channels, block of 8": ({"name": "myrtle5", "channels": 64}, 512, 10, 8),
                  "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10, 1)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
-QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "profile_steps": 50, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
+QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "profile_steps": 50, "profile_timeout": 90, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
          "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2, 1), "myrtle5, 8 channels, block of 4": ({"name": "myrtle5", "channels": 8}, 16, 2, 4),
                   "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2, 1)},
          "tests": ["tests/test_loss.py"]}
@@ -147,6 +148,18 @@ def diagram(scale: dict, on_gpu: bool, timeout: float, warmup: str = "auto") -> 
             "warmup": warmup, "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
             "ray_ready_seconds": float(ready.group(1)) if ready else None,
             "last_line": (done["stdout"].strip().splitlines() or [done["stderr"][-500:]])[-1]}
+
+
+def profile(name: str, points: int, steps: int, timeout: float) -> dict:
+    """benchmarks/device_profile.py's profile of a block, in a process of its own (at most
+    `timeout` seconds): a profiler that hangs or crashes on a device costs this part alone. Its
+    JSON and trace are written beside the check's, as `name`.json and `name`-trace.json.gz."""
+    done = run_command([sys.executable, str(ROOT / "benchmarks" / "device_profile.py"), "--points", str(points), "--steps", str(steps),
+                        "--name", name], timeout, env={**os.environ, "BENCHMARK_RESULTS": str(results_folder())})
+    if done["exit"] != 0:
+        raise RuntimeError(f"device_profile.py ended with {done['exit']}{' (timed out)' if done['timed_out'] else ''}: {done['stderr'][-1500:]}")
+    found = json.loads((results_folder() / f"{name}.json").read_text())
+    return {key: value for key, value in found.items() if key not in ("machine", "when")}
 
 
 def cnns(models: dict) -> dict:
@@ -249,7 +262,7 @@ def main() -> None:
     check.part("layouts", lambda: layouts(scale["sizes"][-1], scale["steps"]))
     check.part("block_with_hessian", lambda: block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1,
                                                    hessian_order=10))
-    check.part("profile", lambda: profile_block(scale["sizes"][-1], scale["profile_steps"], results_folder() / f"{check.name}-trace.json.gz"))
+    check.part("profile", lambda: profile(f"{check.name}-profile", scale["sizes"][-1], scale["profile_steps"], min(scale["profile_timeout"], max(check.left(), 1))))
     check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1))))
     check.part("cnns", lambda: cnns(scale["cnns"]))
     check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))

@@ -14,10 +14,10 @@ time the stream computes; the rest of the wall time per step is the device waiti
 and the host). The call's evaluations and transfers are in the totals too, divided by the steps
 like the rest.
 
-    python benchmarks/device_profile.py [--points N] [--steps S]   # default 1,024 points, 300 steps
+    python benchmarks/device_profile.py [--points N] [--steps S] [--name NAME]   # default 1,024 points, 300 steps
 
-writes benchmarks/results/profile-<platform>.json (or into $BENCHMARK_RESULTS) and, beside it,
-the trace itself (profile-<platform>-trace.json.gz, for ui.perfetto.dev).
+writes benchmarks/results/NAME.json (default profile-<platform>; or into $BENCHMARK_RESULTS) and,
+beside it, the trace itself (NAME-trace.json.gz, for ui.perfetto.dev).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def summary(found: dict, rows: int = TOP) -> str:
 def main() -> None:
     points = int(sys.argv[sys.argv.index("--points") + 1]) if "--points" in sys.argv else 1024
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 300
-    name = f"profile-{jax.devices()[0].platform}"
+    name = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else f"profile-{jax.devices()[0].platform}"
     found = profile_block(points, steps, results_folder() / f"{name}-trace.json.gz")
     save(name, found)
     print(summary(found))

@@ -85,7 +85,7 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     assert [row["points"] for row in report["blocks"]] == [1, 8, 32] and all(row["point_steps_per_second"] > 0 for row in report["blocks"])
     assert report["block_with_hessian"]["points"] == 32 and report["layouts"]["faster"] in ("feature-major", "batch-major", "elementwise")
     assert report["profile"]["points"] == 32 and any(row["calls_per_step"] == 1 for row in report["profile"]["top"])  # the step's kernels
-    assert (tmp_path / written.name.replace(".json", "-trace.json.gz")).stat().st_size > 0
+    assert (tmp_path / written.name.replace(".json", "-profile-trace.json.gz")).stat().st_size > 0  # its own process wrote it
     assert report["diagram"]["exit"] == 0 and report["diagram"]["cells"] == 8 and "6/6 completed" in report["diagram"]["last_line"]  # A = 1 is one training at both periods
     assert report["diagram_warmup_off"]["exit"] == 0 and report["diagram_warmup_off"]["warmup"] == "off"
     assert sorted(report["cnns"]) == ["myrtle5, 8 channels, bfloat16", "myrtle5, 8 channels, block of 4, bfloat16", "myrtle5, 8 channels, block of 4, float32",
