@@ -8,19 +8,28 @@ The two are timed interleaved (run_pack, train_group, run_pack, ...), each block
 first; every point keeps its final state (the default) and is evaluated 61 times, as in the
 1,000-cell diagram of issue 30.
 
-    python benchmarks/pack_overhead.py [--quick]    # writes benchmarks/results/pack_overhead[-quick].json
+With --s3 the results directory is in a bucket of moto's S3 server (a process of its own on
+127.0.0.1, as the tests start it), reached through a proxy that holds each request LATENCY
+seconds (a store in another building; moto itself answers at once), and the points checkpoint
+3 times (every quarter of their epochs): on object storage each write is a round trip, and a
+block's checkpoints are many.
+
+    python benchmarks/pack_overhead.py [--quick] [--s3]    # writes benchmarks/results/pack_overhead[-s3][-quick].json
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Optional
 
 import jax
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from benchmarks.common import interleaved, median, save, timed  # noqa: E402
 from tiltsweep.sweep.grid import load_grid  # noqa: E402
@@ -30,12 +39,13 @@ from tiltsweep.sweep.run.runner import results_dir_for  # noqa: E402
 from tiltsweep.sweep.run.worker import run_pack  # noqa: E402
 from tiltsweep.trainers import train_group  # noqa: E402
 
+LATENCY = 0.02  # seconds a request to the bucket takes to arrive (--s3)
 GRID = """\
 name: overhead
 data: {{name: spiral, points_per_class: 100, classes: 3}}
 model: {{name: mlp, width: 20}}
 optimizer: {{name: sgd, learning_rate: 1.0, batch_size: full}}
-training: {{epochs: {epochs}, eval_every: {eval_every}, batch_points: {points}}}
+training: {{epochs: {epochs}, eval_every: {eval_every}, batch_points: {points}, checkpoint_every: {checkpoint_every}}}
 loss: {{name: dynamical_cross_entropy, amplitude: 1, period: 100}}
 grid:
   amplitude: [2, 3, 5, 10, 20, 30, 50, 70]
@@ -43,34 +53,35 @@ grid:
 """
 
 
-def pack_payload(folder: Path, points: int, epochs: int):
-    """A payload of one pack of `points` points (one block) and its grid points' configs."""
+def pack_payload(folder: Path, points: int, epochs: int, out, checkpoint_every: Optional[int]):
+    """A payload of one pack of `points` points (one block) into `out`, and its grid points' configs."""
     grid = folder / "grid.yaml"
-    grid.write_text(GRID.format(epochs=epochs, eval_every=epochs // 60, points=points, seeds=list(range(points // 8))))
+    grid.write_text(GRID.format(epochs=epochs, eval_every=epochs // 60, points=points, seeds=list(range(points // 8)),
+                                checkpoint_every=checkpoint_every or "null"))
     spec = load_grid(grid)
-    results = results_dir_for(spec, folder / "results")
+    results = results_dir_for(spec, out)
     members = tuple(spec.points)
     return payload_for(Pack(pack_id(members), members), spec, results, "benchmark"), [p.config for p in members]
 
 
-def worker_seconds(folder: Path, points: int, epochs: int) -> float:
-    shutil.rmtree(folder / "results", ignore_errors=True)  # a fresh pack: every point trains
-    payload, _ = pack_payload(folder, points, epochs)
+def worker_seconds(folder: Path, points: int, epochs: int, new_out: Callable[[], object], checkpoint_every: Optional[int]) -> float:
+    payload, _ = pack_payload(folder, points, epochs, new_out(), checkpoint_every)  # a fresh results directory: every point trains
     return timed(lambda: run_pack(payload, report=lambda result: None))
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    quick, in_s3 = "--quick" in sys.argv, "--s3" in sys.argv
     sizes, epochs, repeats = ((16, 64, 256), 120, 1) if quick else ((64, 256, 1024), 600, 2)
+    checkpoint_every = epochs // 4 if in_s3 else None
     rows = []
-    with tempfile.TemporaryDirectory(prefix="pack-overhead-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="pack-overhead-") as scratch, results_place(Path(scratch)) as new_out:
         for points in sizes:
             folder = Path(scratch) / str(points)
             folder.mkdir()
-            _, configs = pack_payload(folder, points, epochs)
+            _, configs = pack_payload(folder, points, epochs, new_out(), checkpoint_every)
             train_group(configs)  # compiles this width
             samples = interleaved({
-                "run_pack": lambda: worker_seconds(folder, points, epochs),
+                "run_pack": lambda: worker_seconds(folder, points, epochs, new_out, checkpoint_every),
                 "train_group": lambda: timed(lambda: train_group(configs)),
             }, repeats)
             whole, training = median(samples["run_pack"]), median(samples["train_group"])
@@ -78,7 +89,27 @@ def main() -> None:
                          "around_training_ms_per_point": 1000 * (whole - training) / points, "samples": samples})
             print(f"{points:5d} points: run_pack {whole:.2f} s, train_group {training:.2f} s, "
                   f"around training {whole - training:.2f} s ({1000 * (whole - training) / points:.2f} ms a point)", flush=True)
-    print(save("pack_overhead-quick" if quick else "pack_overhead", {"device": str(jax.devices()[0]), "epochs": epochs, "evaluations": 61, "rows": rows}))
+    name = "pack_overhead" + ("-s3" if in_s3 else "") + ("-quick" if quick else "")
+    print(save(name, {"device": str(jax.devices()[0]), "epochs": epochs, "evaluations": 61, "checkpoint_every": checkpoint_every, "rows": rows}))
+
+
+@contextmanager
+def results_place(scratch: Path):
+    """new_out(): a fresh place for a results directory each call, under `scratch`, or with
+    --s3 in a new bucket of a moto server started for the run (stopped after it)."""
+    if "--s3" not in sys.argv:
+        yield lambda: Path(tempfile.mkdtemp(dir=scratch))
+        return
+    from object_store import DelayingProxy, S3Server  # tests/object_store.py: the tests' own server
+
+    server = S3Server()
+    proxy = DelayingProxy(server.port, LATENCY)
+    try:
+        os.environ.update({**server.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"})
+        yield lambda: f"s3://{server.bucket()}/results"
+    finally:
+        proxy.stop()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -74,3 +74,53 @@ class GcsServer(Server):
         name = f"b-{uuid.uuid4().hex[:12]}"
         storage.Client(project="tests", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.env["STORAGE_EMULATOR_HOST"]}).create_bucket(name)
         return name
+
+
+class DelayingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server, holding each chunk a client sends for
+    `delay` seconds before passing it on: a store as far away as a round trip of `delay`, for
+    what a benchmark should see of a remote one (moto itself answers at once). Runs in a thread
+    of its own until stop()."""
+
+    def __init__(self, target_port: int, delay: float):
+        import asyncio
+        import threading
+
+        self.delay, self.target_port = delay, target_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def _serve(self, ready) -> None:
+        import asyncio
+
+        async def pipe(reader, writer, delay: float) -> None:
+            try:
+                while chunk := await reader.read(65536):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    writer.write(chunk)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader, client_writer) -> None:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(client_reader, server_writer, self.delay), pipe(server_reader, client_writer, 0.0))
+
+        async def start():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -5,6 +5,7 @@ real Ray, real kills and real clusters whose nodes share no directory."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from object_store import GcsServer, S3Server
 from ray_cluster import LocalCluster
 from sweep_helpers import Driver, assert_each_point_once, checkpoint_epochs, held_run, holding, lose_the_node_mid_sweep, records, status_json, write_cifar_grid, write_grid
 from tiltsweep.sweep.commands.cli import main
+from tiltsweep.sweep.grid import load_grid
+from tiltsweep.sweep.run.executor import payload_for
+from tiltsweep.sweep.run.faults import InjectedFault
+from tiltsweep.sweep.run.packs import Pack, pack_id
+from tiltsweep.sweep.run.runner import results_dir_for
+from tiltsweep.sweep.run.worker import run_pack
 from tiltsweep.sweep.store import ResultsDir
+from tiltsweep.sweep.store.files import ObjectFiles
 
 POINTS = 6  # write_grid's: amplitude [1, 10] x seed [0, 1, 2]
 LEASE = 15  # seconds: a killed run's lease runs out in the tests' time, a live one is renewed on a loaded machine
@@ -109,6 +117,52 @@ def test_moving_or_quarantining_a_file_that_is_gone_is_false_on_a_bucket_as_on_a
         results = ResultsDir(location)
         results.quarantine("records/gone.msgpack", "unreadable")  # nothing to move: nothing logged
         assert results.quarantined() == []
+
+
+def checkpointed_block(s3, tmp_path: Path, monkeypatch) -> tuple[ResultsDir, dict, list]:
+    """A pack of one block of 4 points checkpointing every 250 of 1,000 epochs in a bucket, and
+    the list into which every write there will go, as (folder, writing thread), in order."""
+    grid = write_grid(tmp_path, amplitudes="[2, 3]", epochs=1000)
+    grid.write_text(grid.read_text().replace("seed: [0, 1, 2]", "seed: [0, 1]").replace("checkpoint_every: 1000}", "checkpoint_every: 250, batch_points: 4}"))
+    spec = load_grid(grid)
+    results = results_dir_for(spec, f"s3://{s3.bucket()}/results")
+    points = list(spec.points)
+    writes, lock, real_write = [], threading.Lock(), ObjectFiles.write
+
+    def write(self, name: str, data: bytes) -> None:
+        real_write(self, name, data)
+        with lock:
+            writes.append((name.split("/")[0], threading.current_thread().name))
+
+    monkeypatch.setattr(ObjectFiles, "write", write)
+    return results, payload_for(Pack(pack_id(points), tuple(points)), spec, results, "test"), writes
+
+
+def test_a_blocks_checkpoints_go_up_while_it_trains_and_have_landed_before_its_points_are_recorded(s3, tmp_path, monkeypatch):
+    """A checkpoint save in a bucket is a few round trips: a block's round of them is uploaded
+    by threads of their own while the block trains on, and every one has landed before the
+    block's points are recorded (whose final records then drop them)."""
+    results, payload, writes = checkpointed_block(s3, tmp_path, monkeypatch)
+    run_pack(payload, report=lambda result: None)
+    saves = [i for i, (folder, _) in enumerate(writes) if folder == "checkpoints"]
+    assert len(saves) == 4 * 3  # at epochs 250, 500 and 750 (none at the end)
+    assert all(writes[i][1].startswith("checkpoint-saves") for i in saves), writes
+    assert max(saves) < max(i for i, (folder, _) in enumerate(writes) if folder == "records")
+    assert {record.status for record in results.records.read(payload["pack_id"]).records.values()} == {"completed"}
+    assert results.checkpoints.trials() == []
+
+
+def test_a_block_that_fails_keeps_every_checkpoint_it_made_for_its_retry(s3, tmp_path, monkeypatch):
+    """Its last round, still going up when the block fails, lands before the failure is recorded."""
+    results, payload, writes = checkpointed_block(s3, tmp_path, monkeypatch)
+    monkeypatch.setenv("TILTSWEEP_FAULTS", json.dumps([{"where": {"seed": 1}, "epoch": 1000, "action": "raise"}]))  # at the last evaluation
+    with pytest.raises(InjectedFault):
+        run_pack(payload, report=lambda result: None)
+    members = [member["trial_id"] for member in payload["members"]]
+    assert {trial_id: results.checkpoints.newest_epoch(trial_id) for trial_id in members} == dict.fromkeys(members, 750)
+    assert {record.status for record in results.records.read(payload["pack_id"]).records.values()} == {"failed"}
+    saves = [i for i, (folder, _) in enumerate(writes) if folder == "checkpoints"]
+    assert len(saves) == 4 * 3 and max(saves) < max(i for i, (folder, _) in enumerate(writes) if folder == "records")
 
 
 def downloaded(uri: str, folder: Path) -> Path:

@@ -22,7 +22,7 @@ import struct
 from typing import Callable, Iterable, Optional
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import Files
+from tiltsweep.sweep.store.files import Files, for_each
 from tiltsweep.sweep.store.records import CorruptFile
 
 KEPT = 2
@@ -75,6 +75,11 @@ class Checkpoints:
 
     def clear(self, trial_id: str) -> None:
         self.files.delete_folder(layout.checkpoint_folder(trial_id))
+
+    def clear_each(self, trial_ids: list[str]) -> None:
+        """clear() of each point, several at once on object storage (a listing and deletions each)."""
+        for _ in for_each(self.files, self.clear, trial_ids):
+            pass
 
     def trials(self) -> list[str]:
         """The points that have a checkpoint (one listing of the folder)."""

@@ -355,16 +355,16 @@ def refuse_bare_bytes(chunks) -> None:
         raise TypeError("append takes an iterable of bytes chunks, not bytes")
 
 
-def read_each(files: Files, read: Callable[[str], T], names: list[str]) -> Iterator[T]:
-    """read(name) of each of `names`, in their order, `files.parallel` at once where that is more
-    than one (object storage: each read is a round trip)."""
+def for_each(files: Files, action: Callable[[str], T], names: list[str]) -> Iterator[T]:
+    """action(name) of each of `names` (a read, a deletion), their results in the names' order,
+    `files.parallel` at once where that is more than one (object storage: each is a round trip)."""
     if files.parallel > 1 and len(names) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(files.parallel) as pool:
-            yield from pool.map(read, names)
+            yield from pool.map(action, names)
     else:
-        yield from map(read, names)
+        yield from map(action, names)
 
 
 def part_time(part: str) -> int:

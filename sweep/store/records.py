@@ -25,7 +25,7 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import Files, read_each
+from tiltsweep.sweep.store.files import Files, for_each
 
 FINAL_STATUSES = ("completed", "diverged")  # never run again; `failed` is retried by the next run
 HEADER_BYTES = 16 * 1024  # read at a time to find a pack file's header (a pack of 64 points: ~5 KB)
@@ -238,7 +238,7 @@ class PackFiles:
             except CorruptFile as error:
                 return error
 
-        for found in read_each(self.files, read, self.ids()):
+        for found in for_each(self.files, read, self.ids()):
             if isinstance(found, CorruptFile):
                 on_corrupt(found)
             else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from tiltsweep.sweep.store import layout
-from tiltsweep.sweep.store.files import Files, read_each
+from tiltsweep.sweep.store.files import Files, for_each
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ class Tables:
                 return error
             return None
 
-        return [error for error in read_each(self.files, check, names) if error is not None]
+        return [error for error in for_each(self.files, check, names) if error is not None]
 
     def read_all(self, names: list[str], columns: list[str], on_corrupt: Optional[Callable[[CorruptTable], None]] = None) -> pd.DataFrame:
         """The tables of the files, one after another (each read alone, so that files whose columns
