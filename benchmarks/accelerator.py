@@ -227,10 +227,10 @@ def table(report: dict) -> str:
         rows.append((f"layouts at {report['layouts']['points']} points (vmapped)",
                      ", ".join(f"{name} {us:,.0f} us" for name, us in report["layouts"]["us_per_step"].items())))
     if "profile" in report:
-        profile = report["profile"]
-        rows.append((f"profile of {profile['points']} points ({profile['source']})",
-                     f"{profile['wall_us_per_step']:,.0f} us a step; costliest: "
-                     + ", ".join(f"`{row['name'][:40]}` {row['us_per_step']:,.1f} us x{row['calls_per_step']:.2f}" for row in profile["top"][:4])))
+        traced = report["profile"]
+        rows.append((f"profile of {traced['points']} points ({traced['source']})",
+                     f"{traced['wall_us_per_step']:,.0f} us a step; costliest: "
+                     + ", ".join(f"`{row['name'][:40]}` {row['us_per_step']:,.1f} us x{row['calls_per_step']:.2f}" for row in traced["top"][:4])))
     for key in ("diagram", "diagram_warmup_off"):
         if key in report:
             row = report[key]
