@@ -109,7 +109,7 @@ def test_no_trial_starts_before_the_warm_up_ends(tmp_path):
         driver.wait_until(warm_up_seen, what="the warm-up process")
         (warm_up,) = found
         driver.wait_until(lambda: (out / "ray-sweep" / "sweep.json").exists(), what="the sweep described (Ray up, the lock taken)")
-        time.sleep(10)  # a trial would start and write its pack's records by now (a few seconds here)
+        time.sleep(8)  # a trial would start and write its pack's records by now (a few seconds here)
         assert warm_up.status() == psutil.STATUS_STOPPED
         assert ResultsDir(out / "ray-sweep").records.ids() == []
         warm_up.resume()
