@@ -15,10 +15,12 @@ seconds (a store in another building; moto itself answers at once), and the poin
 block's checkpoints are many.
 
     python benchmarks/pack_overhead.py [--quick] [--s3]    # writes benchmarks/results/pack_overhead[-s3][-quick].json
+    python benchmarks/pack_overhead.py --table BEFORE.json AFTER.json   # the two as benchmarks/README.md's table
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -69,16 +71,32 @@ def worker_seconds(folder: Path, points: int, epochs: int, new_out: Callable[[],
     return timed(lambda: run_pack(payload, report=lambda result: None))
 
 
+def table(before: dict, after: dict) -> str:
+    """Two runs' rows side by side, as benchmarks/README.md shows them."""
+    def cells(row: dict) -> str:
+        return (f"{row['run_pack_s']:.2f} s / {row['train_group_s']:.2f} s | "
+                f"{row['around_training_s']:.2f} s ({row['around_training_ms_per_point']:.1f} ms)")
+
+    lines = ["| points | before: run_pack / train_group | before: around training (a point) | after: run_pack / train_group | after: around training (a point) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {old['points']:,} | {cells(old)} | {cells(new)} |" for old, new in zip(before["rows"], after["rows"])]
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if "--table" in sys.argv:
+        before, after = (json.loads(Path(name).read_text()) for name in sys.argv[sys.argv.index("--table") + 1:][:2])
+        print(table(before, after))
+        return
     quick, in_s3 = "--quick" in sys.argv, "--s3" in sys.argv
     sizes, epochs, repeats = ((16, 64, 256), 120, 1) if quick else ((64, 256, 1024), 600, 2)
     checkpoint_every = epochs // 4 if in_s3 else None
     rows = []
-    with tempfile.TemporaryDirectory(prefix="pack-overhead-") as scratch, results_place(Path(scratch)) as new_out:
+    with tempfile.TemporaryDirectory(prefix="pack-overhead-") as scratch, results_place(Path(scratch), in_s3) as new_out:
         for points in sizes:
             folder = Path(scratch) / str(points)
             folder.mkdir()
-            _, configs = pack_payload(folder, points, epochs, new_out(), checkpoint_every)
+            _, configs = pack_payload(folder, points, epochs, folder / "unused", checkpoint_every)  # the configs alone: nothing written
             train_group(configs)  # compiles this width
             samples = interleaved({
                 "run_pack": lambda: worker_seconds(folder, points, epochs, new_out, checkpoint_every),
@@ -94,10 +112,10 @@ def main() -> None:
 
 
 @contextmanager
-def results_place(scratch: Path):
-    """new_out(): a fresh place for a results directory each call, under `scratch`, or with
-    --s3 in a new bucket of a moto server started for the run (stopped after it)."""
-    if "--s3" not in sys.argv:
+def results_place(scratch: Path, in_s3: bool):
+    """new_out(): a fresh place for a results directory each call, under `scratch`, or `in_s3`
+    in a new bucket of a moto server started for the run (stopped after it)."""
+    if not in_s3:
         yield lambda: Path(tempfile.mkdtemp(dir=scratch))
         return
     from object_store import DelayingProxy, S3Server  # tests/object_store.py: the tests' own server

@@ -65,7 +65,7 @@ def test_the_profile_counts_each_operation_of_a_traced_loop_once_a_step(tmp_path
     loop = jax.jit(lambda x: jax.lax.fori_loop(0, 40, lambda i, y: jnp.tanh(y @ y.T) * jnp.exp(-y), x))
     x = jax.random.normal(jax.random.PRNGKey(0), (64, 64))
     loop(x).block_until_ready()
-    seconds, trace = profile["traced"](lambda: loop(x).block_until_ready(), tmp_path)
+    _, trace = profile["traced"](lambda: loop(x).block_until_ready(), tmp_path)
     found = profile["operations"](json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"], steps=40)
     assert found["source"] == "host" and found["busy_us_per_step"] and all(row["hlo_op"] for row in found["top"])
     once_a_step = [row["name"] for row in found["top"] if row["calls_per_step"] == 1]

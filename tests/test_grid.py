@@ -239,7 +239,6 @@ def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
     assert {(p.config.training.epochs, p.config.training.eval_every) for p in smoke.points} == {(10, 50)}
 
 
-
 def test_a_merge_key_may_override_what_an_anchor_merged_in_itself(tmp_path):
     """PyYAML rewrites a mapping that is merged in elsewhere (`<<: *m`) with the keys it merges
     itself; its own override (`x: 2` over `*b`'s) is not a key given twice."""
