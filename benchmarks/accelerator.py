@@ -56,7 +56,7 @@ sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's ti
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.cnn_throughput import throughput  # noqa: E402
-from benchmarks.common import results_folder, run_command, save  # noqa: E402
+from benchmarks.common import markdown_table, results_folder, run_command, save, tables_asked  # noqa: E402
 from benchmarks.device_profile import summary  # noqa: E402
 from benchmarks.mlp_layout import gradient_step  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
@@ -248,13 +248,13 @@ def table(report: dict) -> str:
     if "tests" in report:
         rows.append(("tests", f"{report['tests']['summary']} (exit {report['tests']['exit']})"))
     rows += [(key, f"{part['status']}: {part.get('error') or part.get('why')}") for key, part in report["parts"].items() if part["status"] != "done"]
-    header = f"| part | {report['device_kind'] or report['platform']}{', quick' if report['quick'] else ''} ({report.get('when', '')}, {report['seconds']:.0f} s) |"
-    return "\n".join([header, "|---|---|", *(f"| {part} | {found} |" for part, found in rows)])
+    device = f"{report['device_kind'] or report['platform']}{', quick' if report['quick'] else ''} ({report.get('when', '')}, {report['seconds']:.0f} s)"
+    return markdown_table(["part", device], rows)
 
 
 def main() -> None:
-    if "--table" in sys.argv:
-        print(table(json.loads(Path(sys.argv[sys.argv.index("--table") + 1]).read_text())))
+    if files := tables_asked():
+        print(table(files[0]))
         return
     quick = "--quick" in sys.argv
     scale = QUICK if quick else FULL

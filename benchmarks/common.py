@@ -58,6 +58,20 @@ def save(name: str, payload: dict) -> Path:
     return path
 
 
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table as benchmarks/README.md shows them: the header, its rule, a line a row."""
+    line = lambda cells: "| " + " | ".join(str(cell) for cell in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(row) for row in rows)])
+
+
+def tables_asked() -> Optional[list[dict]]:
+    """The JSON files named after `--table` on the command line, read; None where it has no `--table`
+    (a script then measures; with it, it prints its README table from the files it names)."""
+    if "--table" not in sys.argv:
+        return None
+    return [json.loads(Path(name).read_text()) for name in sys.argv[sys.argv.index("--table") + 1:]]
+
+
 def run_command(command: list[str], timeout: float, env: Optional[dict] = None) -> dict:
     """Run `command` with a time limit, from a fresh scratch folder: never from the repository's
     root, whose tiltsweep/ folder (the package's root alone) would hide a plain, non-editable

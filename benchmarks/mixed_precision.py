@@ -17,6 +17,7 @@ p-value). The same seed starts both precisions from the same parameters, so the 
 their start; each then rounds otherwise and is another trajectory.
 
     python benchmarks/mixed_precision.py    # ~15 minutes on 2 CPU cores; writes benchmarks/results/mixed_precision.json
+    python benchmarks/mixed_precision.py --table benchmarks/results/mixed_precision.json   # its README table
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import markdown_table, save, tables_asked  # noqa: E402
 from tiltsweep.analysis.reduce import paired_gain_test  # noqa: E402
 from tiltsweep.trainers import train  # noqa: E402
 
@@ -97,7 +98,29 @@ def compared(rows: dict) -> dict:
     return paired_gain_test([b - f for f, b in zip(rows["float32"]["val_accuracy"], rows["bfloat16"]["val_accuracy"])])
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 14 table: mean ± standard error (standard deviation) of each
+    precision's final validation accuracy, and their paired difference."""
+    spiral_base, cnn_base = report["settings"]["spiral"]["base"], report["settings"]["cnn"]["base"]
+    described = {
+        "spiral, A = 1": f"spiral, the quickstart's training as grids/quickstart.yaml sets it ({spiral_base['training']['epochs']:,} steps, "
+                         f"oscillation stopped at {spiral_base['loss']['stop_oscillation_epoch']:,}), A = 1",
+        "spiral, A = 30": f"the same at A = 30, T = {spiral_base['loss']['period']:,}",
+        "myrtle5, digits": f"Myrtle5 ({cnn_base['model']['channels']} channels), scikit-learn's digits upscaled to 32x32x3, 20% held out "
+                           f"(stratified), {cnn_base['training']['epochs']} epochs of Adam",
+    }
+    rows = []
+    for name, what in described.items():
+        measured, paired = report[name], report[name]["bfloat16_minus_float32"]
+        rows.append([f"{what} ({paired['n']} seeds)", *(f"{measured[d]['mean']:.3f} ± {measured[d]['se']:.3f} ({measured[d]['std']:.3f})" for d in DTYPES),
+                     f"{paired['mean']:+.3f} ({paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}, p = {paired['p_value']:.2f})"])
+    return markdown_table(["training", *DTYPES, "bfloat16 - float32, paired by seed (95% interval, p)"], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     report: dict = {"settings": {"spiral": {"seeds": SPIRAL_SEEDS, "base": spiral(1.0, 0, "float32")},
                                  "cnn": {"seeds": CNN_SEEDS, "base": myrtle5(Path("DIGITS"), 0, "float32")}}}
     for amplitude in (1.0, 30.0):
@@ -114,6 +137,7 @@ def main() -> None:
         paired = rows["bfloat16_minus_float32"]
         print(f"{name}: final val_accuracy {line}; bfloat16 - float32 {paired['mean']:+.3f} "
               f"(95% interval {paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}, p = {paired['p_value']:.2f}, paired over {paired['n']} seeds)")
+    print(table(report))
     print(save("mixed_precision", report))
 
 

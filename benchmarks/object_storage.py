@@ -15,6 +15,7 @@ moto's server is a Python process on the same 2 cores as the sweep, so the bucke
 those of a slow, busy store, not of S3's.
 
     python benchmarks/object_storage.py [ROUNDS]   # default 5 (~9 minutes here); writes benchmarks/results/object_storage.json
+    python benchmarks/object_storage.py --table benchmarks/results/object_storage.json   # its two README tables
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' S3 server
 sys.path.append(str(ROOT))  # after the installed tiltsweep: `benchmarks` only
 
-from benchmarks.common import interleaved, median, run_command, save  # noqa: E402
+from benchmarks.common import interleaved, markdown_table, median, run_command, save, tables_asked  # noqa: E402
 from benchmarks.scale import GRID  # noqa: E402
 from object_store import S3Server  # noqa: E402
 
@@ -54,7 +55,20 @@ def sweep_seconds(out: str) -> float:
     return timed_run(tiltsweep("run", str(ROOT / "grids" / "quickstart.yaml"), "--out", out, "--no-plot"))
 
 
+def tables(report: dict) -> str:
+    """benchmarks/README.md's section 13 tables: the quickstart's runs, then `status`'s, each run's seconds and their median."""
+    def rows(measured: dict, s3_name: str, digits: int) -> list[list]:
+        return [[s3_name if name == "S3 (moto)" else name, ", ".join(f"{s:.{digits}f}" for s in numbers["seconds"]), f"{numbers['median']:.{digits}f}"]
+                for name, numbers in measured.items() if isinstance(numbers, dict)]
+
+    return (markdown_table(["quickstart run", "seconds", "median"], rows(report["quickstart_sweep"], "S3 (moto on 127.0.0.1)", 1)) + "\n\n"
+            + markdown_table(["results directory", "seconds", "median"], rows(report["status_10000_points"], "S3 (moto)", 2)))
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(tables(files[0]))
+        return
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     server = S3Server()
     os.environ.update(server.env)
@@ -90,6 +104,7 @@ def main() -> None:
     print(f"quickstart: local {sweep['local disk']['median']:.1f} s, S3 {sweep['S3 (moto)']['median']:.1f} s "
           f"(x{report['quickstart_sweep']['ratio_s3_to_local']:.2f}; within rounds " + ", ".join(f"{r:.2f}" for r in within) + ")")
     print("status of 10,000 points: " + ", ".join(f"{name} {median(values):.2f} s" for name, values in status.items()))
+    print(tables(report))
     print(save("object_storage", report))
 
 

@@ -20,7 +20,6 @@ block's checkpoints are many.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import jax
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
 from tiltsweep.sweep.grid import load_grid  # noqa: E402
 from tiltsweep.sweep.run.executor import payload_for  # noqa: E402
 from tiltsweep.sweep.run.packs import Pack, pack_id  # noqa: E402
@@ -77,16 +76,14 @@ def table(before: dict, after: dict) -> str:
         return (f"{row['run_pack_s']:.2f} s / {row['train_group_s']:.2f} s | "
                 f"{row['around_training_s']:.2f} s ({row['around_training_ms_per_point']:.1f} ms)")
 
-    lines = ["| points | before: run_pack / train_group | before: around training (a point) | after: run_pack / train_group | after: around training (a point) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {old['points']:,} | {cells(old)} | {cells(new)} |" for old, new in zip(before["rows"], after["rows"])]
-    return "\n".join(lines)
+    return markdown_table(["points", "before: run_pack / train_group", "before: around training (a point)",
+                           "after: run_pack / train_group", "after: around training (a point)"],
+                          [[f"{old['points']:,}", cells(old), cells(new)] for old, new in zip(before["rows"], after["rows"])])
 
 
 def main() -> None:
-    if "--table" in sys.argv:
-        before, after = (json.loads(Path(name).read_text()) for name in sys.argv[sys.argv.index("--table") + 1:][:2])
-        print(table(before, after))
+    if files := tables_asked():
+        print(table(*files[:2]))
         return
     quick, in_s3 = "--quick" in sys.argv, "--s3" in sys.argv
     sizes, epochs, repeats = ((16, 64, 256), 120, 1) if quick else ((64, 256, 1024), 600, 2)

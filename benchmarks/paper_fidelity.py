@@ -18,6 +18,7 @@ setup), through `tiltsweep.trainers.train`.
 
     python benchmarks/paper_fidelity.py            # both, about 10 minutes on 2 cores
     python benchmarks/paper_fidelity.py --quick    # (a) and one seed of (b), for a look
+    python benchmarks/paper_fidelity.py --table benchmarks/results/paper_fidelity.json   # its README table
 
 Results: benchmarks/results/paper_fidelity.json, and the table in benchmarks/README.md.
 """
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 from jax.example_libraries import stax  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from common import save  # noqa: E402
+from common import markdown_table, save, tables_asked  # noqa: E402
 from tiltsweep.trainers import train  # noqa: E402
 from tiltsweep.trainers.config import SpiralData  # noqa: E402
 from tiltsweep.trainers.data import load_dataset  # noqa: E402
@@ -136,17 +137,20 @@ def full_runs(seeds) -> list[dict]:
 
 def table(cells: list[dict]) -> str:
     """The README table: mean ± std (ddof 1) per implementation, and Welch's t."""
-    lines = ["| width | A | metric | tiltsweep (notebook setup) | notebook's algorithm | Welch's t |", "|---|---|---|---|---|---|"]
+    rows = []
     for cell in cells:
         for name in ("train_accuracy", "val_accuracy"):
             spread = lambda values: f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
             t = cell[f"{name}_welch_t"]
-            lines.append(f"| {cell['width']} | {cell['amplitude']:g} | {name} | {spread(cell['tiltsweep'][name])} | "
-                         f"{spread(cell['notebook'][name])} | {'–' if t is None else f'{t:+.2f}'} |")
-    return "\n".join(lines)
+            rows.append([cell["width"], f"{cell['amplitude']:g}", name, spread(cell["tiltsweep"][name]), spread(cell["notebook"][name]),
+                         "–" if t is None else f"{t:+.2f}"])
+    return markdown_table(["width", "A", "metric", "tiltsweep (notebook setup)", "notebook's algorithm", "Welch's t"], rows)
 
 
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]["full_runs"]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="(a) and one seed of (b)")
     args = parser.parse_args()

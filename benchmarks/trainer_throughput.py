@@ -10,6 +10,7 @@ All run interleaved in one process (9 rounds), after a warm-up that compiles eve
 and float64 each run in their own process (JAX's 64-bit mode is process-wide).
 
     python benchmarks/trainer_throughput.py            # writes benchmarks/results/trainer_throughput.json
+    python benchmarks/trainer_throughput.py --table benchmarks/results/trainer_throughput.json   # its README table
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import in_each_dtype, interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import in_each_dtype, interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
 
 WIDTH, LR, AMPLITUDE, PERIOD = 100, 1.0, 30.0, 1000.0
 
@@ -115,7 +116,22 @@ def measure(dtype: str, repeats: int) -> dict:
     }
 
 
+def table(results: dict) -> str:
+    """benchmarks/README.md's section 1 table: median steps per second, and the speedups with their rounds' range."""
+    rows = []
+    for dtype in ("float32", "float64"):
+        steps = results[dtype]["steps_per_second"]
+        speedups = [f"**{s['of_medians']:.1f}x** (rounds {s['rounds_min']:.1f}-{s['rounds_max']:.1f}x)"
+                    for s in (results[dtype]["speedup_eval_100"], results[dtype]["speedup_eval_1000"])]
+        rows.append([dtype, f"{steps['straightforward']:,.0f} steps/s", *(f"{steps[name]:,.0f}" for name in list(steps)[1:]), *speedups])
+    return markdown_table(["dtype", "straightforward", "straightforward, feature-major MLP", "tiltsweep, eval every 100",
+                           "tiltsweep, eval every 1000", "speedup (100)", "speedup (1000)"], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     results = in_each_dtype(__file__, measure, repeats=9)
     if results is None:
         return
@@ -126,6 +142,7 @@ def main() -> None:
             speedup = results[dtype][f"speedup_eval_{every}"]
             print(f"  speedup, eval every {every}: {speedup['of_medians']:.1f}x "
                   f"(round by round {speedup['rounds_min']:.1f}x to {speedup['rounds_max']:.1f}x)")
+    print(table(results))
     print(save("trainer_throughput", results))
 
 

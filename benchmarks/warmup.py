@@ -4,6 +4,7 @@ TILTSWEEP_WARMUP=on and off interleaved; medians of the wall time (Ray's start a
 included) and of the time from the start to the first record written (its `written`).
 
     python benchmarks/warmup.py [GRID] [--rounds N]    # default: grids/quickstart.yaml, 3 rounds
+    python benchmarks/warmup.py --table benchmarks/results/warmup.json   # its README table
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import interleaved, median, run_command, save  # noqa: E402
+from benchmarks.common import interleaved, markdown_table, median, run_command, save, tables_asked  # noqa: E402
 from tiltsweep.sweep.store import ResultsDir  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -39,7 +40,22 @@ def one_run(grid: Path, scratch: Path, setting: str, runs: list) -> float:
     return result["seconds"]
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 17 table: each round's wall time / first record, on and off, and their medians."""
+    def cell(wall: float, first: float) -> str:
+        return f"{wall:.1f} s / {first:.1f} s"
+
+    by_setting = {setting: [run for run in report["runs"] if run["setting"] == setting] for setting in ("on", "off")}
+    rows = [[index + 1, *(cell(runs[index]["seconds"], runs[index]["first_record_s"]) for runs in by_setting.values())]
+            for index in range(report["rounds"])]
+    rows.append(["median", *(cell(report["summary"][setting]["wall_s"], report["summary"][setting]["first_record_s"]) for setting in by_setting)])
+    return markdown_table(["round", "warm-up on", "warm-up off"], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("grid", nargs="?", default=str(REPOSITORY / "grids" / "quickstart.yaml"))
     parser.add_argument("--rounds", type=int, default=3)
@@ -52,7 +68,9 @@ def main() -> None:
     summary = {setting: {"wall_s": median(samples[setting]), "first_record_s": first[setting]} for setting in samples}
     for setting, numbers in summary.items():
         print(f"warm-up {setting:3s}: wall {numbers['wall_s']:.1f} s, first record after {numbers['first_record_s']:.1f} s")
-    print(save("warmup", {"grid": grid.name, "rounds": args.rounds, "summary": summary, "runs": runs}))
+    report = {"grid": grid.name, "rounds": args.rounds, "summary": summary, "runs": runs}
+    print(table(report))
+    print(save("warmup", report))
 
 
 if __name__ == "__main__":

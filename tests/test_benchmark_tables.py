@@ -1,0 +1,33 @@
+"""benchmarks/README.md's tables are the ones the benchmark scripts print (`--table`) from their
+committed results: none is typed, so none can drift from the numbers measured."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+PRINTED = [
+    ("trainer_throughput.py", ["trainer_throughput.json"]),
+    ("object_storage.py", ["object_storage.json"]),
+    ("mixed_precision.py", ["mixed_precision.json"]),
+    ("warmup.py", ["warmup.json"]),
+    ("paper_fidelity.py", ["paper_fidelity.json"]),
+    ("pack_overhead.py", ["pack_overhead-before.json", "pack_overhead.json"]),
+    ("pack_overhead.py", ["pack_overhead-s3-quick-before.json", "pack_overhead-s3-quick.json"]),
+    ("accelerator.py", ["accelerator-cpu-quick.json"]),
+]
+
+
+@pytest.mark.parametrize("script, results", PRINTED, ids=[f"{script}:{results[-1]}" for script, results in PRINTED])
+def test_the_readme_shows_the_table_its_script_prints(script, results, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--table", *(str(BENCHMARKS / "results" / name) for name in results)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tables = [block for block in done.stdout.strip().split("\n\n") if block.startswith("| ")]
+    assert tables, done.stdout
+    readme = (BENCHMARKS / "README.md").read_text()
+    for table in tables:
+        assert len(table.splitlines()) >= 3 and table in readme, f"benchmarks/README.md lacks the table {script} prints:\n{table}"
