@@ -384,10 +384,10 @@ def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(result
     saved = json.loads(sweep_json.read_text())
     assert saved["layout"] == 1
     sweep_json.write_text(json.dumps({key: value for key, value in saved.items() if key != "layout"}))
-    assert results.description().points == {"a": {"seed": 0}}  # tiltsweep 0.1 wrote layout 1 without saying so
+    assert ResultsDir(results.root).description().points == {"a": {"seed": 0}}  # tiltsweep 0.1 wrote layout 1 without saying so
     sweep_json.write_text(json.dumps({**saved, "layout": 2}))
     with pytest.raises(OtherLayout):
-        results.description()
+        ResultsDir(results.root).description()
     for command in ("status", "plot", "resume", "trace"):
         capsys.readouterr()
         assert main([command, str(results.root), *(["a"] if command == "trace" else [])]) == 2

@@ -64,6 +64,7 @@ class ResultsDir:
         self.states = KeptStates(self.files)
         self.tables = Tables(self.files)
         self._layout: Optional[int] = None  # of a directory whose sweep.json names none, once looked at
+        self._saved: Optional[dict] = None  # sweep.json, once read (each read is a request on object storage)
 
     @property
     def name(self) -> str:
@@ -98,6 +99,7 @@ class ResultsDir:
         base_dir = base_dir or Path(source).resolve().parent
         origin = {"source": str(source if "://" in str(source) else Path(source).resolve()), "base_dir": str(base_dir)}
         self.files.write(layout.SWEEP, json.dumps({"layout": layout.LAYOUT, **origin, **description.__dict__}).encode())
+        self._saved = None
 
     def grid_text(self) -> str:
         """grid.yaml as submitted, to parse the sweep again (`resume`)."""
@@ -108,9 +110,12 @@ class ResultsDir:
         return self.files.show(layout.GRID)
 
     def _sweep_json(self) -> dict:
-        """sweep.json; NotResults where a run stopped before writing it, or it cannot be read."""
+        """sweep.json (read once); NotResults where a run stopped before writing it, or it cannot be read."""
+        if self._saved is not None:
+            return self._saved
         try:
-            return json.loads(self.files.read(layout.SWEEP))
+            self._saved = json.loads(self.files.read(layout.SWEEP))
+            return self._saved
         except FileNotFoundError:
             raise NotResults(f"{self}: its run stopped before it described the sweep (no {layout.SWEEP}): "
                              f"`tiltsweep resume {self}` describes it and runs it") from None
