@@ -2,15 +2,17 @@
 
 1. blocks of N vmapped width-20 spiral points (N = 64 to 4096; trainers.train_group, the path a
    sweep's worker takes, 3,000 steps after a 10-step call that compiles): time per step and
-   point-steps per second; for the largest N, the two MLP layouts side by side (feature-major,
-   which XLA's CPU kernels favour, and batch-major), the same block with `hessian_every`, and
+   point-steps per second; for the largest N, the block in each of the MLP's layouts side by
+   side (feature-major, which XLA's CPU kernels favour, batch-major, and elementwise, a candidate
+   for GPUs: trainers.models), the same block with `hessian_every`, and
    where its time goes: its operations' time per step, from a trace of JAX's profiler
    (benchmarks/device_profile.py, in a process of its own; its JSON and trace are written beside
    this one's, the trace for ui.perfetto.dev);
 2. the 1,000-cell diagram of issue 30 (10 amplitudes x 10 periods x 10 seeds, width 20, 60,000
    steps) end to end through `tiltsweep run --no-plot`, on the device (`resources: {gpu: 1}` where
    there is a GPU), with Ray's start and an empty compilation cache; and last, where the budget
-   allows, the same without the warm-up (sweep.run.warmup, on by default for GPU trials);
+   allows and on a GPU, the same in the fastest layout where `auto` chose another, and without
+   the warm-up (sweep.run.warmup, on by default for GPU trials);
 3. Myrtle5 (64 channels, batch 512; alone and as a vmapped block of 8 points) and WRN-28-10
    (batch 128) training throughput in float32 and bfloat16 (mixed precision), in images per
    second (all the block's points' images);
@@ -58,15 +60,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks.cnn_throughput import throughput  # noqa: E402
 from benchmarks.common import markdown_table, results_folder, run_command, save, tables_asked  # noqa: E402
 from benchmarks.device_profile import summary  # noqa: E402
-from benchmarks.mlp_layout import gradient_step  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers import train_group  # noqa: E402
+from tiltsweep.trainers.config import MLPModel  # noqa: E402
+from tiltsweep.trainers.models import LAYOUTS, mlp_layout  # noqa: E402
 
 DIAGRAM = """\
 name: {name}
 data: {{name: spiral, points_per_class: 100, classes: 3}}
-model: {{name: mlp, width: 20}}
+model: {{name: mlp, width: 20, layout: {layout}}}
 optimizer: {{name: sgd, learning_rate: 1.0, batch_size: full}}
 schedule: {{name: constant}}
 training: {{epochs: {epochs}, eval_every: {eval_every}}}
@@ -88,10 +91,11 @@ QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (
          "tests": ["tests/test_loss.py"]}
 
 
-def block(size: int, steps: int, **training) -> dict:
-    """A vmapped block of `size` width-20 points: compiled by a 10-step call, then timed."""
+def block(size: int, steps: int, layout: str = "auto", **training) -> dict:
+    """A vmapped block of `size` width-20 points, the MLP in `layout`: compiled by a 10-step call, then timed."""
     def group(count: int) -> list[dict]:
-        return [{**config, "training": {**config["training"], **training}} for config in configs(20, size, count)]
+        return [{**config, "model": {**config["model"], "layout": layout}, "training": {**config["training"], **training}}
+                for config in configs(20, size, count)]
 
     train_group(group(10))
     started = time.perf_counter()
@@ -101,51 +105,27 @@ def block(size: int, steps: int, **training) -> dict:
 
 
 def layouts(size: int, steps: int) -> dict:
-    """The training step of a vmapped block of `size` width-20 MLPs in both layouts, side by
-    side (benchmarks/mlp_layout.py's gradient step, vmapped), and a
-    third way no model has yet: every product written elementwise (a candidate for GPUs, where
-    a vmapped product of 2- and 20-wide matrices may run as tiny batched matrix kernels)."""
-    import jax.numpy as jnp
-
-    from tiltsweep.trainers.models import MLP
-
-    x = jax.random.normal(jax.random.PRNGKey(1), (300, 2))
-    y = jax.random.randint(jax.random.PRNGKey(2), (300,), 0, 3)
-
-    def elementwise(params, h):
-        """The batch-major MLP with each product a broadcast multiply and a sum over its small
-        inner axis (2, 20): loop fusions rather than one tiny matrix product per point."""
-        for i in range(len(params)):
-            layer = params[f"Dense_{i}"]
-            h = (h[..., :, None] * layer["kernel"]).sum(-2) + layer["bias"]
-            h = jax.nn.relu(h) if i < len(params) - 1 else h
-        return h
-
-    found = {}
-    for name, feature_major in (("feature-major", True), ("batch-major", False), ("elementwise", False)):
-        model = MLP(20, 1, 3, jnp.float32, feature_major)
-        params = jax.vmap(lambda key: model.init(key, x[:1])["params"])(jax.random.split(jax.random.PRNGKey(0), size))
-        forward = elementwise if name == "elementwise" else (lambda p, inputs, model=model: model.apply({"params": p}, inputs))
-        step = gradient_step(forward, x, y, 3)
-        loop = jax.jit(lambda params, step=step: jax.lax.fori_loop(0, steps, lambda t, p: jax.vmap(lambda q: step(t, q))(p), params))
-        jax.block_until_ready(loop(params))
-        started = time.perf_counter()
-        jax.block_until_ready(loop(params))
-        found[name] = 1e6 * (time.perf_counter() - started) / steps
-    return {"points": size, "us_per_step": found, "faster": min(found, key=found.get)}
+    """The block of `size` points trained in each of the MLP's layouts (trainers.models.LAYOUTS:
+    feature-major, batch-major, and elementwise, a candidate for GPUs, where a vmapped product of
+    2- and 20-wide matrices may run as many tiny matrix kernels), side by side, and the layout
+    `auto` takes here."""
+    found = {layout: block(size, steps, layout)["us_per_step"] for layout in LAYOUTS}
+    return {"points": size, "us_per_step": found, "faster": min(found, key=found.get),
+            "auto": mlp_layout(MLPModel(name="mlp", width=20), jax.numpy.float32)}
 
 
-def diagram(scale: dict, on_gpu: bool, timeout: float, warmup: str = "auto") -> dict:
+def diagram(scale: dict, on_gpu: bool, timeout: float, warmup: str = "auto", layout: str = "auto") -> dict:
     """The diagram through `tiltsweep run` (at most `timeout` seconds) with an empty compilation
-    cache of its own and TILTSWEEP_WARMUP=`warmup`: wall time and Ray's start as the run says them."""
+    cache of its own, TILTSWEEP_WARMUP=`warmup` and the MLP in `layout`: wall time and Ray's start
+    as the run says them."""
     with tempfile.TemporaryDirectory(prefix="tiltsweep-accelerator-") as scratch:
         grid = Path(scratch) / "diagram.yaml"
-        grid.write_text(DIAGRAM.format(name="diagram", gpu=1 if on_gpu else 0, **scale))
+        grid.write_text(DIAGRAM.format(name="diagram", gpu=1 if on_gpu else 0, layout=layout, **scale))
         env = {**os.environ, "TILTSWEEP_COMPILE_CACHE": str(Path(scratch) / "xla"), "TILTSWEEP_WARMUP": warmup}
         done = run_command([sys.executable, "-m", "tiltsweep", "run", str(grid), "--out", scratch, "--no-plot"], timeout, env=env)
     ready = re.search(r"Ray ready in ([0-9.]+) s", done["stdout"])
     return {"cells": len(scale["amplitudes"]) * len(scale["periods"]) * len(scale["seeds"]), "epochs": scale["epochs"], "exit": done["exit"],
-            "warmup": warmup, "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
+            "warmup": warmup, "layout": layout, "timed_out": done["timed_out"], "timeout_seconds": timeout, "wall_seconds": done["seconds"],
             "ray_ready_seconds": float(ready.group(1)) if ready else None,
             "last_line": (done["stdout"].strip().splitlines() or [done["stderr"][-500:]])[-1]}
 
@@ -228,17 +208,18 @@ def table(report: dict) -> str:
         row = report["block_with_hessian"]
         rows.append((f"block of {row['points']} with `hessian_every`", f"{row['us_per_step']:,.0f} us a step"))
     if "layouts" in report:
-        rows.append((f"layouts at {report['layouts']['points']} points (vmapped)",
-                     ", ".join(f"{name} {us:,.0f} us" for name, us in report["layouts"]["us_per_step"].items())))
+        found = report["layouts"]
+        rows.append((f"layouts at {found['points']} points (a block's step)",
+                     ", ".join(f"{name} {us:,.0f} us" for name, us in found["us_per_step"].items()) + f" (auto: {found['auto']})"))
     if "profile" in report:
         traced = report["profile"]
         rows.append((f"profile of {traced['points']} points ({traced['source']})",
                      f"{traced['wall_us_per_step']:,.0f} us a step; costliest: "
                      + ", ".join(f"`{row['name'][:40]}` {row['us_per_step']:,.1f} us x{row['calls_per_step']:.2f}" for row in traced["top"][:4])))
-    for key in ("diagram", "diagram_warmup_off"):
+    for key in ("diagram", "diagram_fastest_layout", "diagram_warmup_off"):
         if key in report:
             row = report[key]
-            rows.append((f"{row['cells']}-cell diagram, {row['epochs']:,} steps, warm-up {row['warmup']}",
+            rows.append((f"{row['cells']}-cell diagram, {row['epochs']:,} steps, warm-up {row['warmup']}, layout {row['layout']}",
                          f"{row['wall_seconds']:.1f} s, exit {row['exit']}{' (timed out)' if row['timed_out'] else ''} (Ray ready in {row['ray_ready_seconds']} s)"))
     by_model: dict[str, list[str]] = {}
     for name, row in report.get("cnns", {}).items():
@@ -270,7 +251,15 @@ def main() -> None:
     check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1))))
     check.part("cnns", lambda: cnns(scale["cnns"]))
     check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
-    # last, where the budget allows: the same diagram without the warm-up (on by default for GPU trials only)
+    # last, where the budget allows: the same diagram in the fastest layout where `auto` took
+    # another, then without the warm-up (on by default for GPU trials only)
+    fastest = report.get("layouts", {}).get("faster")
+    if device.platform != "gpu":
+        check.skip("diagram_fastest_layout", "run on a GPU only (on this device the layouts row is the answer)")
+    elif fastest is None or fastest == report["layouts"]["auto"]:
+        check.skip("diagram_fastest_layout", "the diagram above ran in the fastest layout" if fastest else "no layouts measured")
+    else:
+        check.part("diagram_fastest_layout", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), layout=fastest))
     if device.platform == "gpu":
         check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), "off"))
     else:

@@ -42,7 +42,7 @@ def gradient_step(forward, x, y, classes: int):
     return step
 
 
-def step_loop(feature_major: bool, shape, dtype: str):
+def step_loop(layout: str, shape, dtype: str):
     """A jitted function running STEPS gradient-descent steps from fixed parameters."""
     import jax
     import jax.numpy as jnp
@@ -52,7 +52,7 @@ def step_loop(feature_major: bool, shape, dtype: str):
     points, inputs, width, depth, classes = shape
     x = jax.random.normal(jax.random.PRNGKey(1), (points, inputs), dtype)
     y = jax.random.randint(jax.random.PRNGKey(2), (points,), 0, classes)
-    model = MLP(width, depth, classes, jnp.dtype(dtype), feature_major)
+    model = MLP(width, depth, classes, jnp.dtype(dtype), layout)
     params = model.init(jax.random.PRNGKey(0), x[:1])["params"]
     step = gradient_step(lambda p, inputs: model.apply({"params": p}, inputs), x, y, classes)
     loop = jax.jit(lambda params, x, y: jax.lax.fori_loop(0, STEPS, step, params))
@@ -67,7 +67,7 @@ def measure(dtype: str, repeats: int) -> list[dict]:
         jax.config.update("jax_enable_x64", True)
     rows = []
     for shape in SHAPES:
-        loops = {"batch-major": step_loop(False, shape, dtype), "feature-major": step_loop(True, shape, dtype)}
+        loops = {"batch-major": step_loop("batch_major", shape, dtype), "feature-major": step_loop("feature_major", shape, dtype)}
         samples = interleaved({name: (lambda run=run: timed(run) / STEPS * 1e6) for name, run in loops.items()}, repeats)
         us = {name: median(values) for name, values in samples.items()}
         rows.append({"shape": dict(zip(("points", "inputs", "width", "depth", "classes"), shape)), "us_per_step": us,

@@ -36,11 +36,11 @@ def config(steps: int, eval_every: int, dtype: str, seed: int = 0) -> dict:
     }
 
 
-def straightforward(dtype: str, feature_major: bool = False):
+def straightforward(dtype: str, layout: str = "batch_major"):
     """The published notebook's loop, on the same loss: per step one jitted update, then the loss,
     the accuracy and the weighted loss (each a jitted call) and the class weights computed
     eagerly, all kept in lists, as the notebook records them. Its model is the plain Flax MLP
-    (nn.Dense layers); with `feature_major`, tiltsweep's layout of the same MLP instead."""
+    (nn.Dense layers, batch-major); with `layout` feature_major, tiltsweep's layout of the same MLP instead."""
     import jax
     import jax.numpy as jnp
 
@@ -50,7 +50,7 @@ def straightforward(dtype: str, feature_major: bool = False):
 
     x, y = spiral_points(100, 3, 4.0, 0.2, 0)
     x = jnp.asarray(x, dtype)
-    model = MLP(WIDTH, 1, 3, jnp.dtype(dtype), feature_major)
+    model = MLP(WIDTH, 1, 3, jnp.dtype(dtype), layout)
     params0 = model.init(jax.random.PRNGKey(0), x[:1])["params"]
 
     def weights(t):
@@ -89,7 +89,7 @@ def measure(dtype: str, repeats: int) -> dict:
         jax.config.update("jax_enable_x64", True)
     from tiltsweep.trainers import train
 
-    baseline, baseline_with_our_model = straightforward(dtype), straightforward(dtype, feature_major=True)
+    baseline, baseline_with_our_model = straightforward(dtype), straightforward(dtype, "feature_major")
     baseline(5), baseline_with_our_model(5)  # compile
     train(config(200, 100, dtype))  # compile
     base_steps, our_steps = 2_000, 20_000

@@ -81,13 +81,15 @@ def test_the_accelerator_check_runs_every_part_and_writes_one_json(tmp_path):
     (written,) = tmp_path.glob("accelerator-*-quick.json")
     report = json.loads(written.read_text())
     assert {key: part["status"] for key, part in report["parts"].items()} == dict.fromkeys(
-        ["blocks", "layouts", "block_with_hessian", "profile", "cnns", "tests", "diagram"], "done") | {"diagram_warmup_off": "skipped"}
+        ["blocks", "layouts", "block_with_hessian", "profile", "cnns", "tests", "diagram"], "done") | dict.fromkeys(["diagram_fastest_layout", "diagram_warmup_off"], "skipped")
     assert [row["points"] for row in report["blocks"]] == [1, 8, 32] and all(row["point_steps_per_second"] > 0 for row in report["blocks"])
-    assert report["block_with_hessian"]["points"] == 32 and report["layouts"]["faster"] in ("feature-major", "batch-major", "elementwise")
+    assert report["block_with_hessian"]["points"] == 32 and sorted(report["layouts"]["us_per_step"]) == ["batch_major", "elementwise", "feature_major"]
+    assert report["layouts"]["auto"] == "feature_major" and report["diagram"]["layout"] == "auto"
     assert report["profile"]["points"] == 32 and any(row["calls_per_step"] == 1 for row in report["profile"]["top"])  # the step's kernels
     assert (tmp_path / written.name.replace(".json", "-profile-trace.json.gz")).stat().st_size > 0  # its own process wrote it
     assert report["diagram"]["exit"] == 0 and report["diagram"]["cells"] == 8 and "6/6 completed" in report["diagram"]["last_line"]  # A = 1 is one training at both periods
     assert "no warm-up either" in report["parts"]["diagram_warmup_off"]["why"]  # auto warms GPU trials only: it would be the same run
+    assert "GPU only" in report["parts"]["diagram_fastest_layout"]["why"]
     assert sorted(report["cnns"]) == ["myrtle5, 8 channels, bfloat16", "myrtle5, 8 channels, block of 4, bfloat16", "myrtle5, 8 channels, block of 4, float32",
                                       "myrtle5, 8 channels, float32", "wide_resnet 10-1, bfloat16", "wide_resnet 10-1, float32"]
     assert report["cnns"]["myrtle5, 8 channels, block of 4, float32"]["points"] == 4

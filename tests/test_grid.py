@@ -35,12 +35,13 @@ def test_grid_is_the_product_of_its_axes(tmp_path):
     assert len({p.trial_id for p in spec.points}) == 8
 
 
-def test_trial_id_ignores_spelling_order_and_checkpoint_frequency(tmp_path):
+def test_trial_id_ignores_spelling_order_checkpoint_frequency_and_layout(tmp_path):
     first = load_grid(write(tmp_path, GOOD, "a.yaml"))
     respelled = GOOD.replace("amplitude: [1, 10]", "loss.amplitude: [10.0, 1]").replace("seed: [0, 1]", "seed: [1, 0]")
-    respelled = respelled.replace("eval_every: 50}", "eval_every: 50, checkpoint_every: 25}")
+    respelled = respelled.replace("eval_every: 50}", "eval_every: 50, checkpoint_every: 25}").replace("width: 8}", "width: 8, layout: elementwise}")
     second = load_grid(write(tmp_path, respelled, "b.yaml"))
     assert {p.trial_id for p in first.points} == {p.trial_id for p in second.points}
+    assert {p.config.model.layout for p in second.points} == {"elementwise"}
     changed = load_grid(write(tmp_path, GOOD.replace("learning_rate: 1.0", "learning_rate: 0.5"), "c.yaml"))
     assert not {p.trial_id for p in first.points} & {p.trial_id for p in changed.points}
 

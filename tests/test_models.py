@@ -30,12 +30,13 @@ def test_mlp_one_and_several_hidden_layers():
     assert shape == (4, 10) and len(variables["params"]) == 4
 
 
+@pytest.mark.parametrize("layout", ["feature_major", "elementwise"])
 @pytest.mark.parametrize("depth", [1, 2])
-def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
-    """The feature-major layout changes how the MLP computes, not what: the same parameters (names,
-    shapes, initial values: checkpoints and seeds carry over), the same logits and gradients up to
-    rounding."""
-    plain, fast = MLP(30, depth, 3, feature_major=False), MLP(30, depth, 3, feature_major=True)
+def test_every_mlp_layout_is_the_plain_flax_mlp(depth, layout):
+    """A layout changes how the MLP computes, not what: the same parameters (names, shapes,
+    initial values: checkpoints and seeds carry over), the same logits and gradients up to
+    rounding, as nn.Dense's own (batch-major) layout."""
+    plain, fast = MLP(30, depth, 3, layout="batch_major"), MLP(30, depth, 3, layout=layout)
     x = jax.random.normal(jax.random.PRNGKey(1), (50, 2))
     params = plain.init(jax.random.PRNGKey(0), x)["params"]
     assert jax.tree.all(jax.tree.map(lambda a, b: a.shape == b.shape and bool(jnp.all(a == b)),
@@ -46,13 +47,16 @@ def test_feature_major_mlp_is_the_plain_flax_mlp(depth):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype, depth, feature_major", [
-    (jnp.float32, 1, True), (jnp.float32, 3, True), (jnp.bfloat16, 2, True), (jnp.float64, 1, True), (jnp.float64, 2, False),
+@pytest.mark.parametrize("dtype, depth, layout", [
+    (jnp.float32, 1, "feature_major"), (jnp.float32, 3, "feature_major"), (jnp.bfloat16, 2, "feature_major"),
+    (jnp.float64, 1, "feature_major"), (jnp.float64, 2, "batch_major"),
 ])
-def test_the_mlp_layout_follows_dtype_and_depth_alone(dtype, depth, feature_major):
+def test_the_automatic_mlp_layout_follows_dtype_and_depth_alone(dtype, depth, layout):
     """Feature-major except float64 with hidden-to-hidden layers, whatever the backend (the layout
-    measured on an accelerator; benchmarks/accelerator.py compares both)."""
-    assert build_model(MLPModel(name="mlp", width=8, depth=depth), 3, dtype).feature_major is feature_major
+    measured on an accelerator; benchmarks/accelerator.py compares them all); a layout the config
+    names is the one used."""
+    assert build_model(MLPModel(name="mlp", width=8, depth=depth), 3, dtype).layout == layout
+    assert build_model(MLPModel(name="mlp", width=8, depth=depth, layout="elementwise"), 3, dtype).layout == "elementwise"
 
 
 def initial_params(seed: int, init: str, dtype: str = "float32", depth: int = 1):

@@ -178,6 +178,19 @@ def test_a_group_trains_each_member_as_if_alone():
             np.testing.assert_allclose([r[name] for r in result.history], [r[name] for r in alone.history], rtol=1e-4, atol=1e-5)
 
 
+def test_every_mlp_layout_trains_a_group_as_the_automatic_one_does():
+    """`model.layout` changes how a block computes, not what it trains (calm dynamics, as above)."""
+    calm = [dict(c, optimizer={"learning_rate": 0.1}) for c in GROUP]
+    automatic = train_group(calm)
+    for layout in ("batch_major", "elementwise"):
+        configs = [dict(c, model={**c["model"], "layout": layout}) for c in calm]
+        assert prepare([TrialConfig.model_validate(c) for c in configs]).engine.model.layout == layout
+        laid_out = train_group(configs)
+        for result, reference in zip(laid_out, automatic):
+            for name in ("train_loss", "val_accuracy", "weighted_loss"):
+                np.testing.assert_allclose([r[name] for r in result.history], [r[name] for r in reference.history], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ["gpu", "tpu"])
 def test_a_partial_block_is_padded_to_a_power_of_two_on_an_accelerator_and_never_on_a_cpu(backend):
     for n, width in [(1, 64), (10, 1024), (63, 64), (3, None)]:

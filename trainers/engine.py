@@ -135,7 +135,7 @@ class Engine:
         # eigenvalue moved in its third digit from one Lanczos start to the next. An MLP's
         # Hessian-vector products run faster batch-major (benchmarks/README.md, "The cost of a
         # Hessian measurement").
-        layout = {"feature_major": False} if isinstance(self.model, MLP) else {}
+        layout = {"layout": "batch_major"} if isinstance(self.model, MLP) else {}
         self.hessian_model = self.model.clone(dtype=self.kept, **layout)
         self.loss_of = PER_EXAMPLE_LOSSES[spec.loss]
         hessian_metrics = tuple(f"hessian_eig_{i + 1}" for i in range(spec.hessian[0])) if spec.hessian else ()

@@ -2,9 +2,12 @@
 
 - MLP: `depth` hidden Dense layers of `width` units with ReLU (the paper's spiral network is one
   hidden layer). Its parameters and their names are nn.Dense's, initialized as nn.Dense's (or
-  with glorot_normal kernels, or as the published notebook's stax network: `stax_params`); it may
-  compute in the feature-major layout (activations (features, N)), which XLA's CPU matmuls run
-  up to 2x faster for small MLPs (benchmarks/mlp_layout.py).
+  with glorot_normal kernels, or as the published notebook's stax network: `stax_params`). Its
+  `layout` is how it computes, never what: `feature_major` (activations (features, N)), which
+  XLA's CPU matmuls run up to 2x faster for small MLPs (benchmarks/mlp_layout.py); `batch_major`
+  (nn.Dense's own, activations (N, features)); or `elementwise`, batch-major with every product
+  a broadcast multiply summed over its inner axis (loop fusions instead of many tiny matrix
+  kernels in a vmapped block: a candidate for GPUs, benchmarks/accelerator.py).
 - Myrtle5 (Shankar et al. 2020): conv3x3-ReLU twice, avg-pool; conv-ReLU, avg-pool; conv-ReLU,
   avg-pool three times; dense. All convolutions have `channels` channels.
 - WideResNet (Zagoruyko & Komodakis 2016): WRN-depth-k with pre-activation basic blocks and batch
@@ -52,12 +55,33 @@ class FeatureMajorDense(Precision, nn.Module):
         return jax.lax.dot_general(kernel, h, (((0,), (0,)), ((), ()))) + bias[:, None]
 
 
+class ElementwiseDense(Precision, nn.Module):
+    """nn.Dense with the same parameters, names and initialization, each output computed as
+    sum_i h[..., i, None] * kernel[i, :] + bias: a broadcast multiply and a sum over the (small)
+    input axis, which XLA fuses with what surrounds it rather than calling a matrix kernel."""
+
+    features: int
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+    param_dtype: Any = None  # default: dtype
+
+    @nn.compact
+    def __call__(self, h):
+        kernel = self.param("kernel", self.kernel_init, (h.shape[-1], self.features), self.parameters_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.parameters_dtype)
+        h, kernel, bias = nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
+        return (h[..., :, None] * kernel).sum(-2) + bias
+
+
+LAYOUTS = ("feature_major", "batch_major", "elementwise")
+
+
 class MLP(Precision, nn.Module):
     width: int
     depth: int
     num_classes: int
     dtype: Any = jnp.float32
-    feature_major: bool = True  # how it computes, not what: the same function of the same parameters
+    layout: str = "feature_major"  # how it computes, not what: the same function of the same parameters (LAYOUTS)
     initializer: str = "lecun_normal"  # of the kernels (biases start at zero); `stax` starts from stax_params instead
     param_dtype: Any = None  # the parameters' (default: dtype, the arithmetic's)
 
@@ -66,11 +90,13 @@ class MLP(Precision, nn.Module):
         x = x.reshape((x.shape[0], -1))
         # stax's parameters replace these after init (stax_params): any kernel init stands in
         kernel_init = KERNEL_INITS["lecun_normal" if self.initializer == "stax" else self.initializer]
-        if not self.feature_major:
-            dense = lambda features: nn.Dense(features, dtype=self.dtype, param_dtype=self.parameters_dtype, kernel_init=kernel_init)
-            for _ in range(self.depth):
-                x = nn.relu(dense(self.width)(x))
-            return dense(self.num_classes)(x)
+        if self.layout != "feature_major":
+            layer = nn.Dense if self.layout == "batch_major" else ElementwiseDense
+            dense = lambda features, i: layer(features, dtype=self.dtype, param_dtype=self.parameters_dtype, kernel_init=kernel_init,
+                                              name=f"Dense_{i}")
+            for i in range(self.depth):
+                x = nn.relu(dense(self.width, i)(x))
+            return dense(self.num_classes, self.depth)(x)
         # Materialized, so that XLA does not fold the transpose into the first matmul as a
         # transposed operand, which its CPU backend hands to a much slower kernel.
         h = jax.lax.optimization_barrier(x.T)
@@ -158,18 +184,23 @@ class WideResNet(Precision, nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.parameters_dtype)(x)
 
 
+def mlp_layout(cfg: MLPModel, dtype) -> str:
+    """The MLP's layout: the config's, or with `auto` the rule measured. On a CPU, feature-major
+    is faster for every float32 MLP measured; in float64 only without hidden-to-hidden layers
+    (benchmarks/README.md, "MLP layout"). On accelerators the same rule holds for want of a
+    better measurement: feature-major is the layout issue 30 measured on an H200 (2.1 M
+    point-steps/s at 4c1a266; the others are not measured there yet). benchmarks/accelerator.py
+    trains a block in each layout on whatever device JAX sees; its result is for this rule to follow."""
+    if cfg.layout != "auto":
+        return cfg.layout
+    return "feature_major" if jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2 else "batch_major"
+
+
 def build_model(cfg, num_classes: int, dtype=jnp.float32, param_dtype=None) -> nn.Module:
     """The model of a config, computing in `dtype` with its parameters in `param_dtype` (default:
     `dtype`; float32 under bfloat16's mixed precision)."""
     if isinstance(cfg, MLPModel):
-        # On a CPU, feature-major is faster for every float32 MLP measured; in float64 only
-        # without hidden-to-hidden layers (benchmarks/README.md, "MLP layout"). On accelerators
-        # the same rule holds for want of a better measurement: feature-major is the layout
-        # issue 30 measured on an H200 (2.1 M point-steps/s at 4c1a266, where every backend was
-        # feature-major; batch-major is not measured there yet). benchmarks/accelerator.py times
-        # both layouts on whatever device JAX sees; its result is for this rule to follow.
-        feature_major = jnp.dtype(dtype) != jnp.float64 or cfg.depth < 2
-        return MLP(cfg.width, cfg.depth, num_classes, dtype, feature_major, cfg.init, param_dtype)
+        return MLP(cfg.width, cfg.depth, num_classes, dtype, mlp_layout(cfg, dtype), cfg.init, param_dtype)
     if isinstance(cfg, Myrtle5Model):
         return Myrtle5(cfg.channels, num_classes, dtype, param_dtype)
     if isinstance(cfg, WideResNetModel):

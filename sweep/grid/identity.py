@@ -5,7 +5,7 @@
 The effective config is the resolved config (every default filled in) without the settings that
 do not change what is trained:
 - how a trial runs: how often it is checkpointed, with how many other points it is batched,
-  which states are kept;
+  which states are kept, how its MLP lays out its products (`model.layout`);
 - settings added since ids were first given, at their default (`model.init`), so that earlier
   results directories keep their ids;
 - what its other settings make irrelevant: with amplitude 1 the loss is plain cross-entropy, so
@@ -25,6 +25,7 @@ from tiltsweep.trainers.config import TrialConfig
 
 NOT_IDENTITY = {
     ("training", "checkpoint_every"), ("training", "batch_points"), ("training", "keep_final_state"), ("training", "keep_checkpoints"),
+    ("model", "layout"),
 }
 IRRELEVANT_WITHOUT_OSCILLATION = ("period", "period_unit", "shape", "stop_oscillation_epoch")
 # Settings added after trials were first named, left out at their default so that the points of
