@@ -37,39 +37,39 @@ class Precision:
         return self.param_dtype or self.dtype
 
 
-class FeatureMajorDense(Precision, nn.Module):
-    """nn.Dense with the same parameters, names and initialization, on activations laid out
-    feature-major: h (in, N) -> kernel^T h + bias[:, None], (features, N); computed in `dtype`,
-    its parameters kept in `param_dtype`."""
+class DenseParameters(Precision, nn.Module):
+    """A layer with nn.Dense's parameters (names, shapes, initialization) that computes otherwise,
+    in `dtype`, its parameters kept in `param_dtype`."""
 
     features: int
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
     param_dtype: Any = None  # default: dtype
 
+    def parameters_for(self, h, inputs: int) -> tuple:
+        """(h, kernel (inputs, features), bias (features,)), all in `dtype`."""
+        kernel = self.param("kernel", self.kernel_init, (inputs, self.features), self.parameters_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.parameters_dtype)
+        return nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
+
+
+class FeatureMajorDense(DenseParameters):
+    """nn.Dense on activations laid out feature-major: h (in, N) -> kernel^T h + bias[:, None], (features, N)."""
+
     @nn.compact
     def __call__(self, h):
-        kernel = self.param("kernel", self.kernel_init, (h.shape[0], self.features), self.parameters_dtype)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.parameters_dtype)
-        h, kernel, bias = nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
+        h, kernel, bias = self.parameters_for(h, h.shape[0])
         return jax.lax.dot_general(kernel, h, (((0,), (0,)), ((), ()))) + bias[:, None]
 
 
-class ElementwiseDense(Precision, nn.Module):
-    """nn.Dense with the same parameters, names and initialization, each output computed as
-    sum_i h[..., i, None] * kernel[i, :] + bias: a broadcast multiply and a sum over the (small)
-    input axis, which XLA fuses with what surrounds it rather than calling a matrix kernel."""
-
-    features: int
-    dtype: Any = jnp.float32
-    kernel_init: Any = nn.initializers.lecun_normal()
-    param_dtype: Any = None  # default: dtype
+class ElementwiseDense(DenseParameters):
+    """nn.Dense with each output computed as sum_i h[..., i, None] * kernel[i, :] + bias: a
+    broadcast multiply and a sum over the (small) input axis, which XLA fuses with what surrounds
+    it rather than calling a matrix kernel."""
 
     @nn.compact
     def __call__(self, h):
-        kernel = self.param("kernel", self.kernel_init, (h.shape[-1], self.features), self.parameters_dtype)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.parameters_dtype)
-        h, kernel, bias = nn.dtypes.promote_dtype(h, kernel, bias, dtype=self.dtype)
+        h, kernel, bias = self.parameters_for(h, h.shape[-1])
         return (h[..., :, None] * kernel).sum(-2) + bias
 
 
