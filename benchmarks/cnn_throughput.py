@@ -5,6 +5,7 @@ Data: a CIFAR-10-format directory of random images (the real data is not shipped
 minibatch per epoch; Nesterov SGD with the dynamical loss, float32. Time after compilation.
 
     python benchmarks/cnn_throughput.py          # writes benchmarks/results/cnn_throughput.json
+    python benchmarks/cnn_throughput.py --table benchmarks/results/cnn_throughput.json   # its README table
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import markdown_table, save, tables_asked  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers.config import TrialConfig  # noqa: E402
 from tiltsweep.trainers.training import prepare  # noqa: E402
@@ -55,7 +56,17 @@ def throughput(cifar: Path, model: dict, batch: int, steps: int, dtype: str = "f
             "seconds_per_step": seconds / steps, "compile_and_first_step_seconds": compile_and_first}
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 6 table: each model's batch, images a second, seconds a step, compilation and first step."""
+    rows = [[name, row["batch"], f"{row['images_per_second']:.1f}", f"{row['seconds_per_step']:.2f}", f"{row['compile_and_first_step_seconds']:.0f} s"]
+            for name, row in report.items() if name in MODELS]
+    return markdown_table(["model", "batch", "images/s", "s/step", "compile + first step"], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     report = {}
     with tempfile.TemporaryDirectory() as scratch:
         cifar = write_cifar10_dir(Path(scratch) / "cifar-10-batches-py", per_batch=120)
@@ -64,6 +75,7 @@ def main() -> None:
             row = report[name]
             print(f"{name} at batch {batch}: {row['images_per_second']:.1f} images/s ({row['seconds_per_step']:.2f} s/step; "
                   f"compile + first step {row['compile_and_first_step_seconds']:.0f} s)")
+    print(table(report))
     print(save("cnn_throughput", report))
 
 

@@ -5,6 +5,7 @@ Measured interleaved: an evaluation with the Hessian, one without, and 1000 trai
 the Hessian's cost is the difference of the two evaluations.
 
     python benchmarks/hessian_cost.py            # writes benchmarks/results/hessian_cost.json
+    python benchmarks/hessian_cost.py --table benchmarks/results/hessian_cost.json   # its README table
 """
 
 from __future__ import annotations
@@ -16,14 +17,23 @@ import jax
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
 from tiltsweep.trainers.config import TrialConfig  # noqa: E402
 from tiltsweep.trainers.training import prepare  # noqa: E402
 
 STEPS = 1000
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 8 table: one Hessian measurement, one training step, and their ratio."""
+    return markdown_table(["one Hessian measurement", "one training step", "ratio"],
+                          [[f"{report['hessian_seconds'] * 1e3:.2f} ms", f"{report['step_seconds'] * 1e6:.1f} us", f"{report['hessian_in_steps']:.0f} steps"]])
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     config = TrialConfig.model_validate({
         "data": {"name": "spiral", "points_per_class": 100, "classes": 3},
         "model": {"name": "mlp", "width": 100},
@@ -50,6 +60,7 @@ def main() -> None:
     report = {"medians_seconds": medians, "hessian_seconds": hessian, "step_seconds": step, "hessian_in_steps": hessian / step}
     print(f"one Hessian measurement (top 3, Lanczos order 20): {hessian * 1e3:.2f} ms; one training step: {step * 1e6:.1f} us; "
           f"ratio {hessian / step:.0f} steps")
+    print(table(report))
     print(save("hessian_cost", report))
 
 

@@ -9,6 +9,7 @@ spiral's (2 inputs, 3 classes, 300 points) at several widths and depths, and the
 inputs, 10 classes) at a minibatch and at the full training set.
 
     python benchmarks/mlp_layout.py            # writes benchmarks/results/mlp_layout.json
+    python benchmarks/mlp_layout.py --table benchmarks/results/mlp_layout.json   # its README table
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import in_each_dtype, interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import in_each_dtype, interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
 
 # (points, inputs, width, depth, classes)
 SHAPES = [(300, 2, 20, 1, 3), (300, 2, 50, 1, 3), (300, 2, 100, 1, 3), (300, 2, 200, 1, 3), (300, 2, 100, 2, 3),
@@ -75,7 +76,24 @@ def measure(dtype: str, repeats: int) -> list[dict]:
     return rows
 
 
+def table(results: dict) -> str:
+    """benchmarks/README.md's section 9 table: each shape's us per step in both layouts and the speedup, a dtype after the other."""
+    dtypes = [dtype for dtype in ("float32", "float64") if dtype in results]
+    header = ["points", "inputs", "width", "depth", "classes"]
+    for dtype in dtypes:
+        header += [f"{dtype} batch-major", f"{dtype} feature-major", "speedup"]
+    rows = []
+    for by_dtype in zip(*(results[dtype] for dtype in dtypes)):
+        rows.append(list(by_dtype[0]["shape"].values()))
+        for row in by_dtype:
+            rows[-1] += [f"{row['us_per_step']['batch-major']:.1f}", f"{row['us_per_step']['feature-major']:.1f}", f"{row['speedup']:.2f}x"]
+    return markdown_table(header, rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     results = in_each_dtype(__file__, measure, repeats=7)
     if results is None:
         return
@@ -84,6 +102,7 @@ def main() -> None:
             shape = ", ".join(f"{k} {v}" for k, v in row["shape"].items())
             print(f"{dtype} {shape}: batch-major {row['us_per_step']['batch-major']:.1f} us, "
                   f"feature-major {row['us_per_step']['feature-major']:.1f} us, {row['speedup']:.2f}x")
+    print(table(results))
     print(save("mlp_layout", results))
 
 

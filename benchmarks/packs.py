@@ -6,6 +6,7 @@ point-steps per second (points x steps / seconds), the two ways interleaved, eac
 compiled first. `batch_points: auto` is chosen from these numbers (sweep.run.packs).
 
     python benchmarks/packs.py [--quick]    # writes benchmarks/results/packs-<platform>.json
+    python benchmarks/packs.py --table benchmarks/results/packs-cpu.json   # its README table
 
 On a GPU machine the same command measures the GPU (JAX's default device).
 """
@@ -19,7 +20,7 @@ import jax
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import interleaved, median, save, timed  # noqa: E402
+from benchmarks.common import interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
 from tiltsweep.trainers import train, train_group  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -47,7 +48,23 @@ def one_after_another(width: int, size: int, steps: int) -> float:
     return size * steps / timed(lambda: [train(config) for config in configs(width, size, steps)])
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 2 table: point-steps per second of each pack size, vmapped and
+    one after another, and their ratio, for each width."""
+    widths = [name for name in report if name.startswith("width ")]
+    header, rows = ["pack of"], {}
+    for width in widths:
+        header += [f"{width}, vmapped", "one after another", "ratio"]
+        for size, row in report[width]["point_steps_per_second"].items():
+            rows.setdefault(size, [f"{int(size):,}"]).extend(
+                [f"{row['vmapped']:,.0f}", f"{row['one_after_another']:,.0f}", f"{row['vmapped'] / row['one_after_another']:.2f}x"])
+    return markdown_table(header, list(rows.values()))
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     quick = "--quick" in sys.argv
     steps, sizes = (200, SIZES[::2]) if quick else (1000, SIZES)
     platform = jax.devices()[0].platform
@@ -67,6 +84,7 @@ def main() -> None:
         for size, row in rows.items():
             print(f"width {width}, pack of {size:>3}: vmapped {row['vmapped']:>12,.0f}  one after another "
                   f"{row['one_after_another']:>10,.0f}  ({row['vmapped'] / row['one_after_another']:.2f}x)", flush=True)
+    print(table(report))
     print(save(f"packs-{platform}", report))
 
 

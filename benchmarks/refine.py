@@ -14,6 +14,7 @@ it asks for (A = 1 is one training per seed at every period). Uniform grids are 
 dense one, evenly spaced in log T and log A.
 
     python benchmarks/refine.py        # about 12 minutes on 2 cores
+    python benchmarks/refine.py --table benchmarks/results/refine.json   # its README table of the trainings needed
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from common import save
+from common import markdown_table, save, tables_asked
 from tiltsweep.analysis.load import Results
 from tiltsweep.analysis.reduce import gain_over_baseline, reduce_seeds
 from tiltsweep.sweep.commands.refine import propose_boundary
@@ -130,19 +131,39 @@ def needed(runs: list[dict], level: float) -> int | None:
     return min(reached) if reached else None
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 11 table of the trainings each method needed for the same error,
+    and refine's saving (the table of every round's error is typed there: it holds an earlier scoring's run too)."""
+    best = min(run["error"] for run in report["runs"] if run["method"] == "coarse + refine")
+    rows, unreached = [], 0
+    for row in report["trainings_needed"]:
+        refined, uniform = row["coarse + refine"], row["uniform"]
+        if refined is None:
+            unreached += 1
+        saving = f"{1 - refined / uniform:.0%}" if refined and uniform else ""
+        rows.append([f"{row['error at most']:.2f}", refined or ("not reached" + (f" ({best:.3f} at best)" if unreached == 1 else "")),
+                     uniform or "not reached", saving])
+    return markdown_table(["error at most", "coarse + refine (now)", "uniform", "refine's saving"], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     dense = grid(DENSE_A, DENSE_T)
     truth = helps(dense)
     print(f"dense: {trainings(dense)} trainings, {sum(truth.values())} of {len(truth)} cells help", flush=True)
     refined, uniform = refined_runs(truth), uniform_runs(truth)
-    table = [{"error at most": level, "coarse + refine": needed(refined, level), "uniform": needed(uniform, level)} for level in ERRORS]
-    for row in table:
+    needs = [{"error at most": level, "coarse + refine": needed(refined, level), "uniform": needed(uniform, level)} for level in ERRORS]
+    for row in needs:
         print(row)
-    print(save("refine", {
+    report = {
         "setting": {"steps": STEPS, "seeds": SEEDS, "level": LEVEL, "budget_per_round": BUDGET, "rounds": ROUNDS,
                     "dense_amplitudes": DENSE_A, "dense_periods": DENSE_T},
         "dense": {"trainings": trainings(dense), "helps": [[a, t, h] for (a, t), h in sorted(truth.items())]},
-        "runs": refined + uniform, "trainings_needed": table}))
+        "runs": refined + uniform, "trainings_needed": needs}
+    print(table(report))
+    print(save("refine", report))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ costs the sweep.
   the run's own seconds (its outcome line, which leaves out the figures drawn at the end).
 
     python benchmarks/report.py [QUICKSTART_DIR]   # about 7 minutes on 2 cores
+    python benchmarks/report.py --table benchmarks/results/report.json   # its two README tables
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import median, save
+from common import markdown_table, median, save, tables_asked
 from scale import GRID, tiltsweep
 from tiltsweep.analysis.report import write_live_index
 
 POINTS = 1000
+SWEEPS = {"quickstart": "quickstart (75 cells, 63 trainings, 121 evaluations each)",  # as the tables describe them
+          f"{POINTS} points": f"{POINTS:,} points (10 x 10 (T, A) cells, {POINTS // 100} seeds, 3 evaluations each)"}
+RUNS = {"live report": "with the live report", "no live report (--no-plot)": "without (`--no-plot`)"}
 
 
 def page_cost(directory: Path) -> dict:
@@ -45,7 +49,20 @@ def run_seconds(grid: Path, out: Path, live: bool) -> float:
     return 3600 * hours + 60 * minutes + secs
 
 
+def tables(report: dict) -> str:
+    """benchmarks/README.md's section 12 tables: each sweep's page (size, drawing time), then the quickstart's runs with and without the live report."""
+    pages = [[described, f"{report[name]['index_html_megabytes']:.2f} MB", f"{report[name]['live_page_seconds']:.2f} s"]
+             for name, described in SWEEPS.items() if name in report]
+    times = report["sweep_seconds"]
+    runs = [[RUNS.get(name, name), ", ".join(f"{s:g}" for s in seconds), f"{median(seconds):g}"] for name, seconds in times.items()]
+    return (markdown_table(["sweep", "index.html", "one page drawn"], pages) + "\n\n"
+            + markdown_table(["quickstart run", f"seconds ({len(next(iter(times.values())))} runs)", "median"], runs))
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(tables(files[0]))
+        return
     report = {}
     if len(sys.argv) > 1:
         report["quickstart"] = page_cost(Path(sys.argv[1]))
@@ -65,6 +82,7 @@ def main() -> None:
         report["sweep_seconds"] = times
         report["live_over_none"] = median(times["live report"]) / median(times["no live report (--no-plot)"])
     print(report)
+    print(tables(report))
     print(save("report", report))
 
 

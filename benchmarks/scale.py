@@ -12,6 +12,7 @@ And the same at 1/10 of the points with long curves: 4,000 epochs, 400 evaluatio
 that what the driver holds of the curves shows.
 
     python benchmarks/scale.py [POINTS]   # default 10000; writes benchmarks/results/scale.json
+    python benchmarks/scale.py --table benchmarks/results/scale-after.json   # its README table (section 7's second)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import psutil
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the installed tiltsweep: the repository's tiltsweep/ holds its root alone
 
-from benchmarks.common import save  # noqa: E402
+from benchmarks.common import markdown_table, save, tables_asked  # noqa: E402
 
 GRID = """\
 name: scale
@@ -95,7 +96,25 @@ def measure(points: int, scratch: Path, epochs: int = 20) -> dict:
     }
 
 
+def table(report: dict) -> str:
+    """benchmarks/README.md's section 7 table of one run: each sweep's wall time (and, at the most
+    points, its time a point), driver peak, `status` and `plot`, and its results directory."""
+    sweeps = {name: row for name, row in report.items() if isinstance(row, dict) and "points" in row}
+    most = max(row["points"] for row in sweeps.values())
+    rows = [["`tiltsweep run` wall"], ["driver peak RSS"], ["`tiltsweep status`, `plot`"], ["results directory"]]
+    for row in sweeps.values():
+        wall = f"{row['wall_seconds']:.0f} s" + (f" ({row['ms_per_point']:.1f} ms a point)" if row["points"] == most else "")
+        for cells, cell in zip(rows, [wall, f"{row['driver_peak_rss_mib']:.0f} MiB", f"{row['status_seconds']:.1f} s, {row['plot_seconds']:.1f} s",
+                                      f"{row['files']:,} files, {row['megabytes']:.0f} MB"]):
+            cells.append(cell)
+    header = [" ".join(f"{int(word):,}" if word.isdigit() else word for word in name.split()) for name in sweeps]
+    return markdown_table(["", *header], rows)
+
+
 def main() -> None:
+    if files := tables_asked():
+        print(table(files[0]))
+        return
     points = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     with tempfile.TemporaryDirectory(prefix="tiltsweep-scale-") as scratch:
         report = {f"{n} points": measure(n, Path(scratch)) for n in (points // 10, points)}
@@ -107,6 +126,7 @@ def main() -> None:
               f"{row['driver_peak_rss_mib']:.0f} MiB (Ray and workers {row['ray_and_workers_peak_rss_mib']:.0f} MiB); status "
               f"{row['status_seconds']:.1f} s, plot {row['plot_seconds']:.1f} s; {row['files']} files, {row['megabytes']:.0f} MB")
     print(f"driver memory per point: {report['driver_kib_per_point']:.1f} KiB")
+    print(table(report))
     print(save(os.environ.get("SCALE_RESULT", "scale"), report))
 
 
