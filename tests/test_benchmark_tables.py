@@ -2,6 +2,7 @@
 committed results: none of those is typed, so none can drift from the numbers measured (the README
 says which few tables, of earlier measurements not kept, are typed)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +31,35 @@ PRINTED = [
 ]
 
 
-@pytest.mark.parametrize("script, results", PRINTED, ids=[f"{script}:{results[-1]}" for script, results in PRINTED])
-def test_the_readme_shows_the_table_its_script_prints(script, results, tmp_path):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--table", *(str(BENCHMARKS / "results" / name) for name in results)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    tables = [block for block in done.stdout.strip().split("\n\n") if block.startswith("| ")]
-    assert tables, done.stdout
+# Every script's `--table` in one process (each its own would start Python and import JAX again),
+# run as `python SCRIPT --table FILES...` runs it, from a scratch folder; what each printed, as JSON.
+PRINT_ALL = """
+import contextlib, io, json, runpy, sys
+sys.path.insert(0, sys.argv[1])  # as a script's own folder is, for those that import `common`
+printed = []
+for script, files in json.loads(sys.argv[2]):
+    sys.argv = [script, "--table", *files]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        runpy.run_path(script, run_name="__main__")
+    printed.append(out.getvalue())
+print(json.dumps(printed))
+"""
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory) -> list[str]:
+    asked = [(str(BENCHMARKS / script), [str(BENCHMARKS / "results" / name) for name in results]) for script, results in PRINTED]
+    done = subprocess.run([sys.executable, "-c", PRINT_ALL, str(BENCHMARKS), json.dumps(asked)], cwd=tmp_path_factory.mktemp("tables"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("index", range(len(PRINTED)), ids=[f"{script}:{results[-1]}" for script, results in PRINTED])
+def test_the_readme_shows_the_table_its_script_prints(printed, index):
+    script = PRINTED[index][0]
+    tables = [block for block in printed[index].strip().split("\n\n") if block.startswith("| ")]
+    assert tables, printed[index]
     readme = (BENCHMARKS / "README.md").read_text()
     for table in tables:
         assert len(table.splitlines()) >= 3 and table in readme, f"benchmarks/README.md lacks the table {script} prints:\n{table}"
