@@ -86,8 +86,8 @@ FULL = {"budget": 330, "diagram_timeout": 150, "tests_timeout": 120, "sizes": (6
                  "wide_resnet 28-10": ({"name": "wide_resnet", "depth": 28, "widen_factor": 10}, 128, 10, 1)},
         "tests": ["tests/test_loss.py", "tests/test_models.py", "tests/test_train.py", "tests/test_packs.py"]}
 QUICK = {"budget": 240, "diagram_timeout": 120, "tests_timeout": 180, "sizes": (1, 8, 32), "steps": 200, "profile_steps": 50, "profile_timeout": 90, "diagram": dict(epochs=2000, eval_every=1000, amplitudes=[1, 10], periods=[100, 1000], seeds=[0, 1]),
-         "cnns": {"myrtle5, 8 channels": ({"name": "myrtle5", "channels": 8}, 16, 2, 1), "myrtle5, 8 channels, block of 4": ({"name": "myrtle5", "channels": 8}, 16, 2, 4),
-                  "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2, 1)},
+         "cnns": {"myrtle5, 8 channels, block of 4": ({"name": "myrtle5", "channels": 8}, 16, 2, 4),  # a block, and a point alone:
+                  "wide_resnet 10-1": ({"name": "wide_resnet", "depth": 10, "widen_factor": 1}, 8, 2, 1)},  # both ways a CNN trains
          "tests": ["tests/test_loss.py"]}
 
 
