@@ -244,7 +244,8 @@ def main() -> None:
     report = {"platform": device.platform, "device": str(device), "device_kind": getattr(device, "device_kind", ""), "quick": quick}
     check = Check(f"accelerator-{device.platform}{'-quick' if quick else ''}", report, budget)
     check.part("blocks", lambda: [block(size, scale["steps"]) for size in scale["sizes"]])
-    check.part("layouts", lambda: layouts(scale["sizes"][-1], scale["steps"]))
+    # a third of the steps (at least 200): a layout that does badly on the device must not eat the budget
+    check.part("layouts", lambda: layouts(scale["sizes"][-1], max(scale["steps"] // 3, 200)))
     check.part("block_with_hessian", lambda: block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1,
                                                    hessian_order=10))
     check.part("profile", lambda: profile(f"{check.name}-profile", scale["sizes"][-1], scale["profile_steps"], min(scale["profile_timeout"], max(check.left(), 1))))
