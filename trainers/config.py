@@ -89,20 +89,23 @@ DataConfig = Annotated[Union[SpiralData, DigitsData, Cifar10Data], Field(discrim
 # --- model ------------------------------------------------------------------------------------
 
 
+MLP_LAYOUTS = ("feature_major", "batch_major", "elementwise")  # trainers.models.MLP's
+
+
 class MLPModel(Section):
     """`init`: Flax's default (lecun_normal weights, zero biases), glorot_normal weights with zero
     biases, or `stax`: the published notebook's start, the parameters that
     `jax.example_libraries.stax.serial(Dense(width), Relu, ..., Dense(C))` draws from
     `PRNGKey(seed)` (glorot_normal weights, normal biases of std 0.01). `layout`: how it
-    computes, never what (trainers.models: `feature_major`, `batch_major`, `elementwise`; `auto`,
-    the default, the one measured fastest for the dtype and the backend); like `batch_points`,
-    not part of the trial's identity."""
+    computes, never what (trainers.models.MLP: MLP_LAYOUTS); like `batch_points`, not part of
+    the trial's identity. `auto`, the default, takes the rule measured on a CPU, which holds on
+    accelerators until they are measured (trainers.models.mlp_layout)."""
 
     name: Literal["mlp"]
     width: PositiveInt = 100
     depth: PositiveInt = 1  # number of hidden layers, each `width` wide, ReLU
     init: Literal["lecun_normal", "glorot_normal", "stax"] = "lecun_normal"
-    layout: Literal["auto", "feature_major", "batch_major", "elementwise"] = "auto"
+    layout: Literal[("auto", *MLP_LAYOUTS)] = "auto"
 
 
 class Myrtle5Model(Section):

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tiltsweep.trainers.config import MLPModel, Myrtle5Model, WideResNetModel
+from tiltsweep.trainers.config import MLP_LAYOUTS, MLPModel, Myrtle5Model, WideResNetModel
 
 
 KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "glorot_normal": nn.initializers.glorot_normal()}
@@ -65,15 +65,15 @@ class FeatureMajorDense(DenseParameters):
 class ElementwiseDense(DenseParameters):
     """nn.Dense with each output computed as sum_i h[..., i, None] * kernel[i, :] + bias: a
     broadcast multiply and a sum over the (small) input axis, which XLA fuses with what surrounds
-    it rather than calling a matrix kernel."""
+    it rather than calling a matrix kernel. The products and their sum are at least float32, as
+    a matrix unit's are (in bfloat16, rounding each product would lose more than a product of
+    matrices does). A layer makes (..., inputs, features) products: for narrow MLPs only."""
 
     @nn.compact
     def __call__(self, h):
         h, kernel, bias = self.parameters_for(h, h.shape[-1])
-        return (h[..., :, None] * kernel).sum(-2) + bias
-
-
-LAYOUTS = ("feature_major", "batch_major", "elementwise")
+        wide = jnp.promote_types(self.dtype, jnp.float32)
+        return (h.astype(wide)[..., :, None] * kernel.astype(wide)).sum(-2).astype(self.dtype) + bias
 
 
 class MLP(Precision, nn.Module):
@@ -81,7 +81,7 @@ class MLP(Precision, nn.Module):
     depth: int
     num_classes: int
     dtype: Any = jnp.float32
-    layout: str = "feature_major"  # how it computes, not what: the same function of the same parameters (LAYOUTS)
+    layout: str = "feature_major"  # how it computes, not what: the same function of the same parameters (MLP_LAYOUTS)
     initializer: str = "lecun_normal"  # of the kernels (biases start at zero); `stax` starts from stax_params instead
     param_dtype: Any = None  # the parameters' (default: dtype, the arithmetic's)
 
@@ -90,6 +90,8 @@ class MLP(Precision, nn.Module):
         x = x.reshape((x.shape[0], -1))
         # stax's parameters replace these after init (stax_params): any kernel init stands in
         kernel_init = KERNEL_INITS["lecun_normal" if self.initializer == "stax" else self.initializer]
+        if self.layout not in MLP_LAYOUTS:
+            raise ValueError(f"unknown MLP layout {self.layout!r} (one of {', '.join(MLP_LAYOUTS)})")
         if self.layout != "feature_major":
             layer = nn.Dense if self.layout == "batch_major" else ElementwiseDense
             dense = lambda features, i: layer(features, dtype=self.dtype, param_dtype=self.parameters_dtype, kernel_init=kernel_init,
