@@ -47,7 +47,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX starts; the subprocesses inherit it
 
@@ -63,8 +63,8 @@ from benchmarks.device_profile import summary  # noqa: E402
 from benchmarks.packs import configs  # noqa: E402
 from conftest import write_cifar10_dir  # noqa: E402
 from tiltsweep.trainers import train_group  # noqa: E402
-from tiltsweep.trainers.config import MLPModel  # noqa: E402
-from tiltsweep.trainers.models import LAYOUTS, mlp_layout  # noqa: E402
+from tiltsweep.trainers.config import MLP_LAYOUTS, TrialConfig  # noqa: E402
+from tiltsweep.trainers.models import mlp_layout  # noqa: E402
 
 DIAGRAM = """\
 name: {name}
@@ -105,13 +105,26 @@ def block(size: int, steps: int, layout: str = "auto", **training) -> dict:
 
 
 def layouts(size: int, steps: int) -> dict:
-    """The block of `size` points trained in each of the MLP's layouts (trainers.models.LAYOUTS:
-    feature-major, batch-major, and elementwise, a candidate for GPUs, where a vmapped product of
-    2- and 20-wide matrices may run as many tiny matrix kernels), side by side, and the layout
-    `auto` takes here."""
-    found = {layout: block(size, steps, layout)["us_per_step"] for layout in LAYOUTS}
+    """The block of `size` points trained in each of the MLP's layouts (MLP_LAYOUTS: feature-major,
+    batch-major, and elementwise, a candidate for GPUs, where a vmapped product of 2- and 20-wide
+    matrices may run as many tiny matrix kernels), side by side, and the layout `auto` takes for
+    the block's (and the diagram's) points here."""
+    found = {layout: block(size, steps, layout)["us_per_step"] for layout in MLP_LAYOUTS}
+    point = TrialConfig.model_validate(configs(20, 1, 1)[0])
     return {"points": size, "us_per_step": found, "faster": min(found, key=found.get),
-            "auto": mlp_layout(MLPModel(name="mlp", width=20), jax.numpy.float32)}
+            "auto": mlp_layout(point.model, jax.numpy.dtype(point.training.dtype))}
+
+
+def layout_to_try(platform: str, found: Optional[dict]) -> tuple[Optional[str], str]:
+    """The layout to run the diagram in again (the layouts part's fastest, on a GPU, where `auto`
+    took another), or None and why not."""
+    if platform != "gpu":
+        return None, "run on a GPU only (on this device the layouts row is the answer)"
+    if not found:
+        return None, "no layouts measured"
+    if found["faster"] == found["auto"]:
+        return None, "the diagram above ran in the fastest layout"
+    return found["faster"], ""
 
 
 def diagram(scale: dict, on_gpu: bool, timeout: float, warmup: str = "auto", layout: str = "auto") -> dict:
@@ -254,13 +267,11 @@ def main() -> None:
     check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
     # last, where the budget allows: the same diagram in the fastest layout where `auto` took
     # another, then without the warm-up (on by default for GPU trials only)
-    fastest = report.get("layouts", {}).get("faster")
-    if device.platform != "gpu":
-        check.skip("diagram_fastest_layout", "run on a GPU only (on this device the layouts row is the answer)")
-    elif fastest is None or fastest == report["layouts"]["auto"]:
-        check.skip("diagram_fastest_layout", "the diagram above ran in the fastest layout" if fastest else "no layouts measured")
-    else:
+    fastest, why_not = layout_to_try(device.platform, report.get("layouts"))
+    if fastest:
         check.part("diagram_fastest_layout", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), layout=fastest))
+    else:
+        check.skip("diagram_fastest_layout", why_not)
     if device.platform == "gpu":
         check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), "off"))
     else:

@@ -38,6 +38,15 @@ def test_a_part_that_fails_or_comes_after_the_budget_is_recorded_and_the_json_is
     assert "ZeroDivisionError" in saved["parts"]["broken"]["error"] and "broken" not in saved and saved["after"] == [2]
 
 
+def test_the_diagram_runs_again_in_the_fastest_layout_on_a_gpu_only_where_auto_took_another(accelerator):
+    try_layout = accelerator["layout_to_try"]
+    found = {"faster": "elementwise", "auto": "feature_major"}
+    assert try_layout("gpu", found) == ("elementwise", "")
+    assert try_layout("gpu", {**found, "faster": "feature_major"})[0] is None
+    assert try_layout("gpu", None) == (None, "no layouts measured")
+    assert try_layout("cpu", found)[0] is None and try_layout("tpu", found)[0] is None
+
+
 def test_a_command_past_its_time_limit_is_stopped_with_its_children(accelerator, tmp_path):
     marker = tmp_path / "child.pid"
     code = f"import subprocess, sys, time; child = subprocess.Popen(['sleep', '60']); open({str(marker)!r}, 'w').write(str(child.pid)); time.sleep(60)"
