@@ -375,6 +375,21 @@ def test_kept_states_survive_a_torn_entry_and_the_next_append_after_it(results):
     assert results.states.read("p1", "b") is None and results.states.read("p1", "b", epoch=10) == b"early b"
 
 
+def test_sweep_json_is_read_once_and_what_is_written_is_what_is_read_after(results, tmp_path):
+    """Each read is a request on object storage: a ResultsDir reads sweep.json once, and keeps
+    what it writes there."""
+    reads = []
+    read = results.files.read
+    results.files.read = lambda name: reads.append(name) or read(name)
+    results.save_grid("name: sweep\n", tmp_path / "g.yaml", SweepDescription("sweep", {"seed": [0]}, [], {"a": {"seed": 0}}))
+    assert results.description().points == {"a": {"seed": 0}} and results.grid_base_dir() == tmp_path
+    assert "sweep.json" not in reads
+    again = ResultsDir(results.root)
+    again.files.read = results.files.read
+    assert again.description() == results.description() and again.grid_base_dir() == tmp_path
+    assert reads.count("sweep.json") == 1
+
+
 def test_a_directory_of_another_layout_is_refused_with_one_line_naming_it(results, tmp_path, capsys):
     from tiltsweep.sweep.commands.cli import main
 

@@ -98,8 +98,9 @@ class ResultsDir:
         self.files.write(layout.GRID, text.encode())
         base_dir = base_dir or Path(source).resolve().parent
         origin = {"source": str(source if "://" in str(source) else Path(source).resolve()), "base_dir": str(base_dir)}
-        self.files.write(layout.SWEEP, json.dumps({"layout": layout.LAYOUT, **origin, **description.__dict__}).encode())
-        self._saved = None
+        text = json.dumps({"layout": layout.LAYOUT, **origin, **description.__dict__})
+        self.files.write(layout.SWEEP, text.encode())
+        self._saved = json.loads(text)  # as a read would give it
 
     def grid_text(self) -> str:
         """grid.yaml as submitted, to parse the sweep again (`resume`)."""
