@@ -135,6 +135,13 @@ def full_runs(seeds) -> list[dict]:
     return cells
 
 
+def step_table(compared: list[dict]) -> str:
+    """The README table of (a): the largest relative differences of F(t) and of the loss, and the steps with another accuracy."""
+    return markdown_table(["width", "A", "F(t)", "loss", "steps with another accuracy"],
+                          [[row["width"], f"{row['amplitude']:g}", f"{row['max_relative_difference_F']:.1e}",
+                            f"{row['max_relative_difference_loss']:.1e}", row["steps_with_other_training_accuracy"]] for row in compared])
+
+
 def table(cells: list[dict]) -> str:
     """The README table: mean ± std (ddof 1) per implementation, and Welch's t."""
     rows = []
@@ -149,7 +156,7 @@ def table(cells: list[dict]) -> str:
 
 def main() -> None:
     if files := tables_asked():
-        print(table(files[0]["full_runs"]))
+        print(step_table(files[0]["step_by_step"]) + "\n\n" + table(files[0]["full_runs"]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="(a) and one seed of (b)")
@@ -160,7 +167,7 @@ def main() -> None:
               f"{result['max_relative_difference_F']:.2e} (relative), the loss by {result['max_relative_difference_loss']:.2e}; "
               f"training accuracy differs at {result['steps_with_other_training_accuracy']} steps", flush=True)
     cells = full_runs(range(1) if args.quick else SEEDS)
-    print(table(cells))
+    print(step_table(compared) + "\n\n" + table(cells))
     if not args.quick:
         print(save("paper_fidelity", {"step_by_step": compared, "full_runs": cells}))
 
