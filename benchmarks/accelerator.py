@@ -188,6 +188,10 @@ class Check:
     def left(self) -> float:
         return self.deadline - time.perf_counter()
 
+    def limit(self, seconds: float) -> float:
+        """A part's time limit: `seconds`, or what is left of the budget where that is less (at least 1 s)."""
+        return min(seconds, max(self.left(), 1))
+
     def skip(self, key: str, why: str) -> None:
         """A part that would measure nothing here, recorded as skipped, saying why."""
         self.part(key, lambda: None, skipped=why)
@@ -261,19 +265,19 @@ def main() -> None:
     check.part("layouts", lambda: layouts(scale["sizes"][-1], max(scale["steps"] // 3, 200)))
     check.part("block_with_hessian", lambda: block(scale["sizes"][-1], scale["steps"], hessian_every=scale["steps"] // 4, hessian_top_k=1,
                                                    hessian_order=10))
-    check.part("profile", lambda: profile(f"{check.name}-profile", scale["sizes"][-1], scale["profile_steps"], min(scale["profile_timeout"], max(check.left(), 1))))
-    check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", min(scale["diagram_timeout"], max(check.left(), 1))))
+    check.part("profile", lambda: profile(f"{check.name}-profile", scale["sizes"][-1], scale["profile_steps"], check.limit(scale["profile_timeout"])))
+    check.part("diagram", lambda: diagram(scale["diagram"], device.platform == "gpu", check.limit(scale["diagram_timeout"])))
     check.part("cnns", lambda: cnns(scale["cnns"]))
-    check.part("tests", lambda: tests(scale["tests"], min(scale["tests_timeout"], max(check.left(), 1))))
+    check.part("tests", lambda: tests(scale["tests"], check.limit(scale["tests_timeout"])))
     # last, where the budget allows: the same diagram in the fastest layout where `auto` took
     # another, then without the warm-up (on by default for GPU trials only)
     fastest, why_not = layout_to_try(device.platform, report.get("layouts"))
     if fastest:
-        check.part("diagram_fastest_layout", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), layout=fastest))
+        check.part("diagram_fastest_layout", lambda: diagram(scale["diagram"], True, check.limit(scale["diagram_timeout"]), layout=fastest))
     else:
         check.skip("diagram_fastest_layout", why_not)
     if device.platform == "gpu":
-        check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], True, min(scale["diagram_timeout"], max(check.left(), 1)), "off"))
+        check.part("diagram_warmup_off", lambda: diagram(scale["diagram"], True, check.limit(scale["diagram_timeout"]), "off"))
     else:
         check.skip("diagram_warmup_off", "the diagram above had no warm-up either (auto warms GPU trials only)")
     if "profile" in report:

@@ -95,12 +95,9 @@ def operations(events: list[dict], steps: int) -> dict:
 
 def profile_block(points: int, steps: int, keep_trace: Path | None = None) -> dict:
     """A block of `points` width-20 points: compiled by a 10-step call, then `steps` steps traced."""
-    def group(count: int) -> list[dict]:
-        return configs(20, points, count)
-
-    train_group(group(10))
+    train_group(configs(20, points, 10))
     with tempfile.TemporaryDirectory(prefix="tiltsweep-profile-") as scratch:
-        seconds, trace = traced(lambda: train_group(group(steps)), Path(scratch))
+        seconds, trace = traced(lambda: train_group(configs(20, points, steps)), Path(scratch))
         events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
         if keep_trace is not None:
             shutil.copyfile(trace, keep_trace)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import jax
 
@@ -33,7 +33,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # after the instal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from benchmarks.common import interleaved, markdown_table, median, save, tables_asked, timed  # noqa: E402
-from tiltsweep.sweep.grid import load_grid  # noqa: E402
+from tiltsweep.sweep.grid import GridSpec, load_grid  # noqa: E402
 from tiltsweep.sweep.run.executor import payload_for  # noqa: E402
 from tiltsweep.sweep.run.packs import Pack, pack_id  # noqa: E402
 from tiltsweep.sweep.run.runner import results_dir_for  # noqa: E402
@@ -54,19 +54,18 @@ grid:
 """
 
 
-def pack_payload(folder: Path, points: int, epochs: int, out, checkpoint_every: Optional[int]):
-    """A payload of one pack of `points` points (one block) into `out`, and its grid points' configs."""
+def grid_spec(folder: Path, points: int, epochs: int, checkpoint_every: Optional[int]) -> GridSpec:
+    """The grid of `points` points (one block), written in `folder` and read."""
     grid = folder / "grid.yaml"
     grid.write_text(GRID.format(epochs=epochs, eval_every=epochs // 60, points=points, seeds=list(range(points // 8)),
                                 checkpoint_every=checkpoint_every or "null"))
-    spec = load_grid(grid)
-    results = results_dir_for(spec, out)
+    return load_grid(grid)
+
+
+def worker_seconds(spec: GridSpec, out) -> float:
+    """run_pack of the grid's points as one pack into a fresh results directory under `out` (every point trains)."""
     members = tuple(spec.points)
-    return payload_for(Pack(pack_id(members), members), spec, results, "benchmark"), [p.config for p in members]
-
-
-def worker_seconds(folder: Path, points: int, epochs: int, new_out: Callable[[], object], checkpoint_every: Optional[int]) -> float:
-    payload, _ = pack_payload(folder, points, epochs, new_out(), checkpoint_every)  # a fresh results directory: every point trains
+    payload = payload_for(Pack(pack_id(members), members), spec, results_dir_for(spec, out), "benchmark")
     return timed(lambda: run_pack(payload, report=lambda result: None))
 
 
@@ -93,10 +92,11 @@ def main() -> None:
         for points in sizes:
             folder = Path(scratch) / str(points)
             folder.mkdir()
-            _, configs = pack_payload(folder, points, epochs, folder / "unused", checkpoint_every)  # the configs alone: nothing written
+            spec = grid_spec(folder, points, epochs, checkpoint_every)
+            configs = [point.config for point in spec.points]
             train_group(configs)  # compiles this width
             samples = interleaved({
-                "run_pack": lambda: worker_seconds(folder, points, epochs, new_out, checkpoint_every),
+                "run_pack": lambda: worker_seconds(spec, new_out()),
                 "train_group": lambda: timed(lambda: train_group(configs)),
             }, repeats)
             whole, training = median(samples["run_pack"]), median(samples["train_group"])

@@ -31,7 +31,9 @@ def test_a_part_that_fails_or_comes_after_the_budget_is_recorded_and_the_json_is
     assert json.loads(written.read_text())["first"] == {"value": 1}  # on disk before the next part starts
     check.part("broken", lambda: 1 / 0)
     check.part("after", lambda: [2])
+    assert check.limit(5) == 5 and 0 < check.limit(600) <= 60  # a part's limit: its own, or the budget left
     check.deadline = time.perf_counter() - 1
+    assert check.limit(5) == 1
     check.part("late", lambda: pytest.fail("a part after the deadline must not run"))
     saved = json.loads(written.read_text())
     assert {key: part["status"] for key, part in saved["parts"].items()} == {"first": "done", "broken": "error", "after": "done", "late": "skipped"}
